@@ -570,6 +570,53 @@ impl Abi {
         Ok(Abi { methods })
     }
 
+    /// The section bytes for this ABI ([`Abi::decode`]'s inverse); the SDK
+    /// computes the same bytes at compile time with [`encode_section`].
+    pub fn encode(&self) -> Vec<u8> {
+        use crate::codec::Encode;
+        fn encode_type(ty: &Type, out: &mut Vec<u8>) {
+            let tag = match ty {
+                Type::Unit => type_tag::UNIT,
+                Type::Bool => type_tag::BOOL,
+                Type::U8 => type_tag::U8,
+                Type::U16 => type_tag::U16,
+                Type::U32 => type_tag::U32,
+                Type::U64 => type_tag::U64,
+                Type::U128 => type_tag::U128,
+                Type::I8 => type_tag::I8,
+                Type::I16 => type_tag::I16,
+                Type::I32 => type_tag::I32,
+                Type::I64 => type_tag::I64,
+                Type::I128 => type_tag::I128,
+                Type::Address => type_tag::ADDRESS,
+                Type::String => type_tag::STRING,
+                Type::Vec(inner) | Type::Option(inner) => {
+                    out.push(if matches!(ty, Type::Vec(_)) { type_tag::VEC } else { type_tag::OPTION });
+                    return encode_type(inner, out);
+                }
+                Type::Tuple(fields) => {
+                    out.push(type_tag::TUPLE);
+                    out.push(fields.len() as u8);
+                    return fields.iter().for_each(|f| encode_type(f, out));
+                }
+            };
+            out.push(tag);
+        }
+        let mut out = alloc::vec![ABI_VERSION];
+        (self.methods.len() as u32).encode_to(&mut out);
+        for method in &self.methods {
+            method.name.encode_to(&mut out);
+            out.push(method.kind.to_byte());
+            (method.args.len() as u32).encode_to(&mut out);
+            for arg in &method.args {
+                arg.name.encode_to(&mut out);
+                encode_type(&arg.ty, &mut out);
+            }
+            encode_type(&method.returns, &mut out);
+        }
+        out
+    }
+
     pub fn method(&self, name: &str) -> Option<&Method> {
         self.methods.iter().find(|m| m.name == name)
     }
@@ -609,6 +656,7 @@ mod tests {
     fn const_section_decodes_to_the_same_abi() {
         let abi = Abi::decode(&SECTION).expect("valid section");
         assert_eq!(abi, Abi::from_descs(METHODS));
+        assert_eq!(abi.encode(), SECTION.to_vec(), "runtime and compile-time encodings agree");
         let transfer = abi.method("transfer").expect("transfer present");
         assert_eq!(
             transfer.to_string(),

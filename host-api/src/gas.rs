@@ -23,6 +23,8 @@ pub const STORAGE_WRITE_PER_BYTE: u64 = 10;
 pub const STORAGE_REMOVE: u64 = 300;
 /// `storage_add`: fixed part (plus [`STORAGE_WRITE_PER_BYTE`] per key byte).
 pub const STORAGE_ADD: u64 = 300;
+/// Deploying a module: per byte of code (validation and compilation).
+pub const DEPLOY_PER_BYTE: u64 = 20;
 /// `emit`: fixed part.
 pub const EVENT: u64 = 200;
 /// `emit`: per byte of name plus data.

@@ -62,20 +62,20 @@ macro_rules! for_each_host_function {
             /// [`STORAGE_ABSENT`] if there is none, otherwise the value's full
             /// length; copies `min(length, dst_cap)` bytes to `dst_ptr`.
             ///
-            /// Errors: `KeyLengthExceeded { length, limit: MAX_KEY_LEN }`, `MemoryOutOfBounds`.
+            /// Errors: `KeyLengthExceeded { length, limit: MAX_KEY_LEN }`, `ReservedSlot`, `MemoryOutOfBounds`.
             /// Cost: `STORAGE_READ` + `STORAGE_READ_PER_BYTE` × (key + value bytes).
             fn storage_read(slot: u32, key_ptr: u32, key_len: u32, dst_ptr: u32, dst_cap: u32) -> i32;
 
             /// Sets the value at (`slot`, key) of the running contract.
             ///
-            /// Errors: `KeyLengthExceeded`, `ValueLengthExceeded { length, limit: MAX_VALUE_LEN }`,
+            /// Errors: `KeyLengthExceeded`, `ReservedSlot`, `ValueLengthExceeded { length, limit: MAX_VALUE_LEN }`,
             /// `WriteInView`, `MemoryOutOfBounds`.
             /// Cost: `STORAGE_WRITE` + `STORAGE_WRITE_PER_BYTE` × (key + value bytes).
             fn storage_write(slot: u32, key_ptr: u32, key_len: u32, val_ptr: u32, val_len: u32);
 
             /// Removes the value at (`slot`, key) of the running contract, if any.
             ///
-            /// Errors: `KeyLengthExceeded`, `WriteInView`, `MemoryOutOfBounds`.
+            /// Errors: `KeyLengthExceeded`, `ReservedSlot`, `WriteInView`, `MemoryOutOfBounds`.
             /// Cost: `STORAGE_REMOVE` + `STORAGE_WRITE_PER_BYTE` × key bytes.
             fn storage_remove(slot: u32, key_ptr: u32, key_len: u32);
 
@@ -86,7 +86,7 @@ macro_rules! for_each_host_function {
             /// to one key commute and need not be ordered: the parallel executor
             /// treats adds as conflicting only with reads and writes of the key.
             ///
-            /// Errors: `KeyLengthExceeded`, `WriteInView`, `MemoryOutOfBounds`.
+            /// Errors: `KeyLengthExceeded`, `ReservedSlot`, `WriteInView`, `MemoryOutOfBounds`.
             /// Cost: `STORAGE_ADD` + `STORAGE_WRITE_PER_BYTE` × key bytes.
             fn storage_add(slot: u32, key_ptr: u32, key_len: u32, amount_lo: i64, amount_hi: i64);
 
@@ -273,6 +273,8 @@ pub enum HostError {
     InvalidUtf8 { what: &'static str },
     /// A write, add, remove or event in a view (or in a call made from one).
     WriteInView { function: &'static str },
+    /// A storage access to [`SYSTEM_SLOT`](crate::key::SYSTEM_SLOT).
+    ReservedSlot { slot: u32 },
 }
 
 impl fmt::Display for HostError {
@@ -302,6 +304,7 @@ impl fmt::Display for HostError {
             }
             HostError::InvalidUtf8 { what } => write!(f, "{what} is not valid UTF-8"),
             HostError::WriteInView { function } => write!(f, "`{function}` is not allowed in a view call"),
+            HostError::ReservedSlot { slot } => write!(f, "storage slot {slot} is reserved for the VM"),
         }
     }
 }

@@ -78,3 +78,8 @@ mod tests {
         assert!(a < b, "every key of slot 1 sorts before slot 2");
     }
 }
+
+/// The slot the VM keeps its own per-address records in (a contract's code
+/// hash, an account's nonce), so the state root commits to them too. Contracts
+/// cannot use it: the host refuses it with `HostError::ReservedSlot`.
+pub const SYSTEM_SLOT: Slot = Slot::MAX;

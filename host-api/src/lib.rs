@@ -28,3 +28,8 @@ pub use codec::{Decode, DecodeError, Encode};
 pub use host::{CallStatus, HostError, HostFn, ValType, HOST_FUNCTIONS, IMPORT_MODULE};
 pub use key::Slot;
 pub use value::{Value, ValueError};
+
+impl core::error::Error for codec::DecodeError {}
+impl core::error::Error for abi::AbiError {}
+impl core::error::Error for host::HostError {}
+impl core::error::Error for value::ValueError {}

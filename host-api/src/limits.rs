@@ -24,3 +24,7 @@ pub const MAX_REVERT_MSG_LEN: usize = 1024;
 pub const MAX_METHOD_NAME_LEN: usize = 64;
 /// Nested synchronous calls: the transaction's own call is depth 1.
 pub const MAX_CALL_DEPTH: u32 = 8;
+/// Linear memory one contract instance may grow to, in 64 KiB pages (4 MiB).
+/// A `memory.grow` past it fails (returns -1), so allocation fails and the
+/// contract reverts.
+pub const MAX_MEMORY_PAGES: u32 = 64;

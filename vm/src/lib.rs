@@ -1,1 +1,21 @@
-//! placeholder
+//! # chroma-vm
+//!
+//! Chroma's execution engine:
+//! - [`gatekeeper`]: deploy-time validation of contract modules;
+//! - [`engine`]: the deterministic, fuel-metered wasmtime configuration;
+//! - `imports`: the host functions defined in `chroma_host_api::host`;
+//! - [`state`]: committed state and the per-transaction journal;
+//! - [`runtime`]: calls, transactions, deploys ([`Vm`]).
+
+pub mod address;
+pub mod engine;
+pub mod gatekeeper;
+mod imports;
+pub mod runtime;
+pub mod state;
+pub mod tx;
+
+pub use address::{contract_address, dev_account};
+pub use runtime::{Contract, Runtime, Vm, VmError};
+pub use state::{AccessSet, MemoryState, StateRead};
+pub use tx::{Event, Outcome, Receipt, Transaction, TxKind};

@@ -1,0 +1,8 @@
+//! The example contracts' committed Wasm, embedded so `chroma demo` needs no
+//! files and no Wasm toolchain.
+
+pub const TOKEN: &[u8] = include_bytes!("../../contracts/wasm/token.wasm");
+pub const AMM: &[u8] = include_bytes!("../../contracts/wasm/amm.wasm");
+pub const LENDING: &[u8] = include_bytes!("../../contracts/wasm/lending.wasm");
+pub const REGISTRY: &[u8] = include_bytes!("../../contracts/wasm/registry.wasm");
+pub const COUNTER: &[u8] = include_bytes!("../../contracts/wasm/counter.wasm");

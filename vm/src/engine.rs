@@ -1,0 +1,61 @@
+//! The shared wasmtime engine, configured for deterministic, metered execution.
+//!
+//! - Gas is wasmtime fuel: one unit per Wasm operator (wasmtime's default
+//!   operator costs; `memory.copy` / `memory.fill` / `memory.init` one per
+//!   byte), plus the host-function costs of `chroma_host_api::gas`, charged by
+//!   taking fuel from the store. Fuel depends only on the instructions
+//!   executed, so the gas of a transaction is the same on every run, machine
+//!   and thread count. wasmtime checks fuel at function entries and loop
+//!   back-edges (host functions check exactly), so the last straight-line
+//!   stretch of a call may run a few instructions past the limit; the gas
+//!   charged never exceeds the limit.
+//! - NaNs are canonicalised; threads (not compiled into wasmtime here), SIMD, relaxed SIMD, memory64,
+//!   multi-memory, tail calls, exceptions and GC are off (the gatekeeper
+//!   refuses modules that use them).
+//! - The Wasm stack is bounded ([`MAX_WASM_STACK`]) and memory growth is capped
+//!   at `MAX_MEMORY_PAGES` by the store's limiter.
+//! - Instances come from the pooling allocator with copy-on-write memory
+//!   images, so instantiating per call is cheap.
+
+use chroma_host_api::limits::{MAX_CALL_DEPTH, MAX_MEMORY_PAGES};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Native stack the Wasm of one call may use.
+pub const MAX_WASM_STACK: usize = 512 * 1024;
+
+/// Linear memory one instance may use, in bytes.
+pub const MAX_MEMORY_BYTES: usize = MAX_MEMORY_PAGES as usize * 65_536;
+
+/// Instances the pool holds: enough for every thread to be at the deepest call
+/// nesting at once, so a full pool (which would be nondeterministic) cannot happen.
+pub const POOLED_INSTANCES: u32 = 64 * MAX_CALL_DEPTH;
+
+/// The engine configuration every node must share: it decides what code does
+/// and what it costs.
+pub fn engine_config() -> Config {
+    let mut pooling = PoolingAllocationConfig::default();
+    pooling
+        .total_core_instances(POOLED_INSTANCES)
+        .total_memories(POOLED_INSTANCES)
+        .total_tables(POOLED_INSTANCES)
+        .max_memory_size(MAX_MEMORY_BYTES);
+    let mut config = Config::new();
+    config
+        .consume_fuel(true)
+        .cranelift_nan_canonicalization(true)
+        .wasm_simd(false)
+        .wasm_relaxed_simd(false)
+        .wasm_multi_memory(false)
+        .wasm_memory64(false)
+        .wasm_tail_call(false)
+        .wasm_wide_arithmetic(false)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .memory_init_cow(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    config
+}
+
+/// A new engine with [`engine_config`].
+pub fn new_engine() -> Result<Engine, wasmtime::Error> {
+    Engine::new(&engine_config())
+}

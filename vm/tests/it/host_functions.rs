@@ -1,0 +1,130 @@
+//! Host functions at their edges, through hand-written modules.
+
+use chroma_host_api::host::{HOST_FUNCTIONS, ValType};
+use chroma_host_api::limits::{MAX_CALL_DEPTH, MAX_KEY_LEN, MAX_MEMORY_PAGES};
+use chroma_host_api::{Address, Decode, MethodKind::Mutating};
+use chroma_vm::Outcome;
+
+use crate::support::{deploy_bytes, wat_contract, Chain, GAS};
+
+fn deploy(chain: &mut Chain, body: &str, methods: &[(&str, chroma_host_api::MethodKind)]) -> Address {
+    let receipt = deploy_bytes(chain, "alice", wat_contract(body, methods));
+    assert_eq!(receipt.outcome, Outcome::Success);
+    receipt.deployed.expect("address")
+}
+
+fn run(chain: &mut Chain, contract: Address, method: &str) -> chroma_vm::Receipt {
+    chain.call_with_gas("alice", contract, method, (), GAS)
+}
+
+#[test]
+fn the_linker_provides_every_host_function_with_its_signature() {
+    // A module importing every function of the table links and runs.
+    let types = |t: &[ValType]| t.iter().map(|v| if *v == ValType::I32 { "i32" } else { "i64" }).collect::<Vec<_>>().join(" ");
+    let imports: String = HOST_FUNCTIONS
+        .iter()
+        .map(|f| format!(r#"(import "chroma" "{}" (func (param {}) (result {})))"#, f.name, types(f.params), types(f.results)))
+        .collect();
+    let mut chain = Chain::new();
+    let c = deploy(&mut chain, &format!(r#"{imports} (memory (export "memory") 1) (func (export "run"))"#), &[("run", Mutating)]);
+    assert_eq!(run(&mut chain, c, "run").outcome, Outcome::Success);
+}
+
+#[test]
+fn out_of_bounds_pointers_trap() {
+    let mut chain = Chain::new();
+    let c = deploy(
+        &mut chain,
+        r#"(import "chroma" "caller" (func $caller (param i32)))
+           (memory (export "memory") 1)
+           (func (export "run") (call $caller (i32.const 65530)))"#,
+        &[("run", Mutating)],
+    );
+    let receipt = run(&mut chain, c, "run");
+    assert_eq!(
+        receipt.outcome,
+        Outcome::Trapped("memory access out of bounds: 32 byte(s) at 65530 in a memory of 65536 byte(s)".into())
+    );
+}
+
+#[test]
+fn keys_over_the_limit_and_the_reserved_slot_trap() {
+    let mut chain = Chain::new();
+    let c = deploy(
+        &mut chain,
+        &format!(
+            r#"(import "chroma" "storage_write" (func $w (param i32 i32 i32 i32 i32)))
+               (memory (export "memory") 1)
+               (func (export "long") (call $w (i32.const 0) (i32.const 0) (i32.const {}) (i32.const 0) (i32.const 1)))
+               (func (export "reserved") (call $w (i32.const -1) (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 1)))"#,
+            MAX_KEY_LEN + 1
+        ),
+        &[("long", Mutating), ("reserved", Mutating)],
+    );
+    assert_eq!(
+        run(&mut chain, c, "long").outcome,
+        Outcome::Trapped(format!("storage key is {} bytes long (limit {MAX_KEY_LEN})", MAX_KEY_LEN + 1))
+    );
+    assert_eq!(run(&mut chain, c, "reserved").outcome, Outcome::Trapped("storage slot 4294967295 is reserved for the VM".into()));
+}
+
+#[test]
+fn infinite_loops_run_out_of_gas() {
+    let mut chain = Chain::new();
+    let c = deploy(&mut chain, r#"(memory (export "memory") 1) (func (export "spin") (loop (br 0)))"#, &[("spin", Mutating)]);
+    let receipt = chain.call_with_gas("alice", c, "spin", (), 1_000_000);
+    assert_eq!(receipt.outcome, Outcome::OutOfGas);
+    assert_eq!(receipt.gas_used, 1_000_000);
+}
+
+#[test]
+fn memory_growth_stops_at_the_limit() {
+    // Grows one page at a time until memory.grow fails, then returns the page count.
+    let mut chain = Chain::new();
+    let c = deploy(
+        &mut chain,
+        r#"(import "chroma" "set_return" (func $ret (param i32 i32)))
+           (memory (export "memory") 1)
+           (func (export "bomb")
+             (block $done (loop $grow
+               (br_if $done (i32.eq (memory.grow (i32.const 1)) (i32.const -1)))
+               (br $grow)))
+             (i32.store (i32.const 0) (memory.size))
+             (call $ret (i32.const 0) (i32.const 4)))"#,
+        &[("bomb", Mutating)],
+    );
+    let receipt = run(&mut chain, c, "bomb");
+    assert_eq!(receipt.outcome, Outcome::Success);
+    assert_eq!(u32::decode(&receipt.return_data), Ok(MAX_MEMORY_PAGES));
+}
+
+#[test]
+fn recursion_through_calls_stops_at_the_depth_limit() {
+    // "dive" emits an event, then calls itself; the innermost call fails with
+    // DepthExceeded, which its caller ignores, so every level's event is kept.
+    let mut chain = Chain::new();
+    let c = deploy(
+        &mut chain,
+        r#"(import "chroma" "self_address" (func $me (param i32)))
+           (import "chroma" "emit" (func $emit (param i32 i32 i32 i32)))
+           (import "chroma" "call" (func $call (param i32 i32 i32 i32 i32 i32 i32) (result i64)))
+           (memory (export "memory") 1)
+           (data (i32.const 100) "dive")
+           (func (export "dive")
+             (call $emit (i32.const 100) (i32.const 4) (i32.const 0) (i32.const 0))
+             (call $me (i32.const 0))
+             (drop (call $call (i32.const 0) (i32.const 100) (i32.const 4) (i32.const 0) (i32.const 0) (i32.const 200) (i32.const 64))))"#,
+        &[("dive", Mutating)],
+    );
+    let receipt = run(&mut chain, c, "dive");
+    assert_eq!(receipt.outcome, Outcome::Success);
+    assert_eq!(receipt.events.len(), MAX_CALL_DEPTH as usize);
+}
+
+#[test]
+fn a_trap_in_wasm_is_reported() {
+    let mut chain = Chain::new();
+    let c = deploy(&mut chain, r#"(memory (export "memory") 1) (func (export "boom") unreachable)"#, &[("boom", Mutating)]);
+    let receipt = run(&mut chain, c, "boom");
+    assert!(matches!(&receipt.outcome, Outcome::Trapped(m) if m.contains("unreachable")), "{}", receipt.outcome);
+}

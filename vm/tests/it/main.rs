@@ -1,0 +1,9 @@
+//! Integration tests of the VM against the committed example contracts
+//! (contracts/wasm/*.wasm). One binary, several modules.
+
+mod support;
+
+mod committed_wasm;
+mod flows;
+mod gatekeeper;
+mod host_functions;

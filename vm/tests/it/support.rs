@@ -1,0 +1,81 @@
+//! A small chain over the VM for tests: named accounts, automatic nonces.
+
+use std::path::PathBuf;
+
+use chroma_host_api::{Address, Decode, Encode};
+use chroma_vm::{dev_account, Outcome, Receipt, Transaction, TxKind, Vm};
+
+pub const GAS: u64 = 50_000_000;
+pub const CONTRACTS: [&str; 5] = ["token", "amm", "lending", "registry", "counter"];
+
+pub fn wasm(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../contracts/wasm").join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+pub struct Chain {
+    pub vm: Vm,
+}
+
+impl Chain {
+    pub fn new() -> Chain {
+        Chain { vm: Vm::new().expect("engine") }
+    }
+
+    pub fn account(name: &str) -> Address {
+        dev_account(name)
+    }
+
+    pub fn send(&mut self, from: &str, kind: TxKind, gas_limit: u64) -> Receipt {
+        let sender = dev_account(from);
+        let tx = Transaction { sender, nonce: self.vm.nonce(&sender), kind, gas_limit };
+        self.vm.execute(&tx)
+    }
+
+    pub fn deploy(&mut self, from: &str, contract: &str, init_args: impl Encode) -> Address {
+        let receipt = self.send(from, TxKind::Deploy { code: wasm(contract), init_args: init_args.encode() }, GAS);
+        assert_eq!(receipt.outcome, Outcome::Success, "deploying {contract}");
+        receipt.deployed.expect("deployed address")
+    }
+
+    pub fn call(&mut self, from: &str, contract: Address, method: &str, args: impl Encode) -> Receipt {
+        self.call_with_gas(from, contract, method, args, GAS)
+    }
+
+    pub fn call_with_gas(&mut self, from: &str, contract: Address, method: &str, args: impl Encode, gas: u64) -> Receipt {
+        self.send(from, TxKind::Call { contract, method: method.into(), args: args.encode() }, gas)
+    }
+
+    /// Calls and expects success, decoding the result.
+    pub fn ok<R: Decode>(&mut self, from: &str, contract: Address, method: &str, args: impl Encode) -> R {
+        let receipt = self.call(from, contract, method, args);
+        assert_eq!(receipt.outcome, Outcome::Success, "{method}");
+        R::decode(&receipt.return_data).expect("return value decodes")
+    }
+
+    pub fn view<R: Decode>(&self, contract: Address, method: &str, args: impl Encode) -> R {
+        let receipt = self.vm.query(contract, method, args.encode(), GAS);
+        assert_eq!(receipt.outcome, Outcome::Success, "query {method}");
+        R::decode(&receipt.return_data).expect("return value decodes")
+    }
+}
+
+/// A WAT module text with the ABI section for `methods` (name, kind, no
+/// arguments, no return) appended, compiled to Wasm.
+pub fn wat_contract(body: &str, methods: &[(&str, chroma_host_api::MethodKind)]) -> Vec<u8> {
+    use chroma_host_api::abi::{Abi, Method, Type};
+    let abi = Abi {
+        methods: methods
+            .iter()
+            .map(|(name, kind)| Method { name: name.to_string(), kind: *kind, args: vec![], returns: Type::Unit })
+            .collect(),
+    };
+    let escaped: String = abi.encode().iter().map(|b| format!("\\{b:02x}")).collect();
+    let text = format!("(module {body} (@custom \"chroma_abi\" \"{escaped}\"))");
+    wat::parse_str(&text).unwrap_or_else(|e| panic!("bad test WAT: {e}\n{text}"))
+}
+
+/// Deploys raw module bytes, returning the receipt.
+pub fn deploy_bytes(chain: &mut Chain, from: &str, code: Vec<u8>) -> Receipt {
+    chain.send(from, TxKind::Deploy { code, init_args: Vec::new() }, GAS)
+}
