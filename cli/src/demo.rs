@@ -41,15 +41,15 @@ impl Session {
         }
     }
 
-    fn send(&mut self, from: &str, kind: TxKind) -> Receipt {
+    fn send(&mut self, from: &str, kind: TxKind) -> anyhow::Result<Receipt> {
         let sender = dev_account(from);
         self.names.insert(sender, from.to_string());
-        let tx = Transaction { sender, nonce: self.vm.nonce(&sender), kind, gas_limit: GAS_LIMIT };
-        self.vm.execute(&tx)
+        let tx = Transaction { sender, nonce: self.vm.nonce(&sender)?, kind, gas_limit: GAS_LIMIT };
+        Ok(self.vm.execute(&tx)?)
     }
 
     fn deploy(&mut self, from: &str, label: &str, code: &[u8], init_args: impl Encode) -> anyhow::Result<Address> {
-        let receipt = self.send(from, TxKind::Deploy { code: code.to_vec(), init_args: init_args.encode() });
+        let receipt = self.send(from, TxKind::Deploy { code: code.to_vec(), init_args: init_args.encode() })?;
         let Some(address) = receipt.deployed else {
             bail!("deploying {label} failed: {}", receipt.outcome);
         };
@@ -84,7 +84,7 @@ impl Session {
                 .join(", "),
             other => self.show(&other),
         };
-        let receipt = self.send(from, TxKind::Call { contract, method: method.into(), args: encoded });
+        let receipt = self.send(from, TxKind::Call { contract, method: method.into(), args: encoded })?;
         let result = match (&receipt.outcome, &m.returns) {
             (Outcome::Success, Type::Unit) => None,
             (Outcome::Success, ty) => Some(Value::decode_as(ty, &receipt.return_data)?),

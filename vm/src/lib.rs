@@ -5,17 +5,23 @@
 //! - [`engine`]: the deterministic, fuel-metered wasmtime configuration;
 //! - `imports`: the host functions defined in `chroma_host_api::host`;
 //! - [`state`]: committed state and the per-transaction journal;
-//! - [`runtime`]: calls, transactions, deploys ([`Vm`]).
+//! - [`runtime`]: calls, transactions, deploys ([`Vm`]);
+//! - [`store`], [`root`], [`node`]: the on-disk state, its root, and a
+//!   persistent chain that commits blocks ([`Node`]).
 
 pub mod address;
 pub mod engine;
+pub mod root;
 pub mod gatekeeper;
 mod imports;
 pub mod runtime;
 pub mod state;
+pub mod store;
+pub mod node;
 pub mod tx;
 
 pub use address::{contract_address, dev_account};
+pub use node::{CommittedBlock, Node, NodeError};
 pub use runtime::{Contract, Runtime, Vm, VmError};
-pub use state::{AccessSet, MemoryState, StateRead};
+pub use state::{AccessSet, StateError, StateOverlay, StateRead};
 pub use tx::{Event, Outcome, Receipt, Transaction, TxKind};

@@ -16,8 +16,10 @@ use crate::address::contract_address;
 use crate::engine::{new_engine, MAX_MEMORY_BYTES};
 use crate::gatekeeper::{self, MEMORY_EXPORT};
 use crate::imports::{linker, Abort, Frame, StoreData};
-use crate::state::{Journal, MemoryState, StateRead};
+use crate::state::{Journal, StateError, StateOverlay, StateRead};
 use crate::tx::{Outcome, Receipt, Transaction, TxKind};
+
+type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// The system record (under [`SYSTEM_SLOT`]) holding a contract's code hash.
 const CODE_HASH_RECORD: &[u8] = b"code_hash";
@@ -29,6 +31,8 @@ const NONCE_RECORD: &[u8] = b"nonce";
 pub enum VmError {
     #[error("cannot create the Wasm engine: {0}")]
     Engine(String),
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// A deployed contract: its ABI and the code ready to instantiate.
@@ -170,6 +174,38 @@ impl Runtime {
         Ok(Contract { address, code_hash: validated.code_hash, abi: validated.abi, pre })
     }
 
+    /// A stable id of this engine's compiled-code compatibility, for keying
+    /// cached compiled modules.
+    pub fn engine_id(&self) -> Vec<u8> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        hasher.finish().to_le_bytes().to_vec()
+    }
+
+    /// The compiled module of `code_hash`, serialized, for caching on disk.
+    pub fn serialized_module(&self, code_hash: &[u8; 32]) -> Option<Vec<u8>> {
+        let module = self.modules.read().unwrap_or_else(|p| p.into_inner()).get(code_hash).cloned()?;
+        module.serialize().ok()
+    }
+
+    /// Registers a contract that was deployed before (on restart), using a
+    /// cached compiled module if it is usable; returns whether it was.
+    pub fn restore(&self, address: Address, code: &[u8], artifact: Option<&[u8]>) -> Result<bool, String> {
+        let validated = gatekeeper::validate(code).map_err(|e| e.to_string())?;
+        // SAFETY: the artifact was produced by `Module::serialize` with an engine of
+        // the same compatibility hash and is checked against its blake3 checksum
+        // by the store before it gets here; wasmtime also checks its header.
+        let restored = artifact.and_then(|bytes| unsafe { Module::deserialize(&self.engine, bytes) }.ok());
+        let used_cache = restored.is_some();
+        if let Some(module) = restored {
+            self.modules.write().unwrap_or_else(|p| p.into_inner()).insert(validated.code_hash, module);
+        }
+        let contract = self.prepare(address, code)?;
+        self.register(contract);
+        Ok(used_cache)
+    }
+
     fn register(&self, contract: Contract) -> Arc<Contract> {
         let contract = Arc::new(contract);
         self.contracts.write().unwrap_or_else(|p| p.into_inner()).insert(contract.address, contract.clone());
@@ -250,52 +286,58 @@ impl Runtime {
 /// committing each.
 pub struct Vm {
     runtime: Arc<Runtime>,
-    state: Arc<MemoryState>,
-    codes: BTreeMap<[u8; 32], Vec<u8>>,
+    state: Arc<StateOverlay>,
+    /// Code deployed since the last [`Vm::take_new_code`], by hash.
+    new_code: BTreeMap<[u8; 32], Vec<u8>>,
 }
 
 impl Vm {
+    /// A VM over an empty in-memory state.
     pub fn new() -> Result<Vm, VmError> {
-        Ok(Vm { runtime: Runtime::new()?, state: MemoryState::new(), codes: BTreeMap::new() })
+        Ok(Vm { runtime: Runtime::new()?, state: StateOverlay::new(), new_code: BTreeMap::new() })
+    }
+
+    /// A VM over `state` with `runtime`'s contracts (for a node that persists both).
+    pub fn with_state(runtime: Arc<Runtime>, state: Arc<StateOverlay>) -> Vm {
+        Vm { runtime, state, new_code: BTreeMap::new() }
+    }
+
+    /// Takes the code of contracts deployed since the last call, for persisting.
+    pub fn take_new_code(&mut self) -> BTreeMap<[u8; 32], Vec<u8>> {
+        std::mem::take(&mut self.new_code)
     }
 
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
     }
 
-    pub fn state(&self) -> &MemoryState {
+    pub fn state(&self) -> &Arc<StateOverlay> {
         &self.state
     }
 
     /// The nonce the sender's next transaction must carry.
-    pub fn nonce(&self, account: &Address) -> u64 {
-        self.state
-            .get(&storage_key(account, SYSTEM_SLOT, NONCE_RECORD))
-            .and_then(|v| u64::decode(&v).ok())
-            .unwrap_or(0)
+    pub fn nonce(&self, account: &Address) -> Result<u64, VmError> {
+        let record = self.state.get(&storage_key(account, SYSTEM_SLOT, NONCE_RECORD))?;
+        Ok(record.and_then(|v| u64::decode(&v).ok()).unwrap_or(0))
     }
 
     pub fn contract(&self, address: &Address) -> Option<Arc<Contract>> {
         self.runtime.contract(address)
     }
 
-    /// The code of a deployed contract, by code hash.
-    pub fn code(&self, code_hash: &[u8; 32]) -> Option<&[u8]> {
-        self.codes.get(code_hash).map(Vec::as_slice)
-    }
-
-    /// Executes a transaction and commits its effects if it succeeded (the
-    /// sender's nonce advances either way, unless the nonce was wrong).
-    pub fn execute(&mut self, tx: &Transaction) -> Receipt {
-        let expected = self.nonce(&tx.sender);
+    /// Executes a transaction and applies its effects to the state if it
+    /// succeeded (the sender's nonce advances either way, unless the nonce was
+    /// wrong). An error means the state storage failed: nothing was applied.
+    pub fn execute(&mut self, tx: &Transaction) -> Result<Receipt, VmError> {
+        let expected = self.nonce(&tx.sender)?;
         if tx.nonce != expected {
-            return receipt(Outcome::InvalidNonce { expected, found: tx.nonce }, 0);
+            return Ok(receipt(Outcome::InvalidNonce { expected, found: tx.nonce }, 0));
         }
         let (mut receipt, writes) = match &tx.kind {
             TxKind::Call { contract, method, args } => {
-                self.run(tx.sender, *contract, method.clone(), args.clone(), tx.gas_limit, false, None)
+                self.run(tx.sender, *contract, method.clone(), args.clone(), tx.gas_limit, false, None)?
             }
-            TxKind::Deploy { code, init_args } => self.deploy(tx, code, init_args),
+            TxKind::Deploy { code, init_args } => self.deploy(tx, code, init_args)?,
         };
         let mut writes = writes.unwrap_or_default();
         writes.insert(storage_key(&tx.sender, SYSTEM_SLOT, NONCE_RECORD), Some((expected + 1).encode()));
@@ -303,12 +345,12 @@ impl Vm {
         if !receipt.outcome.is_success() {
             receipt.events.clear();
         }
-        receipt
+        Ok(receipt)
     }
 
     /// Runs `method` read-only (writes trap) without committing anything.
-    pub fn query(&self, contract: Address, method: &str, args: Vec<u8>, gas_limit: u64) -> Receipt {
-        self.run(Address::ZERO, contract, method.to_string(), args, gas_limit, true, None).0
+    pub fn query(&self, contract: Address, method: &str, args: Vec<u8>, gas_limit: u64) -> Result<Receipt, VmError> {
+        Ok(self.run(Address::ZERO, contract, method.to_string(), args, gas_limit, true, None)?.0)
     }
 
     #[allow(clippy::type_complexity, clippy::too_many_arguments)]
@@ -321,9 +363,9 @@ impl Vm {
         gas_limit: u64,
         read_only: bool,
         init: Option<&Arc<Contract>>,
-    ) -> (Receipt, Option<BTreeMap<Vec<u8>, Option<Vec<u8>>>>) {
+    ) -> Result<(Receipt, Option<Writes>), VmError> {
         if gas_limit < gas::TRANSACTION {
-            return (receipt(Outcome::OutOfGas, gas_limit), None);
+            return Ok((receipt(Outcome::OutOfGas, gas_limit), None));
         }
         let state = Box::new(TxState {
             runtime: self.runtime.clone(),
@@ -332,9 +374,9 @@ impl Vm {
         });
         let call = Invocation { contract, caller: sender, method, input, read_only, fuel: gas_limit - gas::TRANSACTION };
         let (state, result) = self.runtime.invoke(state, call, init);
-        let (writes, events, accesses) = state.journal.finish();
+        let (writes, events, accesses) = state.journal.finish()?;
         let gas_used = gas_limit - result.fuel_left;
-        match result.outcome {
+        Ok(match result.outcome {
             Ok(return_data) => (
                 Receipt { outcome: Outcome::Success, gas_used, return_data, events, deployed: None, accesses },
                 Some(writes),
@@ -344,24 +386,24 @@ impl Vm {
                 r.accesses = accesses;
                 (r, None)
             }
-        }
+        })
     }
 
-    fn deploy(&mut self, tx: &Transaction, code: &[u8], init_args: &[u8]) -> (Receipt, Option<BTreeMap<Vec<u8>, Option<Vec<u8>>>>) {
+    fn deploy(&mut self, tx: &Transaction, code: &[u8], init_args: &[u8]) -> Result<(Receipt, Option<Writes>), VmError> {
         let deploy_cost = gas::TRANSACTION.saturating_add(gas::DEPLOY_PER_BYTE.saturating_mul(code.len() as u64));
         if tx.gas_limit < deploy_cost {
-            return (receipt(Outcome::OutOfGas, tx.gas_limit), None);
+            return Ok((receipt(Outcome::OutOfGas, tx.gas_limit), None));
         }
         let address = contract_address(&tx.sender, tx.nonce);
         let contract = match self.runtime.prepare(address, code) {
             Ok(contract) => Arc::new(contract),
-            Err(message) => return (receipt(Outcome::InvalidModule(message), deploy_cost), None),
+            Err(message) => return Ok((receipt(Outcome::InvalidModule(message), deploy_cost), None)),
         };
         let remaining = tx.gas_limit - deploy_cost + gas::TRANSACTION;
         let (mut receipt, writes) = match contract.abi.init() {
             Some(init) => {
                 let name = init.name.clone();
-                self.run(tx.sender, address, name, init_args.to_vec(), remaining, false, Some(&contract))
+                self.run(tx.sender, address, name, init_args.to_vec(), remaining, false, Some(&contract))?
             }
             None if init_args.is_empty() => (
                 Receipt {
@@ -374,19 +416,22 @@ impl Vm {
                 },
                 Some(BTreeMap::new()),
             ),
-            None => (receipt(Outcome::BadInput("the contract has no init method but init arguments were given".into()), gas::TRANSACTION), None),
+            None => (
+                receipt(Outcome::BadInput("the contract has no init method but init arguments were given".into()), gas::TRANSACTION),
+                None,
+            ),
         };
         receipt.gas_used += deploy_cost - gas::TRANSACTION;
-        let Some(mut writes) = writes else { return (receipt, None) };
+        let Some(mut writes) = writes else { return Ok((receipt, None)) };
         writes.insert(storage_key(&address, SYSTEM_SLOT, CODE_HASH_RECORD), Some(contract.code_hash.to_vec()));
-        self.codes.insert(contract.code_hash, code.to_vec());
+        self.new_code.insert(contract.code_hash, code.to_vec());
         let contract = Arc::try_unwrap(contract).unwrap_or_else(|shared| {
             // Only this function holds it; rebuilding is never needed in practice.
             Contract { address: shared.address, code_hash: shared.code_hash, abi: shared.abi.clone(), pre: shared.pre.clone() }
         });
         self.runtime.register(contract);
         receipt.deployed = Some(address);
-        (receipt, Some(writes))
+        Ok((receipt, Some(writes)))
     }
 }
 

@@ -8,40 +8,67 @@ use chroma_host_api::codec::{Decode, Encode};
 
 use crate::tx::Event;
 
+/// Reading the state failed (the disk, not the contract): the block cannot go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("state storage failed: {0}")]
+pub struct StateError(pub String);
+
 /// Committed state: full keys (see `chroma_host_api::key`) to values.
 pub trait StateRead: Send + Sync {
-    fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
 }
 
-/// An in-memory state.
-#[derive(Debug, Default)]
-pub struct MemoryState {
-    entries: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+/// Writes not yet persisted, over an optional base (the last committed block
+/// on disk). Without a base it is a whole in-memory state.
+#[derive(Default)]
+pub struct StateOverlay {
+    base: RwLock<Option<Arc<dyn StateRead>>>,
+    /// `None` marks a key removed since the base.
+    entries: RwLock<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
 }
 
-impl MemoryState {
-    pub fn new() -> Arc<MemoryState> {
-        Arc::new(MemoryState::default())
+impl StateOverlay {
+    pub fn new() -> Arc<StateOverlay> {
+        Arc::new(StateOverlay::default())
+    }
+
+    pub fn over(base: Arc<dyn StateRead>) -> Arc<StateOverlay> {
+        Arc::new(StateOverlay { base: RwLock::new(Some(base)), entries: RwLock::default() })
     }
 
     /// Applies a transaction's writes (`None` removes).
     pub fn apply(&self, writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
-        let mut entries = self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let has_base = self.base.read().unwrap_or_else(|p| p.into_inner()).is_some();
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         for (key, value) in writes {
-            match value {
-                Some(v) => entries.insert(key, v),
-                None => entries.remove(&key),
-            };
+            if value.is_none() && !has_base {
+                entries.remove(&key);
+            } else {
+                entries.insert(key, value);
+            }
         }
     }
 
-    /// A copy of every entry, in key order.
+    /// Takes the pending writes and puts `base` (which now holds them) under the overlay.
+    pub fn rebase(&self, base: Arc<dyn StateRead>) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        *self.base.write().unwrap_or_else(|p| p.into_inner()) = Some(base);
+        std::mem::take(&mut *entries)
+    }
+
+    /// The pending writes, in key order.
+    pub fn pending(&self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The entries held in memory (for a VM without a base: the whole state).
     pub fn snapshot(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
-        self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        entries.iter().filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v))).collect()
     }
 
     pub fn len(&self) -> usize {
-        self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).values().filter(|v| v.is_some()).count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -49,9 +76,15 @@ impl MemoryState {
     }
 }
 
-impl StateRead for MemoryState {
-    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key).cloned()
+impl StateRead for StateOverlay {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        if let Some(pending) = self.entries.read().unwrap_or_else(|p| p.into_inner()).get(key) {
+            return Ok(pending.clone());
+        }
+        match &*self.base.read().unwrap_or_else(|p| p.into_inner()) {
+            Some(base) => base.get(key),
+            None => Ok(None),
+        }
     }
 }
 
@@ -79,17 +112,32 @@ pub struct Journal {
     undo: Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>,
     events: Vec<Event>,
     accesses: AccessSet,
+    /// The first storage failure; the transaction's result is then void.
+    failure: Option<StateError>,
 }
 
 impl Journal {
     pub fn new(base: Arc<dyn StateRead>) -> Journal {
-        Journal { base, overlay: BTreeMap::new(), undo: Vec::new(), events: Vec::new(), accesses: AccessSet::default() }
+        Journal {
+            base,
+            overlay: BTreeMap::new(),
+            undo: Vec::new(),
+            events: Vec::new(),
+            accesses: AccessSet::default(),
+            failure: None,
+        }
     }
 
-    fn current(&self, key: &[u8]) -> Option<Vec<u8>> {
-        match self.overlay.get(key) {
-            Some(pending) => pending.clone(),
-            None => self.base.get(key),
+    fn current(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        if let Some(pending) = self.overlay.get(key) {
+            return pending.clone();
+        }
+        match self.base.get(key) {
+            Ok(value) => value,
+            Err(e) => {
+                self.failure.get_or_insert(e);
+                None
+            }
         }
     }
 
@@ -142,9 +190,13 @@ impl Journal {
         self.events.truncate(checkpoint.events_len);
     }
 
-    /// The net writes, events and accesses.
-    pub fn finish(self) -> (BTreeMap<Vec<u8>, Option<Vec<u8>>>, Vec<Event>, AccessSet) {
-        (self.overlay, self.events, self.accesses)
+    /// The net writes, events and accesses, or the storage failure that voids them.
+    #[allow(clippy::type_complexity)]
+    pub fn finish(self) -> Result<(BTreeMap<Vec<u8>, Option<Vec<u8>>>, Vec<Event>, AccessSet), StateError> {
+        match self.failure {
+            Some(e) => Err(e),
+            None => Ok((self.overlay, self.events, self.accesses)),
+        }
     }
 }
 
@@ -154,7 +206,7 @@ mod tests {
 
     #[test]
     fn nested_rollback_restores_earlier_values() {
-        let base = MemoryState::new();
+        let base = StateOverlay::new();
         base.apply(BTreeMap::from([(b"k".to_vec(), Some(b"base".to_vec()))]));
         let mut j = Journal::new(base.clone());
         j.write(b"k".to_vec(), Some(b"outer".to_vec()));
@@ -169,15 +221,41 @@ mod tests {
         assert_eq!(j.read(b"new"), None);
         assert_eq!(j.read(b"n"), None);
         assert_eq!(j.event_count(), 0);
-        let (writes, _, accesses) = j.finish();
+        let (writes, _, accesses) = j.finish().expect("no storage failure");
         assert_eq!(writes, BTreeMap::from([(b"k".to_vec(), Some(b"outer".to_vec()))]));
         assert!(accesses.writes.contains(&b"new".to_vec()), "accesses of rolled-back calls are kept");
         assert!(accesses.adds.contains(&b"n".to_vec()));
     }
 
+    struct Broken;
+    impl StateRead for Broken {
+        fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+            Err(StateError("disk on fire".into()))
+        }
+    }
+
+    #[test]
+    fn a_storage_failure_voids_the_transaction() {
+        let mut j = Journal::new(Arc::new(Broken));
+        assert_eq!(j.read(b"k"), None);
+        j.write(b"k".to_vec(), Some(vec![1]));
+        assert_eq!(j.finish().err(), Some(StateError("disk on fire".into())));
+    }
+
+    #[test]
+    fn overlay_removals_shadow_the_base() {
+        let base = StateOverlay::new();
+        base.apply(BTreeMap::from([(b"a".to_vec(), Some(vec![1])), (b"b".to_vec(), Some(vec![2]))]));
+        let top = StateOverlay::over(base.clone());
+        top.apply(BTreeMap::from([(b"a".to_vec(), None)]));
+        assert_eq!(top.get(b"a"), Ok(None));
+        assert_eq!(top.get(b"b"), Ok(Some(vec![2])));
+        assert_eq!(top.pending(), BTreeMap::from([(b"a".to_vec(), None)]));
+    }
+
     #[test]
     fn adds_saturate_and_treat_malformed_as_zero() {
-        let base = MemoryState::new();
+        let base = StateOverlay::new();
         base.apply(BTreeMap::from([(b"bad".to_vec(), Some(vec![1, 2, 3]))]));
         let mut j = Journal::new(base);
         j.add(b"bad".to_vec(), 7);

@@ -92,3 +92,44 @@ pub struct Receipt {
     /// calls that failed: the ground truth the analyzer is checked against.
     pub accesses: AccessSet,
 }
+
+use chroma_host_api::codec::{Encode, Writer};
+
+/// The canonical encoding of a transaction (as stored in blocks).
+impl Encode for Transaction {
+    fn encode_to<W: Writer + ?Sized>(&self, out: &mut W) {
+        self.sender.encode_to(out);
+        self.nonce.encode_to(out);
+        self.gas_limit.encode_to(out);
+        match &self.kind {
+            TxKind::Deploy { code, init_args } => {
+                0u8.encode_to(out);
+                blake3::hash(code).as_bytes().encode_to(out);
+                init_args.encode_to(out);
+            }
+            TxKind::Call { contract, method, args } => {
+                1u8.encode_to(out);
+                contract.encode_to(out);
+                method.encode_to(out);
+                args.encode_to(out);
+            }
+        }
+    }
+}
+
+/// The canonical encoding of a receipt (as stored): outcome, gas, return
+/// value, events, deployed address. Access sets are not stored.
+impl Encode for Receipt {
+    fn encode_to<W: Writer + ?Sized>(&self, out: &mut W) {
+        self.outcome.to_string().encode_to(out);
+        self.gas_used.encode_to(out);
+        self.return_data.encode_to(out);
+        (self.events.len() as u32).encode_to(out);
+        for event in &self.events {
+            event.contract.encode_to(out);
+            event.name.encode_to(out);
+            event.data.encode_to(out);
+        }
+        self.deployed.encode_to(out);
+    }
+}

@@ -43,7 +43,7 @@ fn reverts_leave_state_unchanged() {
     // Only bob's nonce changed.
     let changed: Vec<_> = after.iter().filter(|(k, v)| before.get(*k) != Some(v)).collect();
     assert_eq!(changed.len(), 1);
-    assert_eq!(chain.vm.nonce(&bob), 1);
+    assert_eq!(chain.vm.nonce(&bob).expect("nonce"), 1);
     assert_eq!(chain.view::<u128>(t, "balance_of", (alice,)), 100);
 }
 
@@ -175,7 +175,7 @@ fn registry_and_counter() {
 fn views_cannot_write_through_query() {
     let mut chain = Chain::new();
     let c = chain.deploy("alice", "counter", ());
-    let receipt = chain.vm.query(c, "increment", Vec::new(), GAS);
+    let receipt = chain.vm.query(c, "increment", Vec::new(), GAS).expect("storage works");
     assert_eq!(receipt.outcome, Outcome::Trapped("`storage_write` is not allowed in a view call".into()));
     assert_eq!(chain.view::<u128>(c, "get", ()), 0);
 }

@@ -7,3 +7,4 @@ mod committed_wasm;
 mod flows;
 mod gatekeeper;
 mod host_functions;
+mod node;

@@ -28,8 +28,8 @@ impl Chain {
 
     pub fn send(&mut self, from: &str, kind: TxKind, gas_limit: u64) -> Receipt {
         let sender = dev_account(from);
-        let tx = Transaction { sender, nonce: self.vm.nonce(&sender), kind, gas_limit };
-        self.vm.execute(&tx)
+        let tx = Transaction { sender, nonce: self.vm.nonce(&sender).expect("nonce"), kind, gas_limit };
+        self.vm.execute(&tx).expect("storage works")
     }
 
     pub fn deploy(&mut self, from: &str, contract: &str, init_args: impl Encode) -> Address {
@@ -54,7 +54,7 @@ impl Chain {
     }
 
     pub fn view<R: Decode>(&self, contract: Address, method: &str, args: impl Encode) -> R {
-        let receipt = self.vm.query(contract, method, args.encode(), GAS);
+        let receipt = self.vm.query(contract, method, args.encode(), GAS).expect("storage works");
         assert_eq!(receipt.outcome, Outcome::Success, "query {method}");
         R::decode(&receipt.return_data).expect("return value decodes")
     }

@@ -1,0 +1,182 @@
+//! A persistent chain: the VM over the on-disk store, committing blocks.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chroma_host_api::abi::Abi;
+use chroma_host_api::codec::Encode;
+use chroma_host_api::Address;
+
+use crate::runtime::{Runtime, Vm, VmError};
+use crate::state::StateOverlay;
+use crate::store::{BlockCommit, StateDb, StoreError};
+use crate::tx::{Receipt, Transaction};
+
+/// The database file inside a data directory.
+pub const DB_FILE: &str = "chroma.redb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("no chain at {0} (create one with `chroma init`)")]
+    NotInitialized(PathBuf),
+    #[error("a chain already exists at {0}")]
+    AlreadyInitialized(PathBuf),
+    #[error("cannot use {path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    #[error("contract {address} cannot be restored: {reason}")]
+    Restore { address: Address, reason: String },
+}
+
+/// A block after commit.
+#[derive(Debug, Clone)]
+pub struct CommittedBlock {
+    pub height: u64,
+    pub root: [u8; 32],
+    pub receipts: Vec<Receipt>,
+}
+
+/// The VM over a data directory.
+pub struct Node {
+    db: StateDb,
+    vm: Vm,
+    height: u64,
+    root: [u8; 32],
+    /// How many contracts were restored from the compiled-module cache at open.
+    pub restored_from_cache: usize,
+}
+
+impl Node {
+    /// Creates a new, empty chain in `dir` (created if missing).
+    pub fn create(dir: &Path) -> Result<Node, NodeError> {
+        let path = dir.join(DB_FILE);
+        if path.exists() {
+            return Err(NodeError::AlreadyInitialized(dir.to_path_buf()));
+        }
+        std::fs::create_dir_all(dir).map_err(|error| NodeError::Io { path: dir.to_path_buf(), error })?;
+        let db = StateDb::create(&path)?;
+        Node::load(db)
+    }
+
+    /// Opens the chain in `dir`.
+    pub fn open(dir: &Path) -> Result<Node, NodeError> {
+        let path = dir.join(DB_FILE);
+        if !path.is_file() {
+            return Err(NodeError::NotInitialized(dir.to_path_buf()));
+        }
+        Node::load(StateDb::open(&path)?)
+    }
+
+    fn load(db: StateDb) -> Result<Node, NodeError> {
+        let runtime = Runtime::new()?;
+        let engine_id = runtime.engine_id();
+        let mut restored_from_cache = 0;
+        for (address, code_hash) in db.contracts()? {
+            let code = db
+                .code(&code_hash)?
+                .ok_or_else(|| NodeError::Restore { address, reason: "its code is missing".into() })?;
+            let artifact = db.module_artifact(&code_hash, &engine_id)?;
+            let used_cache = runtime
+                .restore(address, &code, artifact.as_deref())
+                .map_err(|reason| NodeError::Restore { address, reason })?;
+            if used_cache {
+                restored_from_cache += 1;
+            } else if let Some(bytes) = runtime.serialized_module(&code_hash) {
+                db.put_module_artifact(&code_hash, &engine_id, &bytes)?;
+            }
+        }
+        let height = db.height()?;
+        let root = db.state_hash()?.root();
+        let state = StateOverlay::over(Arc::new(db.snapshot()?));
+        Ok(Node { vm: Vm::with_state(runtime, state), db, height, root, restored_from_cache })
+    }
+
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    pub fn root(&self) -> [u8; 32] {
+        self.root
+    }
+
+    pub fn vm(&self) -> &Vm {
+        &self.vm
+    }
+
+    pub fn db(&self) -> &StateDb {
+        &self.db
+    }
+
+    /// Deployed contracts with their code hash and ABI, by address.
+    pub fn contracts(&self) -> Result<Vec<(Address, [u8; 32], Abi)>, NodeError> {
+        let mut out = Vec::new();
+        for (address, hash) in self.db.contracts()? {
+            let abi = self.vm.contract(&address).map(|c| c.abi.clone()).unwrap_or_default();
+            out.push((address, hash, abi));
+        }
+        Ok(out)
+    }
+
+    /// Executes `txs` in order as the next block and commits it atomically:
+    /// the state, the new code, the block and its receipts. On error nothing
+    /// of the block is committed, and the node should be reopened.
+    pub fn execute_block(&mut self, txs: &[Transaction]) -> Result<CommittedBlock, NodeError> {
+        let mut receipts = Vec::with_capacity(txs.len());
+        for tx in txs {
+            receipts.push(self.vm.execute(tx)?);
+        }
+        let height = self.height + 1;
+        let writes = self.vm.state().pending();
+        let code = self.vm.take_new_code();
+        let contracts: Vec<(Address, [u8; 32])> = receipts
+            .iter()
+            .filter_map(|r| r.deployed)
+            .filter_map(|address| self.vm.contract(&address).map(|c| (address, c.code_hash)))
+            .collect();
+        let mut block = Vec::new();
+        height.encode_to(&mut block);
+        self.root.encode_to(&mut block);
+        (txs.len() as u32).encode_to(&mut block);
+        for tx in txs {
+            tx.encode_to(&mut block);
+        }
+        let encoded_receipts: Vec<Vec<u8>> = receipts.iter().map(Encode::encode).collect();
+        let root = self.db.commit_block(BlockCommit {
+            height,
+            block: &block,
+            receipts: &encoded_receipts,
+            writes: &writes,
+            code: &code,
+            contracts: &contracts,
+        })?;
+        let engine_id = self.vm.runtime().engine_id();
+        for hash in code.keys() {
+            if let Some(artifact) = self.vm.runtime().serialized_module(hash) {
+                self.db.put_module_artifact(hash, &engine_id, &artifact)?;
+            }
+        }
+        self.vm.state().rebase(Arc::new(self.db.snapshot()?));
+        self.height = height;
+        self.root = root;
+        Ok(CommittedBlock { height, root, receipts })
+    }
+
+    /// Runs a read-only call against the committed state.
+    pub fn query(&self, contract: Address, method: &str, args: Vec<u8>, gas_limit: u64) -> Result<Receipt, NodeError> {
+        Ok(self.vm.query(contract, method, args, gas_limit)?)
+    }
+
+    /// The nonce `account`'s next transaction must carry.
+    pub fn nonce(&self, account: &Address) -> Result<u64, NodeError> {
+        Ok(self.vm.nonce(account)?)
+    }
+
+    /// The pending writes of the current block (empty between blocks).
+    pub fn pending(&self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        self.vm.state().pending()
+    }
+}

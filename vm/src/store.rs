@@ -1,0 +1,245 @@
+//! The on-disk state (redb): contract storage, code by hash, compiled-module
+//! cache, deployed contracts, blocks and receipts, and the state accumulator.
+//! A block commits in one redb write transaction: after a crash the database
+//! holds exactly the last committed block.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chroma_host_api::{Address, ADDRESS_LEN};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::root::StateHash;
+use crate::state::{StateError, StateRead};
+
+const STORAGE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("storage");
+/// code hash -> Wasm.
+const CODE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("code");
+/// code hash ‖ engine id -> blake3(artifact) ‖ wasmtime's serialized module.
+const MODULES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("modules");
+/// contract address -> code hash.
+const CONTRACTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("contracts");
+/// height -> encoded block.
+const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+/// height (BE) ‖ index (BE) -> encoded receipt.
+const RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("receipts");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const META_FORMAT: &str = "format";
+const META_HEIGHT: &str = "height";
+const META_STATE_HASH: &str = "state_hash";
+/// Bumped when the layout changes incompatibly.
+const FORMAT: &[u8] = b"chroma-store-1";
+
+/// Errors of the on-disk store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("the data directory is corrupted: {0}")]
+    Corrupt(String),
+}
+
+fn db_err<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+/// What one block changes, for [`StateDb::commit_block`].
+pub struct BlockCommit<'a> {
+    pub height: u64,
+    pub block: &'a [u8],
+    pub receipts: &'a [Vec<u8>],
+    pub writes: &'a BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    pub code: &'a BTreeMap<[u8; 32], Vec<u8>>,
+    pub contracts: &'a [(Address, [u8; 32])],
+}
+
+/// The database.
+pub struct StateDb {
+    db: Database,
+}
+
+/// A read-only view of the committed state at one moment.
+pub struct Snapshot {
+    table: ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl StateRead for Snapshot {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        match self.table.get(key) {
+            Ok(value) => Ok(value.map(|v| v.value().to_vec())),
+            Err(e) => Err(StateError(e.to_string())),
+        }
+    }
+}
+
+impl StateDb {
+    /// Creates a new database at `path` (which must not exist).
+    pub fn create(path: &Path) -> Result<StateDb, StoreError> {
+        let db = Database::create(path).map_err(db_err)?;
+        let tx = db.begin_write().map_err(db_err)?;
+        {
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            meta.insert(META_FORMAT, FORMAT).map_err(db_err)?;
+            meta.insert(META_HEIGHT, &0u64.to_le_bytes()[..]).map_err(db_err)?;
+            meta.insert(META_STATE_HASH, &StateHash::default().to_bytes()[..]).map_err(db_err)?;
+            for table in [STORAGE, CODE, MODULES, CONTRACTS, RECEIPTS] {
+                tx.open_table(table).map_err(db_err)?;
+            }
+            tx.open_table(BLOCKS).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(StateDb { db })
+    }
+
+    /// Opens an existing database.
+    pub fn open(path: &Path) -> Result<StateDb, StoreError> {
+        let db = Database::open(path).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let store = StateDb { db };
+        match store.meta(META_FORMAT)? {
+            Some(format) if format == FORMAT => Ok(store),
+            Some(other) => Err(StoreError::Corrupt(format!(
+                "unknown store format {:?} (this build reads {:?})",
+                String::from_utf8_lossy(&other),
+                String::from_utf8_lossy(FORMAT)
+            ))),
+            None => Err(StoreError::Corrupt("no format record".into())),
+        }
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let meta = tx.open_table(META).map_err(db_err)?;
+        Ok(meta.get(name).map_err(db_err)?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn height(&self) -> Result<u64, StoreError> {
+        let bytes = self.meta(META_HEIGHT)?.ok_or_else(|| StoreError::Corrupt("no height record".into()))?;
+        let array: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt("malformed height record".into()))?;
+        Ok(u64::from_le_bytes(array))
+    }
+
+    pub fn state_hash(&self) -> Result<StateHash, StoreError> {
+        let bytes = self.meta(META_STATE_HASH)?.ok_or_else(|| StoreError::Corrupt("no state hash record".into()))?;
+        StateHash::from_bytes(&bytes).ok_or_else(|| StoreError::Corrupt("malformed state hash record".into()))
+    }
+
+    /// A view of the state as of the last committed block.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        Ok(Snapshot { table: tx.open_table(STORAGE).map_err(db_err)? })
+    }
+
+    /// Every deployed contract and its code hash, by address.
+    pub fn contracts(&self) -> Result<Vec<(Address, [u8; 32])>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = tx.open_table(CONTRACTS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db_err)? {
+            let (address, hash) = entry.map_err(db_err)?;
+            let address: [u8; ADDRESS_LEN] =
+                address.value().try_into().map_err(|_| StoreError::Corrupt("malformed contract address".into()))?;
+            let hash: [u8; 32] = hash.value().try_into().map_err(|_| StoreError::Corrupt("malformed code hash".into()))?;
+            out.push((Address(address), hash));
+        }
+        Ok(out)
+    }
+
+    pub fn code(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = tx.open_table(CODE).map_err(db_err)?;
+        Ok(table.get(&hash[..]).map_err(db_err)?.map(|v| v.value().to_vec()))
+    }
+
+    /// A cached compiled module, if one was stored for this engine and its
+    /// checksum holds.
+    pub fn module_artifact(&self, hash: &[u8; 32], engine_id: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = tx.open_table(MODULES).map_err(db_err)?;
+        let key = [&hash[..], engine_id].concat();
+        let Some(stored) = table.get(&key[..]).map_err(db_err)? else { return Ok(None) };
+        let stored = stored.value();
+        if stored.len() < 32 || blake3::hash(&stored[32..]).as_bytes() != &stored[..32] {
+            return Ok(None);
+        }
+        Ok(Some(stored[32..].to_vec()))
+    }
+
+    pub fn put_module_artifact(&self, hash: &[u8; 32], engine_id: &[u8], artifact: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = tx.open_table(MODULES).map_err(db_err)?;
+            let key = [&hash[..], engine_id].concat();
+            let value = [blake3::hash(artifact).as_bytes(), artifact].concat();
+            table.insert(&key[..], &value[..]).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// Commits a block atomically and returns the new state root.
+    pub fn commit_block(&self, commit: BlockCommit<'_>) -> Result<[u8; 32], StoreError> {
+        let mut hash = self.state_hash()?;
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut storage = tx.open_table(STORAGE).map_err(db_err)?;
+            for (key, value) in commit.writes {
+                let old = storage.get(&key[..]).map_err(db_err)?.map(|v| v.value().to_vec());
+                if let Some(old) = old {
+                    hash.remove(key, &old);
+                }
+                match value {
+                    Some(new) => {
+                        hash.insert(key, new);
+                        storage.insert(&key[..], &new[..]).map_err(db_err)?;
+                    }
+                    None => {
+                        storage.remove(&key[..]).map_err(db_err)?;
+                    }
+                }
+            }
+            let mut code = tx.open_table(CODE).map_err(db_err)?;
+            for (code_hash, wasm) in commit.code {
+                code.insert(&code_hash[..], &wasm[..]).map_err(db_err)?;
+            }
+            let mut contracts = tx.open_table(CONTRACTS).map_err(db_err)?;
+            for (address, code_hash) in commit.contracts {
+                contracts.insert(&address.0[..], &code_hash[..]).map_err(db_err)?;
+            }
+            tx.open_table(BLOCKS).map_err(db_err)?.insert(commit.height, commit.block).map_err(db_err)?;
+            let mut receipts = tx.open_table(RECEIPTS).map_err(db_err)?;
+            for (index, receipt) in commit.receipts.iter().enumerate() {
+                let key = [commit.height.to_be_bytes(), (index as u64).to_be_bytes()].concat();
+                receipts.insert(&key[..], &receipt[..]).map_err(db_err)?;
+            }
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            meta.insert(META_HEIGHT, &commit.height.to_le_bytes()[..]).map_err(db_err)?;
+            meta.insert(META_STATE_HASH, &hash.to_bytes()[..]).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(hash.root())
+    }
+
+    /// Recomputes the state hash from every stored entry (for checking).
+    pub fn recompute_state_hash(&self) -> Result<StateHash, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = tx.open_table(STORAGE).map_err(db_err)?;
+        let mut hash = StateHash::default();
+        for entry in table.iter().map_err(db_err)? {
+            let (key, value) = entry.map_err(db_err)?;
+            hash.insert(key.value(), value.value());
+        }
+        Ok(hash)
+    }
+
+    /// Every stored entry of the state, in key order.
+    pub fn entries(&self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = tx.open_table(STORAGE).map_err(db_err)?;
+        let mut out = BTreeMap::new();
+        for entry in table.iter().map_err(db_err)? {
+            let (key, value) = entry.map_err(db_err)?;
+            out.insert(key.value().to_vec(), value.value().to_vec());
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,112 @@
+//! The persistent chain: atomic block commits, the state root, restarts.
+
+use chroma_host_api::{Address, Encode};
+use chroma_vm::{dev_account, Node, NodeError, Outcome, Transaction, TxKind};
+
+use crate::support::{wasm, GAS};
+
+fn deploy_tx(node: &Node, from: &str, contract: &str, args: impl Encode) -> Transaction {
+    let sender = dev_account(from);
+    let nonce = node.nonce(&sender).expect("nonce");
+    Transaction { sender, nonce, kind: TxKind::Deploy { code: wasm(contract), init_args: args.encode() }, gas_limit: GAS }
+}
+
+fn call_tx(from: &str, nonce: u64, contract: Address, method: &str, args: impl Encode) -> Transaction {
+    Transaction {
+        sender: dev_account(from),
+        nonce,
+        kind: TxKind::Call { contract, method: method.into(), args: args.encode() },
+        gas_limit: GAS,
+    }
+}
+
+/// Deploys a token in block 1, then `blocks` blocks of transfers from alice.
+fn run_blocks(node: &mut Node, blocks: std::ops::Range<u64>, token: Option<Address>) -> Address {
+    let token = match token {
+        Some(t) => t,
+        None => {
+            let tx = deploy_tx(node, "alice", "token", ("TOK".to_string(), 1_000_000u128));
+            let block = node.execute_block(&[tx]).expect("block 1");
+            block.receipts[0].deployed.expect("deployed")
+        }
+    };
+    for b in blocks {
+        let base = node.nonce(&dev_account("alice")).expect("nonce");
+        let txs: Vec<Transaction> = (0..5u64)
+            .map(|i| call_tx("alice", base + i, token, "transfer", (dev_account(&format!("user{}", (b * 7 + i) % 11)), 10 + b as u128)))
+            .collect();
+        let committed = node.execute_block(&txs).expect("block");
+        assert!(committed.receipts.iter().all(|r| r.outcome == Outcome::Success));
+    }
+    token
+}
+
+#[test]
+fn blocks_commit_and_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (root, height, entries, token) = {
+        let mut node = Node::create(dir.path()).expect("create");
+        assert_eq!(node.height(), 0);
+        let empty_root = node.root();
+        let token = run_blocks(&mut node, 0..3, None);
+        assert_eq!(node.height(), 4);
+        assert_ne!(node.root(), empty_root);
+        (node.root(), node.height(), node.db().entries().expect("entries"), token)
+    };
+    let node = Node::open(dir.path()).expect("reopen");
+    assert_eq!(node.height(), height);
+    assert_eq!(node.root(), root);
+    assert_eq!(node.restored_from_cache, 1, "the compiled module comes from the cache");
+    assert_eq!(node.db().entries().expect("entries"), entries);
+    assert_eq!(node.db().recompute_state_hash().expect("recompute").root(), root, "incremental root = full recomputation");
+    let balance = node.query(token, "balance_of", (dev_account("alice"),).encode(), GAS).expect("query");
+    assert_eq!(balance.outcome, Outcome::Success);
+    assert!(node.pending().is_empty());
+}
+
+#[test]
+fn the_same_blocks_give_the_same_roots_across_restarts() {
+    let one = tempfile::tempdir().expect("tempdir");
+    let two = tempfile::tempdir().expect("tempdir");
+    let mut straight = Node::create(one.path()).expect("create");
+    run_blocks(&mut straight, 0..4, None);
+    let token = {
+        let mut first = Node::create(two.path()).expect("create");
+        run_blocks(&mut first, 0..2, None)
+    };
+    let mut resumed = Node::open(two.path()).expect("reopen");
+    run_blocks(&mut resumed, 2..4, Some(token));
+    assert_eq!(resumed.height(), straight.height());
+    assert_eq!(resumed.root(), straight.root());
+}
+
+#[test]
+fn failed_transactions_change_only_the_nonce_and_the_root_tracks_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = Node::create(dir.path()).expect("create");
+    let token = run_blocks(&mut node, 0..0, None);
+    let before = node.db().entries().expect("entries");
+    let nonce = node.nonce(&dev_account("bob")).expect("nonce");
+    let block = node.execute_block(&[call_tx("bob", nonce, token, "transfer", (dev_account("alice"), 5u128))]).expect("block");
+    assert!(matches!(block.receipts[0].outcome, Outcome::Reverted(_)));
+    let after = node.db().entries().expect("entries");
+    assert_eq!(after.len(), before.len() + 1, "only bob's nonce record is new");
+    assert_eq!(node.db().recompute_state_hash().expect("recompute").root(), node.root());
+}
+
+#[test]
+fn missing_existing_and_corrupted_data_directories_are_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("nothing-here");
+    assert!(matches!(Node::open(&missing), Err(NodeError::NotInitialized(_))));
+    Node::create(dir.path()).expect("create");
+    assert!(matches!(Node::create(dir.path()), Err(NodeError::AlreadyInitialized(_))));
+
+    let corrupt = tempfile::tempdir().expect("tempdir");
+    std::fs::write(corrupt.path().join(chroma_vm::node::DB_FILE), b"this is not a redb file at all").expect("write");
+    match Node::open(corrupt.path()) {
+        Err(NodeError::Store(e)) => assert!(e.to_string().contains("corrupted"), "{e}"),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a corrupted file opened"),
+    }
+}
