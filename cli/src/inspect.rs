@@ -1,14 +1,12 @@
 //! `chroma abi`.
 
-use std::path::Path;
-
 use anyhow::Context;
 use chroma_vm::gatekeeper;
 use serde_json::json;
 
-pub fn abi(file: &Path, as_json: bool) -> anyhow::Result<()> {
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let module = gatekeeper::validate(&bytes).with_context(|| format!("{} is not a valid Chroma contract", file.display()))?;
+pub fn abi(source: &str, as_json: bool) -> anyhow::Result<()> {
+    let bytes = crate::chain::read_module(source)?;
+    let module = gatekeeper::validate(&bytes).with_context(|| format!("{source} is not a valid Chroma contract"))?;
     if as_json {
         let methods: Vec<_> = module
             .abi
@@ -23,10 +21,10 @@ pub fn abi(file: &Path, as_json: bool) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        let hash: String = module.code_hash.iter().map(|b| format!("{b:02x}")).collect();
+        let hash = crate::render::hex(&module.code_hash);
         println!("{}", serde_json::to_string_pretty(&json!({ "code_hash": hash, "size": bytes.len(), "methods": methods }))?);
     } else {
-        println!("{} ({} bytes)", file.display(), bytes.len());
+        println!("{source} ({} bytes)", bytes.len());
         for method in &module.abi.methods {
             println!("  {method}");
         }

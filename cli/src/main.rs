@@ -1,50 +1,126 @@
 //! `chroma`: the command-line front of the Chroma VM.
 
+mod chain;
 mod demo;
 mod examples;
 mod inspect;
+mod keyring;
+mod render;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use chain::{CallArgs, Ctx, DeployArgs, DEFAULT_GAS};
+
 /// Chroma: a WebAssembly smart-contract VM that finds a block's parallelism before running it.
+///
+/// Commands that submit a transaction (deploy, call) commit it as a block and exit
+/// with status 1 if it failed (reverted, ran out of gas, ...), after printing the receipt.
 #[derive(Parser)]
-#[command(name = "chroma", version, about, long_about = None)]
+#[command(name = "chroma", version, about, long_about)]
 struct Cli {
+    /// The chain's data directory.
+    #[arg(long, global = true, env = "CHROMA_DATA_DIR", default_value = "chroma-data")]
+    data_dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Deploy the example contracts (token, AMM, lending, registry, counter) on an
-    /// in-memory chain and run a short DeFi session, printing every receipt.
-    Demo {
-        /// Print the receipts as JSON instead of a table.
+    /// Create a chain in the data directory, with dev accounts alice, bob, carol, dave and eve.
+    Init,
+    /// Deploy a contract module and run its init method.
+    Deploy {
+        /// A .wasm file, or example:NAME for an embedded example (token, amm, lending, registry, counter).
+        module: String,
+        /// The deploying account.
+        #[arg(long, default_value = "alice")]
+        from: String,
+        /// An init argument, as name=value (repeat for each argument).
+        #[arg(long = "arg", value_name = "NAME=VALUE")]
+        args: Vec<String>,
+        /// A label to refer to the contract by in later commands.
         #[arg(long)]
-        json: bool,
+        name: Option<String>,
+        /// Gas limit.
+        #[arg(long, default_value_t = DEFAULT_GAS)]
+        gas: u64,
     },
-    /// Print the ABI a contract module embeds (methods, argument and return types, kinds),
-    /// after checking the module as a deploy would.
+    /// Call a contract method in a transaction and print its receipt.
+    Call {
+        /// The contract: a label given at deploy, or its 0x address.
+        contract: String,
+        method: String,
+        /// An argument, as name=value: integers, true/false, account names or 0x
+        /// addresses, strings as they are, lists [a, b], tuples (a, b), none.
+        #[arg(long = "arg", value_name = "NAME=VALUE")]
+        args: Vec<String>,
+        /// The calling account.
+        #[arg(long, default_value = "alice")]
+        from: String,
+        /// Gas limit.
+        #[arg(long, default_value_t = DEFAULT_GAS)]
+        gas: u64,
+    },
+    /// Run a method read-only against the committed state, without a transaction.
+    Query {
+        /// The contract: a label given at deploy, or its 0x address.
+        contract: String,
+        method: String,
+        /// An argument, as name=value.
+        #[arg(long = "arg", value_name = "NAME=VALUE")]
+        args: Vec<String>,
+        /// Gas limit.
+        #[arg(long, default_value_t = DEFAULT_GAS)]
+        gas: u64,
+    },
+    /// Show the chain's height, state root, contracts and accounts.
+    State,
+    /// Manage the dev keyring's accounts.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Print a contract module's embedded ABI after checking it as a deploy would.
     Abi {
-        /// A contract's .wasm file.
-        file: PathBuf,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        /// A .wasm file, or example:NAME.
+        module: String,
     },
+    /// Deploy the example contracts on an in-memory chain and run a short DeFi session.
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// List the dev accounts.
+    List,
+    /// Add a dev account.
+    New { name: String },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let ctx = Ctx { data_dir: cli.data_dir, json: cli.json };
     let result = match cli.command {
-        Command::Demo { json } => demo::run(json),
-        Command::Abi { file, json } => inspect::abi(&file, json),
+        Command::Init => chain::init(&ctx).map(|()| true),
+        Command::Deploy { module, from, args, name, gas } => chain::deploy(&ctx, DeployArgs { module, from, args, name, gas }),
+        Command::Call { contract, method, args, from, gas } => chain::call(&ctx, CallArgs { contract, method, args, from, gas }),
+        Command::Query { contract, method, args, gas } => chain::query(&ctx, &contract, &method, &args, gas),
+        Command::State => chain::state(&ctx).map(|()| true),
+        Command::Account { command: AccountCommand::List } => chain::account_list(&ctx).map(|()| true),
+        Command::Account { command: AccountCommand::New { name } } => chain::account_new(&ctx, &name).map(|()| true),
+        Command::Abi { module } => inspect::abi(&module, ctx.json).map(|()| true),
+        Command::Demo => demo::run(ctx.json).map(|()| true),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE

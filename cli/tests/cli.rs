@@ -1,0 +1,148 @@
+//! The `chroma` binary as a user runs it: a chain in a temporary data
+//! directory, commands in separate processes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn chroma(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chroma"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("the chroma binary runs")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = chroma(dir, args);
+    assert!(out.status.success(), "chroma {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(dir: &Path, args: &[&str]) -> (String, String) {
+    let out = chroma(dir, args);
+    assert!(!out.status.success(), "chroma {args:?} succeeded");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(dir, &all)).expect("valid JSON")
+}
+
+#[test]
+fn deploy_call_query_across_processes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let init = json(dir, &["init"]);
+    assert_eq!(init["height"], 0);
+    let deployed = json(dir, &["deploy", "example:token", "--arg", "symbol=TOK", "--arg", "supply=1000", "--name", "tok"]);
+    assert_eq!(deployed["success"], true);
+    assert_eq!(deployed["block"], 1);
+
+    let transfer = json(dir, &["call", "tok", "transfer", "--arg", "to=bob", "--arg", "amount=250"]);
+    assert_eq!(transfer["success"], true);
+    assert_eq!(transfer["events"][0]["name"], "Transfer");
+    assert_eq!(json(dir, &["query", "tok", "balance_of", "--arg", "owner=bob"])["returns"], 250);
+    assert_eq!(json(dir, &["query", "tok", "symbol"])["returns"], "TOK");
+
+    // The pool takes a tuple return and addresses by label.
+    json(dir, &["deploy", "example:token", "--arg", "symbol=BBB", "--arg", "supply=1000", "--name", "bbb"]);
+    json(dir, &["deploy", "example:amm", "--arg", "token_a=tok", "--arg", "token_b=bbb", "--name", "pool"]);
+    assert_eq!(json(dir, &["query", "pool", "tokens"])["returns"][0], deployed["deployed"]);
+
+    let state = json(dir, &["state"]);
+    assert_eq!(state["height"], 4);
+    assert_eq!(state["contracts"].as_array().map(Vec::len), Some(3));
+    let alice = state["accounts"].as_array().and_then(|a| a.iter().find(|x| x["name"] == "alice")).cloned();
+    assert_eq!(alice.map(|a| a["nonce"].clone()), Some(serde_json::json!(4)));
+    // Text output for people.
+    let text = ok(dir, &["query", "tok", "balance_of", "--arg", "owner=alice"]);
+    assert!(text.contains("returns   750"), "{text}");
+}
+
+#[test]
+fn failed_transactions_print_the_receipt_and_exit_nonzero() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    ok(dir, &["init"]);
+    ok(dir, &["deploy", "example:token", "--arg", "symbol=TOK", "--arg", "supply=10", "--name", "tok"]);
+    let (stdout, _) = fails(dir, &["call", "tok", "transfer", "--from", "bob", "--arg", "to=alice", "--arg", "amount=1"]);
+    assert!(stdout.contains("reverted: insufficient balance: 0 available, 1 requested"), "{stdout}");
+    let (stdout, _) = fails(dir, &["call", "tok", "transfer", "--arg", "to=bob", "--arg", "amount=1", "--gas", "2000"]);
+    assert!(stdout.contains("out of gas"), "{stdout}");
+    // Both committed as blocks: bob's and alice's nonces moved.
+    let state = json(dir, &["state"]);
+    assert_eq!(state["height"], 3);
+}
+
+#[test]
+fn bad_input_is_a_clear_error_without_a_transaction() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (_, err) = fails(dir, &["state"]);
+    assert!(err.contains("no chain at") && err.contains("chroma init"), "{err}");
+    ok(dir, &["init"]);
+    let (_, err) = fails(dir, &["init"]);
+    assert!(err.contains("already exists"), "{err}");
+    ok(dir, &["deploy", "example:token", "--arg", "symbol=TOK", "--arg", "supply=10", "--name", "tok"]);
+    let cases: &[(&[&str], &str)] = &[
+        (&["call", "tok", "transfer", "--arg", "to=bob"], "missing --arg amount=<u128>"),
+        (&["call", "tok", "transfer", "--arg", "to=zed", "--arg", "amount=1"], "not an account name"),
+        (&["call", "tok", "transfer", "--arg", "to=bob", "--arg", "amount=-1"], "cannot read \"-1\" as u128"),
+        (&["call", "tok", "transfer", "--arg", "to=bob", "--arg", "amount=1", "--arg", "memo=hi"], "has no argument \"memo\""),
+        (&["call", "tok", "transfr"], "has no method \"transfr\""),
+        (&["call", "tok", "init", "--arg", "symbol=X", "--arg", "supply=1"], "has no method \"init\""),
+        (&["call", "nothing", "transfer"], "unknown contract \"nothing\""),
+        (&["call", "tok", "transfer", "--from", "mallory", "--arg", "to=bob", "--arg", "amount=1"], "unknown account \"mallory\""),
+        (&["deploy", "example:nope"], "no example contract"),
+        (&["deploy", "/nonexistent.wasm"], "cannot read"),
+        (&["deploy", "example:token", "--arg", "symbol=T", "--arg", "supply=1", "--name", "tok"], "already in the keyring"),
+    ];
+    for (args, expected) in cases {
+        let (_, err) = fails(dir, args);
+        assert!(err.contains(expected), "chroma {args:?}: expected {expected:?} in {err:?}");
+        assert!(!err.contains("panicked"), "chroma {args:?} panicked: {err}");
+    }
+    // None of those reached the chain.
+    assert_eq!(json(dir, &["state"])["height"], 1);
+}
+
+#[test]
+fn a_module_that_is_not_a_contract_is_refused_and_nothing_is_stored() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    ok(dir, &["init"]);
+    let bogus = dir.join("bogus.wasm");
+    std::fs::write(&bogus, b"\0asm\x01\0\0\0garbage").expect("write");
+    let (_, err) = fails(dir, &["deploy", bogus.to_str().expect("utf-8 path")]);
+    assert!(err.contains("cannot be deployed") && err.contains("invalid or disallowed Wasm"), "{err}");
+    assert_eq!(json(dir, &["state"])["height"], 0);
+}
+
+#[test]
+fn accounts_and_abi() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    ok(dir, &["init"]);
+    let added = json(dir, &["account", "new", "zed"]);
+    assert_eq!(added["name"], "zed");
+    let (_, err) = fails(dir, &["account", "new", "zed"]);
+    assert!(err.contains("already in the keyring"), "{err}");
+    assert_eq!(json(dir, &["account", "list"]).as_array().map(Vec::len), Some(6));
+    let abi = json(dir, &["abi", "example:amm"]);
+    let swap = abi["methods"].as_array().and_then(|m| m.iter().find(|x| x["name"] == "swap")).cloned().expect("swap");
+    assert_eq!(swap["returns"], "u128");
+    assert_eq!(swap["args"][0]["type"], "Address");
+}
+
+#[test]
+fn the_demo_runs() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = ok(tmp.path(), &["demo"]);
+    assert!(out.contains("pool.swap(token_in: AAA, amount_in: 5000, min_out: 2000)"), "{out}");
+    assert!(out.contains("reverted: slippage"), "{out}");
+    let rows = json(tmp.path(), &["demo"]);
+    assert!(rows.as_array().map(Vec::len).unwrap_or(0) > 20);
+}
