@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use chroma_host_api::abi::{Method, MethodKind, Type};
 use chroma_host_api::{Address, Value};
-use chroma_vm::{gatekeeper, Node, Transaction, TxKind};
+use chroma_vm::{gatekeeper, CommittedBlock, Node, Transaction, TxKind};
 use serde_json::json;
 
 use crate::examples;
@@ -110,16 +110,21 @@ fn method_of(node: &Node, contract: Address, reference: &str, name: &str) -> any
     }
 }
 
-fn send(ctx: &Ctx, node: &mut Node, keyring: &Keyring, from: &str, kind: TxKind, gas: u64, returns: Option<&Type>) -> anyhow::Result<bool> {
+/// Submits one transaction as the next block.
+fn submit(node: &mut Node, keyring: &Keyring, from: &str, kind: TxKind, gas: u64) -> anyhow::Result<CommittedBlock> {
     let sender = keyring.account(from)?;
     let tx = Transaction { sender, nonce: node.nonce(&sender)?, kind, gas_limit: gas };
-    let block = node.execute_block(std::slice::from_ref(&tx))?;
+    Ok(node.execute_block(std::slice::from_ref(&tx))?)
+}
+
+/// Prints a one-transaction block's receipt, its height and root; returns whether it succeeded.
+fn print_block(ctx: &Ctx, keyring: &Keyring, block: &CommittedBlock, returns: Option<&Type>, headline: &str) -> anyhow::Result<bool> {
     let receipt = &block.receipts[0];
     let name_of = |a: &Address| keyring.name_of(a);
     let (text, mut json) = render::receipt(receipt, returns, &name_of);
     json["block"] = json!(block.height);
     json["root"] = json!(render::hex(&block.root));
-    print(ctx, &format!("{text}\nblock     {}  root {}", block.height, render::hex(&block.root)), json)?;
+    print(ctx, &format!("{headline}{text}\nblock     {}  root {}", block.height, render::hex(&block.root)), json)?;
     Ok(receipt.outcome.is_success())
 }
 
@@ -146,24 +151,16 @@ pub fn deploy(ctx: &Ctx, a: DeployArgs) -> anyhow::Result<bool> {
             bail!("the name {label:?} is already in the keyring; choose another --name");
         }
     }
-    let sender = keyring.account(&a.from)?;
-    let tx = Transaction { sender, nonce: node.nonce(&sender)?, kind: TxKind::Deploy { code, init_args }, gas_limit: a.gas };
-    let block = node.execute_block(std::slice::from_ref(&tx))?;
-    let receipt = &block.receipts[0];
-    if let (Some(label), Some(address)) = (&a.name, receipt.deployed) {
-        keyring.add_contract(label, address)?;
-    }
-    let name_of = |x: &Address| keyring.name_of(x);
-    let (text, mut json) = render::receipt(receipt, None, &name_of);
-    json["block"] = json!(block.height);
-    json["name"] = json!(a.name);
-    let label = a.name.as_deref().map(|l| format!(" as {l}")).unwrap_or_default();
-    let headline = match receipt.deployed {
-        Some(address) => format!("deployed{label} at {address}\n"),
-        None => String::new(),
+    let block = submit(&mut node, &keyring, &a.from, TxKind::Deploy { code, init_args }, a.gas)?;
+    let headline = match (&a.name, block.receipts[0].deployed) {
+        (Some(label), Some(address)) => {
+            keyring.add_contract(label, address)?;
+            format!("deployed as {label} at {address}\n")
+        }
+        (None, Some(address)) => format!("deployed at {address}\n"),
+        (_, None) => String::new(),
     };
-    print(ctx, &format!("{headline}{text}\nblock     {}  root {}", block.height, render::hex(&block.root)), json)?;
-    Ok(receipt.outcome.is_success())
+    print_block(ctx, &keyring, &block, None, &headline)
 }
 
 pub struct CallArgs {
@@ -181,7 +178,8 @@ pub fn call(ctx: &Ctx, a: CallArgs) -> anyhow::Result<bool> {
     let method = method_of(&node, contract, &a.contract, &a.method)?;
     let args = encode_args(&method, &a.args, &keyring)?;
     let kind = TxKind::Call { contract, method: method.name.clone(), args };
-    send(ctx, &mut node, &keyring, &a.from, kind, a.gas, Some(&method.returns))
+    let block = submit(&mut node, &keyring, &a.from, kind, a.gas)?;
+    print_block(ctx, &keyring, &block, Some(&method.returns), "")
 }
 
 /// Runs a method read-only against the committed state; returns whether it succeeded.

@@ -11,6 +11,7 @@
 
 pub mod address;
 pub mod engine;
+pub mod floor;
 pub mod root;
 pub mod gatekeeper;
 mod imports;

@@ -43,6 +43,12 @@ pub struct Contract {
     pre: InstancePre<StoreData>,
 }
 
+impl Contract {
+    pub(crate) fn instantiate(&self, store: &mut Store<StoreData>) -> wasmtime::Result<wasmtime::Instance> {
+        self.pre.instantiate(store)
+    }
+}
+
 /// Shared by every call: the engine, the host functions, the deployed contracts.
 pub struct Runtime {
     engine: Engine,

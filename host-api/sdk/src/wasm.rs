@@ -181,6 +181,17 @@ extern "C" {
     static __heap_base: u8;
 }
 
+/// Grows linear memory so it covers `end`; false if the host refuses (the
+/// memory limit), which makes the allocation fail and the contract revert.
+fn memory_reaches(end: usize) -> bool {
+    let memory_end = core::arch::wasm32::memory_size(0) * PAGE;
+    if end <= memory_end {
+        return true;
+    }
+    let pages = (end - memory_end).div_ceil(PAGE);
+    core::arch::wasm32::memory_grow(0, pages) != usize::MAX
+}
+
 unsafe impl core::alloc::GlobalAlloc for BumpAllocator {
     unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
         let mut next = self.next.get();
@@ -192,12 +203,8 @@ unsafe impl core::alloc::GlobalAlloc for BumpAllocator {
         let Some(end) = start.checked_add(layout.size()) else {
             return core::ptr::null_mut();
         };
-        let memory_end = core::arch::wasm32::memory_size(0) * PAGE;
-        if end > memory_end {
-            let pages = (end - memory_end).div_ceil(PAGE);
-            if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
-                return core::ptr::null_mut();
-            }
+        if !memory_reaches(end) {
+            return core::ptr::null_mut();
         }
         self.next.set(end);
         start as *mut u8
@@ -209,12 +216,8 @@ unsafe impl core::alloc::GlobalAlloc for BumpAllocator {
         // Growing the most recent allocation (a Vec being pushed to) happens in place.
         if ptr as usize + layout.size() == self.next.get() && new_size >= layout.size() {
             let end = ptr as usize + new_size;
-            let memory_end = core::arch::wasm32::memory_size(0) * PAGE;
-            if end > memory_end {
-                let pages = (end - memory_end).div_ceil(PAGE);
-                if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
-                    return core::ptr::null_mut();
-                }
+            if !memory_reaches(end) {
+                return core::ptr::null_mut();
             }
             self.next.set(end);
             return ptr;

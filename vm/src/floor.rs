@@ -1,0 +1,70 @@
+//! The measuring floor: a contract method called again and again on one warm
+//! instance, with no per-transaction VM work (no nonce, no gas accounting
+//! beyond fuel, no instantiation, no receipt, no commit). Benchmarks report
+//! the full transaction path as a multiple of it.
+
+use std::sync::Arc;
+
+use chroma_host_api::Address;
+use wasmtime::{Store, StoreLimitsBuilder, TypedFunc};
+
+use crate::engine::MAX_MEMORY_BYTES;
+use crate::gatekeeper::MEMORY_EXPORT;
+use crate::imports::{Frame, StoreData};
+use crate::runtime::{TxState, Vm};
+use crate::state::{Journal, StateRead};
+
+/// Fuel given before each call: far more than one call uses.
+const FUEL_PER_CALL: u64 = 1 << 40;
+
+/// One instance of a contract, kept warm.
+pub struct WarmInstance {
+    store: Store<StoreData>,
+    entry: TypedFunc<(), ()>,
+    base: Arc<dyn StateRead>,
+}
+
+/// A fresh store with `contract` instantiated in it, as the full path makes per call.
+fn instantiate(
+    vm: &Vm,
+    contract: Address,
+    caller: Address,
+    input: Vec<u8>,
+) -> Result<(Store<StoreData>, wasmtime::Instance, Arc<dyn StateRead>), String> {
+    let deployed = vm.contract(&contract).ok_or("no such contract")?;
+    let base: Arc<dyn StateRead> = vm.state().clone();
+    let tx = Box::new(TxState { runtime: vm.runtime().clone(), journal: Journal::new(base.clone()), depth: 1 });
+    let frame = Frame { contract, caller, input, output: Vec::new(), read_only: false, memory: None };
+    let limits = StoreLimitsBuilder::new().memory_size(MAX_MEMORY_BYTES).instances(1).memories(1).tables(1).build();
+    let mut store = Store::new(vm.runtime().engine(), StoreData { tx: Some(tx), frame, limits });
+    store.limiter(|data| &mut data.limits);
+    let instance = deployed.instantiate(&mut store).map_err(|e| e.to_string())?;
+    let memory = instance.get_memory(&mut store, MEMORY_EXPORT).ok_or("no memory export")?;
+    store.data_mut().frame.memory = Some(memory);
+    Ok((store, instance, base))
+}
+
+impl WarmInstance {
+    /// Instantiates `contract` once, ready to run `method` with `input` as `caller`.
+    pub fn new(vm: &Vm, contract: Address, caller: Address, method: &str, input: Vec<u8>) -> Result<WarmInstance, String> {
+        let (mut store, instance, base) = instantiate(vm, contract, caller, input)?;
+        let entry = instance.get_typed_func::<(), ()>(&mut store, method).map_err(|e| e.to_string())?;
+        Ok(WarmInstance { store, entry, base })
+    }
+
+    /// Calls the method once more. Each call starts from the same state: the
+    /// journal is reset, so repeated calls do not accumulate writes.
+    pub fn call(&mut self) -> Result<(), String> {
+        if let Some(tx) = self.store.data_mut().tx.as_deref_mut() {
+            tx.journal = Journal::new(self.base.clone());
+        }
+        self.store.set_fuel(FUEL_PER_CALL).map_err(|e| e.to_string())?;
+        self.entry.call(&mut self.store, ()).map_err(|e| e.to_string())
+    }
+}
+
+/// Instantiates `contract` in a fresh store and drops it: the per-call set-up
+/// cost of the full path.
+pub fn instantiate_once(vm: &Vm, contract: Address) -> Result<(), String> {
+    instantiate(vm, contract, Address::ZERO, Vec::new()).map(drop)
+}
