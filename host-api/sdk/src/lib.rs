@@ -121,6 +121,7 @@ pub mod __private {
     /// Runs an entry point: decodes the input as `Args`, calls `body`, sets the
     /// encoded result as the return value.
     pub fn run<Args: Decode, Ret: Encode>(body: impl FnOnce(Args) -> Ret) {
+        backend::begin_call();
         let args = backend::with_input(|input| Args::decode(input));
         match args {
             Ok(args) => {

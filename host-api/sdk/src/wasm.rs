@@ -236,3 +236,10 @@ unsafe impl core::alloc::GlobalAlloc for BumpAllocator {
 
 #[global_allocator]
 static ALLOCATOR: BumpAllocator = BumpAllocator { next: Cell::new(0) };
+
+/// Called first by every entry point: nothing allocated by an earlier call on
+/// this instance is live (a nested call always gets a new instance), so the
+/// heap starts over. Keeps an instance reusable for any number of calls.
+pub fn begin_call() {
+    ALLOCATOR.next.set(0);
+}

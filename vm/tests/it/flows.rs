@@ -208,3 +208,29 @@ fn same_transactions_give_same_receipts_gas_and_state() {
     assert!(first.0.iter().filter(|r| r.outcome.is_success()).count() >= 27);
     assert_eq!(first, second);
 }
+
+#[test]
+fn receipts_and_gas_do_not_depend_on_concurrent_threads() {
+    fn session() -> Vec<(Outcome, u64, Vec<u8>)> {
+        let mut chain = Chain::new();
+        let bob = Chain::account("bob");
+        let t = token(&mut chain, "alice", "TOK", 1_000_000);
+        let c = chain.deploy("alice", "counter", ());
+        let mut out = Vec::new();
+        for i in 0..40u128 {
+            let r = if i % 3 == 0 {
+                chain.call("alice", c, "increment", ())
+            } else {
+                chain.call(if i % 2 == 0 { "alice" } else { "bob" }, t, "transfer", (bob, i * 1_000))
+            };
+            out.push((r.outcome, r.gas_used, r.return_data));
+        }
+        out
+    }
+    let alone = session();
+    assert!(alone.iter().any(|(o, _, _)| !o.is_success()), "the session includes failures");
+    let concurrent: Vec<_> = (0..4).map(|_| std::thread::spawn(session)).collect();
+    for handle in concurrent {
+        assert_eq!(handle.join().expect("thread"), alone);
+    }
+}

@@ -128,3 +128,17 @@ fn a_trap_in_wasm_is_reported() {
     let receipt = run(&mut chain, c, "boom");
     assert!(matches!(&receipt.outcome, Outcome::Trapped(m) if m.contains("unreachable")), "{}", receipt.outcome);
 }
+
+#[test]
+fn a_warm_instance_stays_callable_for_thousands_of_calls() {
+    // The SDK resets its heap at every entry, so reuse never exhausts memory.
+    use chroma_host_api::Encode;
+    let mut chain = Chain::new();
+    let token = chain.deploy("alice", "token", ("TOK".to_string(), 1_000_000u128));
+    let args = (Chain::account("bob"), 1u128).encode();
+    let mut warm = chroma_vm::floor::WarmInstance::new(&chain.vm, token, Chain::account("alice"), "transfer", args)
+        .expect("warm instance");
+    for i in 0..5_000 {
+        warm.call().unwrap_or_else(|e| panic!("call {i} failed: {e}"));
+    }
+}
