@@ -208,14 +208,12 @@ impl Runtime {
             self.modules.write().unwrap_or_else(|p| p.into_inner()).insert(validated.code_hash, module);
         }
         let contract = self.prepare(address, code)?;
-        self.register(contract);
+        self.register(Arc::new(contract));
         Ok(used_cache)
     }
 
-    fn register(&self, contract: Contract) -> Arc<Contract> {
-        let contract = Arc::new(contract);
-        self.contracts.write().unwrap_or_else(|p| p.into_inner()).insert(contract.address, contract.clone());
-        contract
+    fn register(&self, contract: Arc<Contract>) {
+        self.contracts.write().unwrap_or_else(|p| p.into_inner()).insert(contract.address, contract);
     }
 
     /// Runs one call atomically: on failure its writes and events (and those
@@ -431,10 +429,6 @@ impl Vm {
         let Some(mut writes) = writes else { return Ok((receipt, None)) };
         writes.insert(storage_key(&address, SYSTEM_SLOT, CODE_HASH_RECORD), Some(contract.code_hash.to_vec()));
         self.new_code.insert(contract.code_hash, code.to_vec());
-        let contract = Arc::try_unwrap(contract).unwrap_or_else(|shared| {
-            // Only this function holds it; rebuilding is never needed in practice.
-            Contract { address: shared.address, code_hash: shared.code_hash, abi: shared.abi.clone(), pre: shared.pre.clone() }
-        });
         self.runtime.register(contract);
         receipt.deployed = Some(address);
         Ok((receipt, Some(writes)))
