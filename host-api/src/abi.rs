@@ -365,6 +365,35 @@ impl Type {
         }
     }
 
+    /// Checks that `reader` holds a canonical value of this type, consuming it,
+    /// without building the value (the host validates call input this way).
+    pub fn skip_value(&self, reader: &mut Reader<'_>) -> Result<(), DecodeError> {
+        match self {
+            Type::Bool => bool::decode_from(reader).map(drop),
+            Type::String => {
+                let len = reader.length(1)?;
+                core::str::from_utf8(reader.take(len)?).map(drop).map_err(|_| DecodeError::InvalidUtf8)
+            }
+            Type::Vec(inner) => {
+                let len = reader.length(inner.min_encoded_len())?;
+                // Zero-size elements occupy no bytes: nothing to check, however many.
+                if inner.fixed_len() != Some(0) {
+                    for _ in 0..len {
+                        inner.skip_value(reader)?;
+                    }
+                }
+                Ok(())
+            }
+            Type::Option(inner) => match reader.take(1)?[0] {
+                0 => Ok(()),
+                1 => inner.skip_value(reader),
+                tag => Err(DecodeError::InvalidOptionTag(tag)),
+            },
+            Type::Tuple(fields) => fields.iter().try_for_each(|f| f.skip_value(reader)),
+            fixed => reader.take(fixed.min_encoded_len()).map(drop),
+        }
+    }
+
     /// The encoded size when every value of the type has the same size.
     pub fn fixed_len(&self) -> Option<usize> {
         match self {
@@ -430,6 +459,15 @@ pub struct Method {
 }
 
 impl Method {
+    /// Checks that `input` is exactly a canonical encoding of the arguments.
+    pub fn check_args(&self, input: &[u8]) -> Result<(), DecodeError> {
+        let mut reader = Reader::new(input);
+        for arg in &self.args {
+            arg.ty.skip_value(&mut reader)?;
+        }
+        reader.finish()
+    }
+
     /// The type of the whole call input: a tuple of the arguments in order.
     pub fn args_type(&self) -> Type {
         Type::Tuple(self.args.iter().map(|a| a.ty.clone()).collect())
@@ -696,6 +734,30 @@ mod tests {
         assert!(!is_valid_method_name(""));
         assert!(!is_valid_method_name("a-b"));
         assert!(!is_valid_method_name(&"a".repeat(MAX_METHOD_NAME_LEN + 1)));
+    }
+
+    #[test]
+    fn check_args_agrees_with_full_decoding() {
+        use crate::codec::Encode;
+        use crate::value::Value;
+        let abi = Abi::from_descs(METHODS);
+        let transfer = abi.method("transfer").expect("transfer");
+        let good = (Address([1; 32]), alloc::vec![Some((7u8, "x".to_string())), None]).encode();
+        assert_eq!(transfer.check_args(&good), Ok(()));
+        for cut in 0..good.len() {
+            let input = &good[..cut];
+            assert_eq!(
+                transfer.check_args(input).is_ok(),
+                Value::decode_as(&transfer.args_type(), input).is_ok(),
+                "prefix of {cut} bytes"
+            );
+        }
+        let mut bad_tag = good.clone();
+        bad_tag[36] = 5;
+        assert_eq!(transfer.check_args(&bad_tag), Err(DecodeError::InvalidOptionTag(5)));
+        // A huge count of zero-size elements is checked in constant time.
+        let units = Method { name: "u".into(), kind: MethodKind::Mutating, args: alloc::vec![Arg { name: "a".into(), ty: Type::Vec(Box::new(Type::Unit)) }], returns: Type::Unit };
+        assert_eq!(units.check_args(&u32::MAX.to_le_bytes()), Ok(()));
     }
 
     #[test]

@@ -11,6 +11,9 @@ use crate::abi::Type;
 use crate::address::Address;
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 
+/// Most zero-size elements (`Vec<()>`) a decoded value may hold.
+pub const MAX_ZERO_SIZE_ELEMENTS: usize = 1 << 16;
+
 /// A value of some [`Type`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -156,6 +159,11 @@ impl Value {
             Type::String => Value::String(String::decode_from(r)?),
             Type::Vec(inner) => {
                 let len = r.length(inner.min_encoded_len())?;
+                // Zero-size elements cost no input bytes; do not let a length
+                // prefix alone materialise billions of them.
+                if inner.fixed_len() == Some(0) && len > MAX_ZERO_SIZE_ELEMENTS {
+                    return Err(DecodeError::LengthTooLarge { length: len as u32, remaining: r.remaining() }.into());
+                }
                 let mut items = Vec::with_capacity(if inner.min_encoded_len() == 0 { 0 } else { len });
                 for _ in 0..len {
                     items.push(Value::decode_from(inner, r)?);
@@ -364,6 +372,13 @@ mod tests {
         assert!(matches!(Value::parse(&pair, "(1)", &no_names), Err(ValueError::Parse { .. })));
         assert_eq!(Value::UInt(300).encode_as(&Type::U8), Err(ValueError::OutOfRange { ty: "u8".into(), value: "300".into() }));
         assert!(matches!(Value::Bool(true).encode_as(&Type::U8), Err(ValueError::Mismatch { .. })));
+    }
+
+    #[test]
+    fn huge_zero_size_lists_are_refused() {
+        let ty = Type::Vec(Box::new(Type::Unit));
+        assert!(matches!(Value::decode_as(&ty, &u32::MAX.to_le_bytes()), Err(ValueError::Decode(DecodeError::LengthTooLarge { .. }))));
+        assert_eq!(Value::decode_as(&ty, &3u32.to_le_bytes()), Ok(Value::List(vec![Value::Unit; 3])));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use chroma_host_api::abi::{Abi, MethodKind};
 use chroma_host_api::codec::{Decode, Encode};
 use chroma_host_api::key::{storage_key, SYSTEM_SLOT};
 use chroma_host_api::limits::MAX_CALL_DEPTH;
-use chroma_host_api::{gas, Address, CallStatus, Value};
+use chroma_host_api::{gas, Address, CallStatus};
 use wasmtime::{Engine, InstancePre, Module, Store, StoreLimitsBuilder, Trap};
 
 use crate::address::contract_address;
@@ -237,7 +237,7 @@ impl Runtime {
         else {
             return fail(state, CallFailure::NoSuchMethod(call.method), call.fuel);
         };
-        if let Err(e) = Value::decode_as(&method.args_type(), &call.input) {
+        if let Err(e) = method.check_args(&call.input) {
             return fail(state, CallFailure::BadInput(e.to_string()), call.fuel);
         }
         if state.depth >= MAX_CALL_DEPTH {
