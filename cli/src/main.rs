@@ -1,5 +1,6 @@
 //! `chroma`: the command-line front of the Chroma VM.
 
+mod analyze;
 mod chain;
 mod demo;
 mod examples;
@@ -92,6 +93,11 @@ enum Command {
         /// A .wasm file, or example:NAME.
         module: String,
     },
+    /// Show each entry point's inferred storage reads, writes, adds and calls.
+    Analyze {
+        /// A .wasm file, example:NAME, or a deployed contract (label or 0x address).
+        module: String,
+    },
     /// Deploy the example contracts on an in-memory chain and run a short DeFi session.
     Demo,
 }
@@ -116,6 +122,7 @@ fn main() -> ExitCode {
         Command::Account { command: AccountCommand::List } => chain::account_list(&ctx).map(|()| true),
         Command::Account { command: AccountCommand::New { name } } => chain::account_new(&ctx, &name).map(|()| true),
         Command::Abi { module } => inspect::abi(&module, ctx.json).map(|()| true),
+        Command::Analyze { module } => analyze::run(&ctx, &module).map(|()| true),
         Command::Demo => demo::run(ctx.json).map(|()| true),
     };
     match result {

@@ -146,3 +146,19 @@ fn the_demo_runs() {
     let rows = json(tmp.path(), &["demo"]);
     assert!(rows.as_array().map(Vec::len).unwrap_or(0) > 20);
 }
+
+#[test]
+fn analyze_a_file_an_example_and_a_deployed_contract() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let text = ok(dir, &["analyze", "example:token"]);
+    assert!(text.contains("transfer (mutating):\n    read slot3[caller]\n    write slot3[caller]\n    add slot3[arg.to]"), "{text}");
+    let parsed = json(dir, &["analyze", "example:counter"]);
+    assert_eq!(parsed["entries"]["add"]["adds"][0], "slot0");
+    ok(dir, &["init"]);
+    ok(dir, &["deploy", "example:token", "--arg", "symbol=TOK", "--arg", "supply=1000", "--name", "tok"]);
+    let deployed = ok(dir, &["analyze", "tok"]);
+    assert!(deployed.contains("add slot3[arg.to]"), "{deployed}");
+    let (_, err) = fails(dir, &["analyze", "nothing-here"]);
+    assert!(err.contains("unknown contract \"nothing-here\""), "{err}");
+}

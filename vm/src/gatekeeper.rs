@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use chroma_host_api::abi::{Abi, AbiError, MethodKind, ABI_SECTION};
 use chroma_host_api::host::{HostFn, ValType, HOST_FUNCTIONS, IMPORT_MODULE};
 use chroma_host_api::limits::MAX_MEMORY_PAGES;
-use wasmparser::{Parser, Payload, Validator, WasmFeatures};
+use wasmparser::{Parser, Payload, Validator};
 
 /// Largest module accepted, in bytes.
 pub const MAX_MODULE_SIZE: usize = 512 * 1024;
@@ -22,17 +22,9 @@ pub const MAX_FUNCTIONS: u32 = 10_000;
 /// The export name of the contract's memory.
 pub const MEMORY_EXPORT: &str = "memory";
 
-/// The Wasm features contracts may use: what Rust's `wasm32-unknown-unknown`
-/// target emits by default. Floats are allowed (the engine canonicalises NaNs).
-pub fn allowed_features() -> WasmFeatures {
-    WasmFeatures::MUTABLE_GLOBAL
-        | WasmFeatures::SATURATING_FLOAT_TO_INT
-        | WasmFeatures::SIGN_EXTENSION
-        | WasmFeatures::REFERENCE_TYPES
-        | WasmFeatures::MULTI_VALUE
-        | WasmFeatures::BULK_MEMORY
-        | WasmFeatures::FLOATS
-}
+/// The Wasm features contracts may use, defined once with the analyzer
+/// that must understand them.
+pub use chroma_analyzer::contract_features as allowed_features;
 
 /// Why a module was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,8 +3,10 @@
 use core::fmt;
 
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use crate::{backend, revert, Address, CallStatus, Decode, Encode};
+use chroma_host_api::DecodeError;
 
 /// A handle on another contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,19 +15,32 @@ pub struct Contract {
 }
 
 /// Why a call into another contract failed.
+///
+/// Nothing is formatted until the error is displayed: a contract that
+/// handles the failure pays no formatting gas, and the analyzer does not
+/// have to follow formatting code on paths that go on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallError {
     pub status: CallStatus,
-    /// The callee's revert message, or a description of the failure.
-    pub message: String,
+    /// The callee's revert message as it sent it (empty for other failures).
+    pub data: Vec<u8>,
+    /// Set when the callee returned but its value did not decode as expected.
+    pub bad_return: Option<DecodeError>,
+}
+
+impl CallError {
+    /// The callee's revert message (invalid UTF-8 replaced).
+    pub fn message(&self) -> String {
+        String::from_utf8_lossy(&self.data).into_owned()
+    }
 }
 
 impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.message.is_empty() {
-            write!(f, "{}", self.status)
-        } else {
-            write!(f, "{}: {}", self.status, self.message)
+        match (&self.bad_return, self.data.is_empty()) {
+            (Some(e), _) => write!(f, "cannot decode the return value: {e}"),
+            (None, true) => write!(f, "{}", self.status),
+            (None, false) => write!(f, "{}: {}", self.status, String::from_utf8_lossy(&self.data)),
         }
     }
 }
@@ -55,11 +70,10 @@ impl Contract {
         let mut encoded = alloc::vec::Vec::new();
         args.encode_to(&mut encoded);
         backend::call(&self.address, method, &encoded, |status, data| match status {
-            CallStatus::Ok => R::decode(data).map_err(|e| CallError {
-                status: CallStatus::BadInput,
-                message: alloc::format!("cannot decode the return value of {method}: {e}"),
-            }),
-            _ => Err(CallError { status, message: String::from_utf8_lossy(data).into_owned() }),
+            CallStatus::Ok => {
+                R::decode(data).map_err(|e| CallError { status: CallStatus::BadInput, data: Vec::new(), bad_return: Some(e) })
+            }
+            _ => Err(CallError { status, data: data.to_vec(), bad_return: None }),
         })
     }
 }

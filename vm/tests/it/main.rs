@@ -3,6 +3,7 @@
 
 mod support;
 
+mod analyzer;
 mod committed_wasm;
 mod flows;
 mod gatekeeper;

@@ -1,0 +1,550 @@
+//! The abstract domain: what the analysis knows about a byte, a value, the
+//! linear memory and the whole machine state at one program point.
+//!
+//! Every call starts in a fresh instance, so the initial state is known
+//! exactly: globals hold their initial values, memory holds the data
+//! segments. Addresses therefore stay concrete numbers (the shadow stack
+//! pointer, static buffers, bump-allocated heap) and the analysis tracks
+//! *bytes*: a byte is a constant, a byte of the call input, of the caller's
+//! or the contract's address, of a value read from storage, or unknown.
+//! Anything the analysis cannot follow becomes unknown, never something
+//! narrower.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What is known about one byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Byte {
+    Const(u8),
+    /// The byte at this offset of the call's input (the encoded arguments).
+    Input(u16),
+    /// Byte `i` of the caller's address.
+    Caller(u8),
+    /// Byte `i` of the running contract's address.
+    Contract(u8),
+    /// Byte `offset` of the value returned by the entry's read number `read`
+    /// (an index into its summary's reads).
+    Stored { read: u16, offset: u16 },
+    /// The low byte of an unknown boolean (0 or 1): the outcome of comparison
+    /// `id`, negated or not. Only inside the analysis; never in a template.
+    Flag { id: u32, negated: bool },
+    Unknown,
+}
+
+impl Byte {
+    fn join(self, other: Byte) -> Byte {
+        if self == other {
+            self
+        } else {
+            Byte::Unknown
+        }
+    }
+}
+
+/// An i32 or i64 (or float bits): a constant, little-endian symbolic bytes,
+/// an unknown boolean with an identity, or unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Value {
+    /// i32 constants are kept zero-extended.
+    Const(u64),
+    Bytes { bytes: [Byte; 8], len: u8 },
+    /// 0 or 1: the outcome of comparison `id` (negated or not). Branching on
+    /// it records the outcome, so later uses of the same outcome agree.
+    Flag { id: u32, negated: bool },
+    Top,
+}
+
+impl Value {
+    /// A value made of `bytes` (1..=8), normalised: all constant is `Const`,
+    /// all unknown is `Top`.
+    pub fn from_bytes(bytes: &[Byte]) -> Value {
+        if bytes.iter().all(|b| matches!(b, Byte::Const(_))) {
+            let mut v = 0u64;
+            for (i, b) in bytes.iter().enumerate() {
+                if let Byte::Const(c) = b {
+                    v |= u64::from(*c) << (8 * i);
+                }
+            }
+            return Value::Const(v);
+        }
+        if bytes.iter().all(|b| *b == Byte::Unknown) {
+            return Value::Top;
+        }
+        if let Some((Byte::Flag { id, negated }, rest)) = bytes.split_first() {
+            if rest.iter().all(|b| *b == Byte::Const(0)) {
+                return Value::Flag { id: *id, negated: *negated };
+            }
+        }
+        let mut out = [Byte::Const(0); 8];
+        out[..bytes.len()].copy_from_slice(bytes);
+        Value::Bytes { bytes: out, len: bytes.len() as u8 }
+    }
+
+    /// The low `n` bytes (n <= 8), little-endian.
+    pub fn bytes(&self, n: usize) -> [Byte; 8] {
+        let mut out = [Byte::Unknown; 8];
+        match self {
+            Value::Const(v) => {
+                for (i, b) in out.iter_mut().enumerate().take(n) {
+                    *b = Byte::Const((v >> (8 * i)) as u8);
+                }
+            }
+            Value::Bytes { bytes, len } => {
+                for i in 0..n.min(*len as usize) {
+                    out[i] = bytes[i];
+                }
+            }
+            Value::Flag { id, negated } => {
+                out[..n].fill(Byte::Const(0));
+                if n > 0 {
+                    out[0] = Byte::Flag { id: *id, negated: *negated };
+                }
+            }
+            Value::Top => {}
+        }
+        out
+    }
+
+    pub fn as_const(&self) -> Option<u64> {
+        match self {
+            Value::Const(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub fn join(self, other: Value) -> Value {
+        if self == other {
+            return self;
+        }
+        match (self, other) {
+            (Value::Bytes { bytes: a, len: la }, Value::Bytes { bytes: b, len: lb }) if la == lb => {
+                let joined: Vec<Byte> = (0..la as usize).map(|i| a[i].join(b[i])).collect();
+                Value::from_bytes(&joined)
+            }
+            _ => Value::Top,
+        }
+    }
+}
+
+/// Content of a range of memory written in one piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RangeContent {
+    Unknown,
+    Fill(u8),
+    /// Input byte `first + (address - start)`.
+    Input { first: u32 },
+    /// Byte `first + (address - start)` of the value of read `read`.
+    Stored { read: u16, first: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RangeFact {
+    pub start: u64,
+    /// Exclusive.
+    pub end: u64,
+    pub content: RangeContent,
+}
+
+impl RangeFact {
+    fn byte_at(&self, address: u64) -> Byte {
+        let i = address - self.start;
+        match self.content {
+            RangeContent::Unknown => Byte::Unknown,
+            RangeContent::Fill(b) => Byte::Const(b),
+            RangeContent::Input { first } => match u16::try_from(u64::from(first) + i) {
+                Ok(offset) => Byte::Input(offset),
+                Err(_) => Byte::Unknown,
+            },
+            RangeContent::Stored { read, first } => match u16::try_from(u64::from(first) + i) {
+                Ok(offset) => Byte::Stored { read, offset },
+                Err(_) => Byte::Unknown,
+            },
+        }
+    }
+
+    fn covers(&self, other: &RangeFact) -> bool {
+        self.start <= other.start && other.end <= self.end
+    }
+}
+
+/// Writes longer than this become one range fact instead of single bytes.
+const BYTEWISE_LIMIT: u64 = 512;
+/// More range facts than this and the memory is forgotten (sound, imprecise).
+const MAX_RANGES: usize = 48;
+
+/// The initial memory image: zero except for the active data segments.
+pub(crate) struct Image<'a> {
+    pub base: u64,
+    pub bytes: &'a [u8],
+}
+
+impl Image<'_> {
+    fn byte(&self, address: u64) -> u8 {
+        address
+            .checked_sub(self.base)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.bytes.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// What is known about linear memory. Lookup order: bytes written one by
+/// one (always newer than any range that covers them), then range facts
+/// (newest first), then the initial image (unless forgotten).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Memory {
+    written: BTreeMap<u64, Byte>,
+    ranges: Vec<RangeFact>,
+    /// The initial image no longer describes unwritten bytes.
+    forgotten: bool,
+}
+
+impl Memory {
+    pub fn byte(&self, image: &Image<'_>, address: u64) -> Byte {
+        if let Some(b) = self.written.get(&address) {
+            return *b;
+        }
+        if let Some(fact) = self.ranges.iter().rev().find(|f| f.start <= address && address < f.end) {
+            return fact.byte_at(address);
+        }
+        if self.forgotten {
+            Byte::Unknown
+        } else {
+            Byte::Const(image.byte(address))
+        }
+    }
+
+    pub fn read(&self, image: &Image<'_>, address: u64, n: usize) -> Vec<Byte> {
+        (0..n as u64).map(|i| self.byte(image, address + i)).collect()
+    }
+
+    pub fn write(&mut self, address: u64, bytes: &[Byte]) {
+        for (i, b) in bytes.iter().enumerate() {
+            self.written.insert(address + i as u64, *b);
+        }
+    }
+
+    /// Sets `len` bytes from `start` to a range content.
+    pub fn write_range(&mut self, image: &Image<'_>, start: u64, len: u64, content: RangeContent) {
+        if len == 0 {
+            return;
+        }
+        let fact = RangeFact { start, end: start.saturating_add(len), content };
+        if len <= BYTEWISE_LIMIT {
+            for a in fact.start..fact.end {
+                let b = fact.byte_at(a);
+                self.written.insert(a, b);
+            }
+            let _ = image;
+            return;
+        }
+        let inside: Vec<u64> = self.written.range(fact.start..fact.end).map(|(a, _)| *a).collect();
+        for a in inside {
+            self.written.remove(&a);
+        }
+        self.ranges.retain(|f| !fact.covers(f));
+        self.ranges.push(fact);
+        if self.ranges.len() > MAX_RANGES {
+            self.forget();
+        }
+    }
+
+    /// Everything from `start` up is unknown (a write of unknown length).
+    pub fn clobber_from(&mut self, image: &Image<'_>, start: u64) {
+        self.write_range(image, start, u64::MAX - start, RangeContent::Unknown);
+    }
+
+    /// Copies `len` bytes (a constant) from `src` to `dst`.
+    pub fn copy(&mut self, image: &Image<'_>, dst: u64, src: u64, len: u64) {
+        if len <= BYTEWISE_LIMIT {
+            let bytes = self.read(image, src, len as usize);
+            self.write(dst, &bytes);
+            return;
+        }
+        // A long copy out of one range fact keeps its meaning, shifted.
+        let src_end = src.saturating_add(len);
+        let untouched = self.written.range(src..src_end).next().is_none();
+        let source = self.ranges.iter().rev().find(|f| f.start <= src && src < f.end).copied();
+        let content = match source {
+            Some(f) if untouched && src_end <= f.end && self.ranges.iter().rev().take_while(|g| **g != f).all(|g| g.end <= src || g.start >= src_end) => {
+                let shift = (src - f.start) as u32;
+                match f.content {
+                    RangeContent::Input { first } => RangeContent::Input { first: first.saturating_add(shift) },
+                    RangeContent::Stored { read, first } => RangeContent::Stored { read, first: first.saturating_add(shift) },
+                    other => other,
+                }
+            }
+            _ => RangeContent::Unknown,
+        };
+        self.write_range(image, dst, len, content);
+    }
+
+    /// Forgets everything: the result of a write the analysis cannot place.
+    pub fn forget(&mut self) {
+        self.written.clear();
+        self.ranges.clear();
+        self.forgotten = true;
+    }
+
+    pub fn join(&self, other: &Memory, image: &Image<'_>) -> Memory {
+        if self == other {
+            return self.clone();
+        }
+        let common = self.ranges.iter().zip(&other.ranges).take_while(|(a, b)| a == b).count();
+        let mut ranges: Vec<RangeFact> = self.ranges[..common].to_vec();
+        // Ranges only one side has: unknown there, unless an unknown range
+        // already on top says so.
+        let mut extra: Vec<(u64, u64)> = self.ranges[common..]
+            .iter()
+            .chain(&other.ranges[common..])
+            .map(|f| (f.start, f.end))
+            .collect();
+        extra.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for (s, e) in extra {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        let top_unknown: Vec<RangeFact> =
+            ranges.iter().rev().take_while(|f| f.content == RangeContent::Unknown).copied().collect();
+        let forgotten = self.forgotten || other.forgotten;
+        for (start, end) in merged {
+            let fact = RangeFact { start, end, content: RangeContent::Unknown };
+            if top_unknown.iter().any(|t| t.covers(&fact)) {
+                continue;
+            }
+            if forgotten && ranges.is_empty() {
+                // Unknown over a forgotten image with nothing below says nothing.
+                continue;
+            }
+            ranges.push(fact);
+        }
+        let mut joined = Memory { written: BTreeMap::new(), ranges, forgotten };
+        let addresses: std::collections::BTreeSet<u64> =
+            self.written.keys().chain(other.written.keys()).copied().collect();
+        for a in addresses {
+            let b = self.byte(image, a).join(other.byte(image, a));
+            if joined.byte(image, a) != b {
+                joined.written.insert(a, b);
+            }
+        }
+        if joined.ranges.len() > MAX_RANGES {
+            joined.forget();
+        }
+        joined
+    }
+}
+
+/// One inlined function's operand stack and locals.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Frame {
+    pub stack: Vec<Value>,
+    pub locals: Vec<Value>,
+}
+
+impl Frame {
+    fn join(&self, other: &Frame) -> Frame {
+        Frame { stack: join_values(&self.stack, &other.stack), locals: join_values(&self.locals, &other.locals) }
+    }
+}
+
+fn join_values(a: &[Value], b: &[Value]) -> Vec<Value> {
+    if a.len() != b.len() {
+        // Cannot happen in validated code; stay sound anyway.
+        return vec![Value::Top; a.len().max(b.len())];
+    }
+    a.iter().zip(b).map(|(x, y)| x.join(*y)).collect()
+}
+
+/// The machine state at one program point of one path: the frames of the
+/// inlined calls in progress (innermost last), globals, memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct State {
+    pub frames: Vec<Frame>,
+    pub globals: Vec<Value>,
+    pub memory: Memory,
+    /// Current memory size in pages.
+    pub pages: Value,
+    /// Outcomes of comparisons this path branched on: (flag id, value).
+    pub facts: Vec<(u32, bool)>,
+}
+
+impl State {
+    pub fn join(&self, other: &State, image: &Image<'_>) -> State {
+        let frames = if self.frames.len() == other.frames.len() {
+            self.frames.iter().zip(&other.frames).map(|(a, b)| a.join(b)).collect()
+        } else {
+            // Cannot happen: states meet only at the same program point.
+            self.frames.iter().map(|f| Frame { stack: vec![Value::Top; f.stack.len()], locals: vec![Value::Top; f.locals.len()] }).collect()
+        };
+        State {
+            frames,
+            globals: join_values(&self.globals, &other.globals),
+            memory: self.memory.join(&other.memory, image),
+            pages: self.pages.join(other.pages),
+            facts: self.facts.iter().filter(|f| other.facts.contains(f)).copied().collect(),
+        }
+    }
+
+    /// How many values (and branch outcomes) two states disagree on.
+    fn distance(&self, other: &State) -> usize {
+        let values = |a: &[Value], b: &[Value]| a.iter().zip(b).filter(|(x, y)| x != y).count() + a.len().abs_diff(b.len());
+        let frames: usize = self
+            .frames
+            .iter()
+            .zip(&other.frames)
+            .map(|(a, b)| values(&a.stack, &b.stack) + values(&a.locals, &b.locals))
+            .sum();
+        let facts = self.facts.iter().filter(|f| !other.facts.contains(f)).count()
+            + other.facts.iter().filter(|f| !self.facts.contains(f)).count();
+        frames + facts + values(&self.globals, &other.globals) + usize::from(self.memory != other.memory)
+    }
+
+    /// Whether `v` is known to be non-zero on this path.
+    pub fn truth(&self, v: &Value) -> Option<bool> {
+        match v {
+            Value::Const(c) => Some(*c != 0),
+            Value::Bytes { bytes, len } => {
+                bytes[..*len as usize].iter().any(|b| matches!(b, Byte::Const(c) if *c != 0)).then_some(true)
+            }
+            Value::Flag { id, negated } => self.facts.iter().find(|(f, _)| f == id).map(|(_, v)| v ^ negated),
+            Value::Top => None,
+        }
+    }
+
+    /// Records that `v` is `outcome` on this path (when `v` is a flag).
+    pub fn assume(&mut self, v: &Value, outcome: bool) {
+        if let Value::Flag { id, negated } = v {
+            if self.facts.len() >= MAX_FACTS {
+                self.facts.remove(0);
+            }
+            self.facts.push((*id, outcome ^ negated));
+        }
+    }
+
+    /// The innermost frame. Every state has one while code runs.
+    pub fn top(&mut self) -> &mut Frame {
+        if self.frames.is_empty() {
+            self.frames.push(Frame::default());
+        }
+        let last = self.frames.len() - 1;
+        &mut self.frames[last]
+    }
+
+    /// Forgets everything but the shape: a state that covers every state.
+    pub fn widen_to_top(&mut self, mutable_globals: &[bool]) {
+        for frame in &mut self.frames {
+            frame.stack.iter_mut().for_each(|v| *v = Value::Top);
+            frame.locals.iter_mut().for_each(|v| *v = Value::Top);
+        }
+        for (g, mutable) in self.globals.iter_mut().zip(mutable_globals) {
+            if *mutable {
+                *g = Value::Top;
+            }
+        }
+        self.memory.forget();
+        self.pages = Value::Top;
+    }
+}
+
+/// Branch outcomes a path remembers (the oldest are forgotten first).
+const MAX_FACTS: usize = 64;
+
+/// Most states kept apart at one program point (the rest are joined). Paths
+/// stay apart long enough for the error path of a decoder to die at its
+/// caller's check instead of blurring the success path.
+pub(crate) const MAX_DISJUNCTS: usize = 4;
+
+/// Adds `state` to a bounded disjunction of states.
+pub(crate) fn add_state(states: &mut Vec<State>, state: State, image: &Image<'_>) {
+    if states.contains(&state) {
+        return;
+    }
+    states.push(state);
+    while states.len() > MAX_DISJUNCTS {
+        // Join the two most alike: paths that differ in one carry bit go
+        // together before paths that chose different slots or contracts.
+        let mut best = (usize::MAX, 0, 1);
+        for i in 0..states.len() {
+            for j in i + 1..states.len() {
+                let d = states[i].distance(&states[j]);
+                if d < best.0 {
+                    best = (d, i, j);
+                }
+            }
+        }
+        let (_, i, j) = best;
+        let b = states.remove(j);
+        let a = states.remove(i);
+        let joined = a.join(&b, image);
+        if !states.contains(&joined) {
+            states.push(joined);
+        }
+    }
+}
+
+/// The join of all states, if any.
+pub(crate) fn join_all(states: &[State], image: &Image<'_>) -> Option<State> {
+    let (first, rest) = states.split_first()?;
+    Some(rest.iter().fold(first.clone(), |acc, s| acc.join(s, image)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IMAGE: Image<'static> = Image { base: 100, bytes: &[1, 2, 3] };
+
+    #[test]
+    fn lookup_order_is_bytes_then_newest_range_then_image() {
+        let mut m = Memory::default();
+        assert_eq!(m.byte(&IMAGE, 101), Byte::Const(2));
+        assert_eq!(m.byte(&IMAGE, 5), Byte::Const(0));
+        m.write_range(&IMAGE, 0, 4096, RangeContent::Input { first: 0 });
+        assert_eq!(m.byte(&IMAGE, 7), Byte::Input(7));
+        m.write(7, &[Byte::Caller(3)]);
+        assert_eq!(m.byte(&IMAGE, 7), Byte::Caller(3));
+        m.write_range(&IMAGE, 0, 1024, RangeContent::Stored { read: 2, first: 0 });
+        assert_eq!(m.byte(&IMAGE, 7), Byte::Stored { read: 2, offset: 7 }, "a newer range hides older bytes");
+        assert_eq!(m.byte(&IMAGE, 2000), Byte::Input(2000));
+    }
+
+    #[test]
+    fn join_keeps_agreement_and_forgets_disagreement() {
+        let mut a = Memory::default();
+        a.write(10, &[Byte::Caller(0), Byte::Const(9)]);
+        let mut b = a.clone();
+        b.write(11, &[Byte::Const(8)]);
+        b.write_range(&IMAGE, 1000, 4096, RangeContent::Input { first: 0 });
+        let j = a.join(&b, &IMAGE);
+        assert_eq!(j.byte(&IMAGE, 10), Byte::Caller(0));
+        assert_eq!(j.byte(&IMAGE, 11), Byte::Unknown);
+        assert_eq!(j.byte(&IMAGE, 1500), Byte::Unknown, "one side's range is unknown after the join");
+        assert_eq!(j.byte(&IMAGE, 100), Byte::Const(1));
+        assert_eq!(j.join(&b, &IMAGE), j, "joining again changes nothing");
+    }
+
+    #[test]
+    fn long_copy_out_of_a_range_keeps_its_meaning() {
+        let mut m = Memory::default();
+        m.write_range(&IMAGE, 1 << 16, 16384, RangeContent::Input { first: 0 });
+        m.copy(&IMAGE, 1 << 20, (1 << 16) + 4, 4096);
+        assert_eq!(m.byte(&IMAGE, (1 << 20) + 10), Byte::Input(14));
+        m.copy(&IMAGE, 50, (1 << 16) + 32, 2);
+        assert_eq!(m.read(&IMAGE, 50, 2), vec![Byte::Input(32), Byte::Input(33)]);
+    }
+
+    #[test]
+    fn values_normalise() {
+        assert_eq!(Value::from_bytes(&[Byte::Const(1), Byte::Const(2)]), Value::Const(0x201));
+        assert_eq!(Value::from_bytes(&[Byte::Unknown; 4]), Value::Top);
+        let v = Value::from_bytes(&[Byte::Input(0), Byte::Const(0)]);
+        assert_eq!(v.bytes(2)[..2], [Byte::Input(0), Byte::Const(0)]);
+        assert_eq!(Value::Const(1).join(Value::Const(2)), Value::Top);
+    }
+}

@@ -1,0 +1,1043 @@
+//! The abstract interpreter: runs an entry point over the [`domain`](crate::domain)
+//! and records every storage access and cross-contract call it may make.
+//!
+//! - Structured control flow is interpreted directly. A branch whose condition
+//!   is known takes one way; otherwise both ways run and their states are
+//!   joined where they meet.
+//! - Loops are unrolled exactly while their state keeps changing (up to
+//!   [`UNROLL_LIMIT`] iterations), then iterated to a fixpoint with joins,
+//!   and after [`FIXPOINT_LIMIT`] more rounds widened to "know nothing".
+//! - Calls are inlined (full context sensitivity). A call that runs past its
+//!   budget, nests too deep or cannot be resolved is replaced by its worst
+//!   case: memory and globals forgotten, results unknown, and a wildcard
+//!   access for each kind of host call it can reach.
+//!
+//! Soundness rests on one rule: whatever is not understood becomes unknown,
+//! and an unknown address or length makes the affected memory unknown.
+
+use chroma_host_api::key::SYSTEM_SLOT;
+use chroma_host_api::limits::{MAX_INPUT_LEN, MAX_KEY_LEN, MAX_METHOD_NAME_LEN};
+use chroma_host_api::ADDRESS_LEN;
+
+use crate::domain::{add_state, join_all, Byte, Frame, Image, Memory, RangeContent, State, Value};
+use crate::module::{BinOp, Body, Function, HostCall, Module, Op, Reach, UnOp};
+use crate::summary::{CallTemplate, KeyTemplate};
+
+/// Iterations of a loop that may also have exited, run exactly before
+/// states are joined. Iterations whose continuation was certain (a counted
+/// loop over constants) are always run exactly, within the budget.
+const UNROLL_LIMIT: u32 = 4;
+/// Joined iterations before the loop state is widened to unknown.
+const FIXPOINT_LIMIT: u32 = 12;
+/// Instructions one entry point may interpret.
+pub(crate) const ENTRY_BUDGET: u64 = 3_000_000;
+/// Instructions one inlined call may interpret.
+const CALL_BUDGET: u64 = 300_000;
+/// Inlined calls in progress at once.
+const MAX_INLINE_DEPTH: usize = 40;
+/// Blocks and calls in progress at once (bounds the interpreter's own stack).
+const MAX_NESTING: usize = 400;
+
+/// What an entry point may do.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    pub reads: Vec<KeyTemplate>,
+    pub writes: Vec<KeyTemplate>,
+    pub adds: Vec<KeyTemplate>,
+    pub calls: Vec<CallTemplate>,
+    /// Why the entry may touch anything at all (an import the analysis does not know).
+    pub opaque: Option<String>,
+}
+
+fn insert<T: PartialEq>(list: &mut Vec<T>, item: T) -> usize {
+    match list.iter().position(|x| *x == item) {
+        Some(i) => i,
+        None => {
+            list.push(item);
+            list.len() - 1
+        }
+    }
+}
+
+impl Effects {
+    fn add_reach(&mut self, reach: Reach, why: &str) {
+        if reach.reads {
+            insert(&mut self.reads, KeyTemplate::any());
+        }
+        if reach.writes {
+            insert(&mut self.writes, KeyTemplate::any());
+        }
+        if reach.adds {
+            insert(&mut self.adds, KeyTemplate::any());
+        }
+        if reach.calls {
+            insert(&mut self.calls, CallTemplate::unknown());
+        }
+        if reach.opaque && self.opaque.is_none() {
+            self.opaque = Some(why.to_string());
+        }
+    }
+}
+
+/// Why interpretation of a call stopped early.
+#[derive(Debug)]
+enum Stop {
+    /// The budget of inlined frame `frame` (and of all frames inside it) ran out.
+    Budget { frame: usize },
+    /// Validated code cannot get here; treated like a budget stop.
+    Malformed,
+}
+
+/// The states (a bounded disjunction) that reach a point; empty: none does.
+type Flow = Result<Vec<State>, Stop>;
+
+struct Label {
+    height: usize,
+    arity: usize,
+    /// The states that branch here.
+    incoming: Vec<State>,
+}
+
+pub(crate) struct Interpreter<'m> {
+    module: &'m Module,
+    pub effects: Effects,
+    /// Instructions interpreted so far (once per state).
+    pub steps: u64,
+    /// Deadline (in steps) of each inlined frame, outermost first.
+    deadlines: Vec<u64>,
+    nesting: usize,
+    mutable_globals: Vec<bool>,
+    /// Lowest label index branched to since it was last reset (loops use it
+    /// to see whether an iteration could leave them).
+    lowest_target: usize,
+    /// Next comparison-outcome id.
+    next_flag: u32,
+}
+
+impl<'m> Interpreter<'m> {
+    pub fn new(module: &'m Module) -> Self {
+        Interpreter {
+            module,
+            effects: Effects::default(),
+            steps: 0,
+            deadlines: Vec::new(),
+            nesting: 0,
+            lowest_target: usize::MAX,
+            next_flag: 0,
+            mutable_globals: module.globals.iter().map(|(_, mutable)| *mutable).collect(),
+        }
+    }
+
+    fn image(&self) -> Image<'m> {
+        Image { base: self.module.image_base, bytes: &self.module.image }
+    }
+
+    fn initial_globals(&self) -> Vec<Value> {
+        self.module.globals.iter().map(|(v, _)| v.map_or(Value::Top, Value::Const)).collect()
+    }
+
+    /// Interprets exported function `func` from the initial state of a fresh instance.
+    pub fn run_entry(&mut self, func: u32, budget: u64) {
+        let state = State {
+            frames: vec![Frame::default()],
+            globals: self.initial_globals(),
+            memory: Memory::default(),
+            pages: Value::Const(self.module.memory_pages),
+            facts: Vec::new(),
+        };
+        self.deadlines.clear();
+        self.deadlines.push(self.steps.saturating_add(budget));
+        let module = self.module;
+        match module.functions.get(func as usize) {
+            Some((_, Function::Defined(body))) => {
+                let reach = module.reach[func as usize];
+                // Frame 0 is the entry itself; a stop there degrades to its reach.
+                let _ = self.inline(*body, 0, 0, vec![state], reach, true);
+            }
+            Some((_, Function::Host(_) | Function::Opaque(_))) | None => {
+                self.effects.add_reach(Reach { opaque: true, ..Reach::default() }, "the export is an import");
+            }
+        }
+        self.deadlines.clear();
+    }
+
+    fn tick(&mut self, states: usize) -> Result<(), Stop> {
+        self.steps += states as u64;
+        match self.deadlines.last() {
+            Some(deadline) if self.steps > *deadline => {
+                let frame = self.deadlines.iter().position(|d| self.steps > *d).unwrap_or(0);
+                Err(Stop::Budget { frame })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The worst case of a call that was not (fully) interpreted, from the
+    /// callers' frames (arguments already popped).
+    fn fallback(&mut self, callers: Vec<Vec<Frame>>, results: usize, reach: Reach) -> Vec<State> {
+        self.effects.add_reach(reach, "calls an import the analysis does not know");
+        let mut globals = self.initial_globals();
+        for (g, mutable) in globals.iter_mut().zip(&self.mutable_globals) {
+            if *mutable {
+                *g = Value::Top;
+            }
+        }
+        let mut memory = Memory::default();
+        memory.forget();
+        let image = self.image();
+        let mut out = Vec::new();
+        for mut frames in callers {
+            if let Some(top) = frames.last_mut() {
+                top.stack.extend(std::iter::repeat_n(Value::Top, results));
+            }
+            let state = State { frames, globals: globals.clone(), memory: memory.clone(), pages: Value::Top, facts: Vec::new() };
+            add_state(&mut out, state, &image);
+        }
+        out
+    }
+
+    /// Inlines defined function `body_index`, whose arguments are on top of
+    /// each state's stack.
+    fn inline(&mut self, body_index: usize, params: usize, results: usize, mut states: Vec<State>, reach: Reach, entry: bool) -> Flow {
+        let module = self.module;
+        let body = module.bodies.get(body_index).ok_or(Stop::Malformed)?;
+        let mut args = Vec::with_capacity(states.len());
+        for state in &mut states {
+            let stack = &mut state.top().stack;
+            if stack.len() < params {
+                return Err(Stop::Malformed);
+            }
+            args.push(stack.split_off(stack.len() - params));
+        }
+        // The callers' frames, for the worst case if the callee is not followed to its end.
+        let callers: Vec<Vec<Frame>> = states.iter().map(|s| s.frames.clone()).collect();
+        if !entry && (self.deadlines.len() >= MAX_INLINE_DEPTH || self.nesting >= MAX_NESTING) {
+            return Ok(self.fallback(callers, results, reach));
+        }
+        for (state, args) in states.iter_mut().zip(args) {
+            let mut locals = args;
+            locals.extend(std::iter::repeat_n(Value::Const(0), body.extra_locals as usize));
+            state.frames.push(Frame { stack: Vec::new(), locals });
+        }
+        if !entry {
+            let parent = self.deadlines.last().copied().unwrap_or(u64::MAX);
+            self.deadlines.push(parent.min(self.steps.saturating_add(CALL_BUDGET)));
+        }
+        let frame = self.deadlines.len() - 1;
+        self.nesting += 1;
+        let outcome = self.run_body(body, results, states);
+        self.nesting -= 1;
+        if !entry {
+            self.deadlines.pop();
+        }
+        match outcome {
+            Ok(mut outs) => {
+                for out in &mut outs {
+                    let callee = out.frames.pop().unwrap_or_default();
+                    out.top().stack.extend(callee.stack);
+                }
+                Ok(outs)
+            }
+            Err(Stop::Budget { frame: f }) if f >= frame => Ok(self.fallback(callers, results, reach)),
+            Err(Stop::Malformed) => Ok(self.fallback(callers, results, reach)),
+            Err(stop) => Err(stop),
+        }
+    }
+
+    fn run_body(&mut self, body: &Body, results: usize, states: Vec<State>) -> Flow {
+        let mut labels = vec![Label { height: 0, arity: results, incoming: Vec::new() }];
+        let end = body.ops.len().checked_sub(1).ok_or(Stop::Malformed)?;
+        let fall = self.exec(body, 0, end, states, &mut labels)?;
+        let image = self.image();
+        let mut out = labels.pop().map(|l| l.incoming).unwrap_or_default();
+        for mut s in fall {
+            let stack = &mut s.top().stack;
+            if stack.len() < results {
+                return Err(Stop::Malformed);
+            }
+            *stack = stack.split_off(stack.len() - results);
+            add_state(&mut out, s, &image);
+        }
+        Ok(out)
+    }
+
+    fn branch(&mut self, mut state: State, labels: &mut [Label], depth: u32) -> Result<(), Stop> {
+        let index = labels.len().checked_sub(1 + depth as usize).ok_or(Stop::Malformed)?;
+        self.lowest_target = self.lowest_target.min(index);
+        let label = &mut labels[index];
+        let stack = &mut state.top().stack;
+        if stack.len() < label.height + label.arity {
+            return Err(Stop::Malformed);
+        }
+        let values = stack.split_off(stack.len() - label.arity);
+        stack.truncate(label.height);
+        stack.extend(values);
+        let image = self.image();
+        add_state(&mut label.incoming, state, &image);
+        Ok(())
+    }
+
+    /// Runs `body.ops[start..end]` (a block's contents, without its `end`).
+    fn exec(&mut self, body: &Body, start: usize, end: usize, states: Vec<State>, labels: &mut Vec<Label>) -> Flow {
+        if self.nesting >= MAX_NESTING {
+            return Err(Stop::Budget { frame: self.deadlines.len().saturating_sub(1) });
+        }
+        self.nesting += 1;
+        let result = self.exec_inner(body, start, end, states, labels);
+        self.nesting -= 1;
+        result
+    }
+
+    fn exec_inner(&mut self, body: &Body, start: usize, end: usize, mut cur: Vec<State>, labels: &mut Vec<Label>) -> Flow {
+        let image = self.image();
+        let mut pc = start;
+        while pc < end && !cur.is_empty() {
+            self.tick(cur.len())?;
+            let op = body.ops.get(pc).ok_or(Stop::Malformed)?;
+            match op {
+                Op::Unreachable => return Ok(Vec::new()),
+                Op::Nop | Op::Else | Op::End => {}
+                Op::Block { params, results, end: block_end } => {
+                    let height = cur[0].top().stack.len().checked_sub(*params as usize).ok_or(Stop::Malformed)?;
+                    labels.push(Label { height, arity: *results as usize, incoming: Vec::new() });
+                    let fall = self.exec(body, pc + 1, *block_end, cur, labels);
+                    let label = labels.pop().ok_or(Stop::Malformed)?;
+                    cur = merge(fall?, label.incoming, &image);
+                    pc = *block_end;
+                }
+                Op::Loop { params, end: loop_end, .. } => {
+                    let height = cur[0].top().stack.len().checked_sub(*params as usize).ok_or(Stop::Malformed)?;
+                    cur = self.run_loop(body, pc + 1, *loop_end, cur, height, *params as usize, labels)?;
+                    pc = *loop_end;
+                }
+                Op::If { params, results, else_at, end: if_end } => {
+                    let mut then_in = Vec::new();
+                    let mut else_in = Vec::new();
+                    for mut s in cur {
+                        let condition = pop(&mut s)?;
+                        match s.truth(&condition) {
+                            Some(true) => then_in.push(s),
+                            Some(false) => else_in.push(s),
+                            None => {
+                                let mut t = s.clone();
+                                t.assume(&condition, true);
+                                s.assume(&condition, false);
+                                then_in.push(t);
+                                else_in.push(s);
+                            }
+                        }
+                    }
+                    let any = then_in.first().or(else_in.first()).ok_or(Stop::Malformed)?;
+                    let height = any.frames.last().map_or(0, |f| f.stack.len()).checked_sub(*params as usize).ok_or(Stop::Malformed)?;
+                    labels.push(Label { height, arity: *results as usize, incoming: Vec::new() });
+                    let then_end = else_at.unwrap_or(*if_end);
+                    let then_out = if then_in.is_empty() { Ok(Vec::new()) } else { self.exec(body, pc + 1, then_end, then_in, labels) };
+                    let else_out = match (then_out, else_at) {
+                        (Err(e), _) => Err(e),
+                        (Ok(t), _) if else_in.is_empty() => Ok((t, Vec::new())),
+                        (Ok(t), Some(at)) => self.exec(body, at + 1, *if_end, else_in, labels).map(|e| (t, e)),
+                        (Ok(t), None) => Ok((t, else_in)),
+                    };
+                    let label = labels.pop().ok_or(Stop::Malformed)?;
+                    let (t, e) = else_out?;
+                    cur = merge(merge(t, e, &image), label.incoming, &image);
+                    pc = *if_end;
+                }
+                Op::Br(depth) => {
+                    for s in cur.drain(..) {
+                        self.branch(s, labels, *depth)?;
+                    }
+                    return Ok(Vec::new());
+                }
+                Op::BrIf(depth) => {
+                    let mut stay = Vec::new();
+                    for mut s in cur {
+                        let condition = pop(&mut s)?;
+                        match s.truth(&condition) {
+                            Some(true) => self.branch(s, labels, *depth)?,
+                            Some(false) => stay.push(s),
+                            None => {
+                                let mut taken = s.clone();
+                                taken.assume(&condition, true);
+                                self.branch(taken, labels, *depth)?;
+                                s.assume(&condition, false);
+                                stay.push(s);
+                            }
+                        }
+                    }
+                    cur = stay;
+                }
+                Op::BrTable { targets, default } => {
+                    for mut s in cur.drain(..) {
+                        let index = pop(&mut s)?;
+                        match index.as_const() {
+                            Some(i) => {
+                                let target = targets.get((i as u32) as usize).copied().unwrap_or(*default);
+                                self.branch(s, labels, target)?;
+                            }
+                            None => {
+                                let mut all: Vec<u32> = targets.iter().copied().chain([*default]).collect();
+                                all.sort_unstable();
+                                all.dedup();
+                                for target in all {
+                                    self.branch(s.clone(), labels, target)?;
+                                }
+                            }
+                        }
+                    }
+                    return Ok(Vec::new());
+                }
+                Op::Return => {
+                    let depth = labels.len().checked_sub(1).ok_or(Stop::Malformed)?;
+                    for s in cur.drain(..) {
+                        self.branch(s, labels, depth as u32)?;
+                    }
+                    return Ok(Vec::new());
+                }
+                Op::Select => {
+                    let mut out = Vec::new();
+                    for mut s in cur {
+                        let condition = pop(&mut s)?;
+                        let b = pop(&mut s)?;
+                        let a = pop(&mut s)?;
+                        match s.truth(&condition) {
+                            Some(outcome) => {
+                                push(&mut s, if outcome { a } else { b });
+                                add_state(&mut out, s, &image);
+                            }
+                            None if a == b => {
+                                push(&mut s, a);
+                                add_state(&mut out, s, &image);
+                            }
+                            None if !matches!(condition, Value::Flag { .. }) || a.as_const().is_none() || b.as_const().is_none() => {
+                                // Choosing between unknowns (say, comparisons
+                                // of a u128's halves): one unknown, no split.
+                                let both_flags = matches!((a, b), (Value::Flag { .. } | Value::Const(0 | 1), Value::Flag { .. } | Value::Const(0 | 1)));
+                                push(&mut s, if both_flags { fresh(&mut self.next_flag) } else { a.join(b) });
+                                add_state(&mut out, s, &image);
+                            }
+                            None => {
+                                // Keep both outcomes apart: later choices on
+                                // the same comparison then agree with this one.
+                                let mut t = s.clone();
+                                t.assume(&condition, true);
+                                push(&mut t, a);
+                                add_state(&mut out, t, &image);
+                                s.assume(&condition, false);
+                                push(&mut s, b);
+                                add_state(&mut out, s, &image);
+                            }
+                        }
+                    }
+                    cur = out;
+                }
+                Op::Call(func) if self.module.is_pure(*func) && self.module.dead_end_after(body, pc) => {
+                    // Formatting a revert message, say: nothing after it can
+                    // touch storage, so these paths end here.
+                    return Ok(Vec::new());
+                }
+                Op::Call(func) => cur = self.call(*func, cur)?,
+                Op::CallIndirect { type_index, table } => {
+                    let mut out = Vec::new();
+                    for s in cur {
+                        for r in self.call_indirect(*type_index, *table, s)? {
+                            add_state(&mut out, r, &image);
+                        }
+                    }
+                    cur = out;
+                }
+                _ => {
+                    let mut alive = Vec::with_capacity(cur.len());
+                    for mut s in cur {
+                        if self.simple(op, &mut s, &image)? {
+                            alive.push(s);
+                        }
+                    }
+                    cur = alive;
+                }
+            }
+            pc += 1;
+        }
+        Ok(cur)
+    }
+
+    /// Applies an instruction without control flow; false when it traps.
+    fn simple(&mut self, op: &Op, st: &mut State, image: &Image<'_>) -> Result<bool, Stop> {
+        match op {
+            Op::Drop => {
+                pop(st)?;
+            }
+            Op::LocalGet(i) => {
+                let top = st.top();
+                let v = *top.locals.get(*i as usize).ok_or(Stop::Malformed)?;
+                top.stack.push(v);
+            }
+            Op::LocalSet(i) => {
+                let v = pop(st)?;
+                *st.top().locals.get_mut(*i as usize).ok_or(Stop::Malformed)? = v;
+            }
+            Op::LocalTee(i) => {
+                let top = st.top();
+                let v = *top.stack.last().ok_or(Stop::Malformed)?;
+                *top.locals.get_mut(*i as usize).ok_or(Stop::Malformed)? = v;
+            }
+            Op::GlobalGet(i) => {
+                let v = *st.globals.get(*i as usize).ok_or(Stop::Malformed)?;
+                push(st, v);
+            }
+            Op::GlobalSet(i) => {
+                let v = pop(st)?;
+                *st.globals.get_mut(*i as usize).ok_or(Stop::Malformed)? = v;
+            }
+            Op::Load { bytes, signed, wide, offset } => {
+                let address = pop(st)?;
+                let value = match address.as_const().map(|a| (a & 0xffff_ffff) + offset) {
+                    Some(ea) if ea + u64::from(*bytes) > 1 << 32 => return Ok(false),
+                    Some(ea) => {
+                        let mut raw = st.memory.read(image, ea, *bytes as usize);
+                        let width = if *wide { 8 } else { 4 };
+                        let fill = match (signed, raw.last()) {
+                            (false, _) => Byte::Const(0),
+                            (true, Some(Byte::Const(top))) => Byte::Const(if top & 0x80 != 0 { 0xff } else { 0 }),
+                            (true, _) => Byte::Unknown,
+                        };
+                        raw.resize(width, fill);
+                        Value::from_bytes(&raw)
+                    }
+                    None => Value::Top,
+                };
+                push(st, value);
+            }
+            Op::Store { bytes, offset } => {
+                let value = pop(st)?;
+                let address = pop(st)?;
+                match address.as_const().map(|a| (a & 0xffff_ffff) + offset) {
+                    Some(ea) if ea + u64::from(*bytes) > 1 << 32 => return Ok(false),
+                    Some(ea) => st.memory.write(ea, &value.bytes(*bytes as usize)[..*bytes as usize]),
+                    None => st.memory.forget(),
+                }
+            }
+            Op::MemorySize => {
+                let pages = st.pages;
+                push(st, pages);
+            }
+            Op::MemoryGrow => {
+                let delta = pop(st)?;
+                if delta.as_const() == Some(0) {
+                    let pages = st.pages;
+                    push(st, pages);
+                } else {
+                    st.pages = Value::Top;
+                    push(st, Value::Top);
+                }
+            }
+            Op::MemoryFill => {
+                let len = pop(st)?;
+                let value = pop(st)?;
+                let dst = pop(st)?;
+                let content = match value.as_const() {
+                    Some(v) => RangeContent::Fill(v as u8),
+                    None => RangeContent::Unknown,
+                };
+                write_range(st, image, dst, len, content);
+            }
+            Op::MemoryCopy => {
+                let len = pop(st)?;
+                let src = pop(st)?;
+                let dst = pop(st)?;
+                match (dst.as_const(), src.as_const(), len.as_const()) {
+                    (Some(d), Some(s), Some(n)) => st.memory.copy(image, d & 0xffff_ffff, s & 0xffff_ffff, n & 0xffff_ffff),
+                    _ => write_range(st, image, dst, len, RangeContent::Unknown),
+                }
+            }
+            Op::MemoryInit(segment) => {
+                let len = pop(st)?;
+                let src = pop(st)?;
+                let dst = pop(st)?;
+                let data = self.module.data.get(*segment as usize).ok_or(Stop::Malformed)?;
+                match (dst.as_const(), src.as_const(), len.as_const()) {
+                    (Some(d), Some(s), Some(n)) => {
+                        let Some(bytes) = data.get(s as usize..(s + n) as usize) else { return Ok(false) };
+                        let bytes: Vec<Byte> = bytes.iter().map(|b| Byte::Const(*b)).collect();
+                        st.memory.write(d & 0xffff_ffff, &bytes);
+                    }
+                    _ => write_range(st, image, dst, len, RangeContent::Unknown),
+                }
+            }
+            Op::Const(c) => push(st, Value::Const(*c)),
+            Op::Binary { op, wide } => {
+                let b = pop(st)?;
+                let a = pop(st)?;
+                match binary(*op, *wide, a, b, &mut self.next_flag) {
+                    Some(v) => push(st, v),
+                    None => return Ok(false), // traps (division by zero)
+                }
+            }
+            Op::Unary { op, wide } => {
+                let a = pop(st)?;
+                push(st, unary(*op, *wide, a, &mut self.next_flag));
+            }
+            Op::Other { pops, pushes } => {
+                for _ in 0..*pops {
+                    pop(st)?;
+                }
+                st.top().stack.extend(std::iter::repeat_n(Value::Top, *pushes as usize));
+            }
+            _ => return Err(Stop::Malformed),
+        }
+        Ok(true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_loop(&mut self, body: &Body, start: usize, end: usize, states: Vec<State>, height: usize, params: usize, labels: &mut Vec<Label>) -> Flow {
+        let image = self.image();
+        let mut entry = states;
+        let mut exits: Vec<State> = Vec::new();
+        let mut iteration = 0u32;
+        let index = labels.len();
+        loop {
+            labels.push(Label { height, arity: params, incoming: Vec::new() });
+            let outer_lowest = std::mem::replace(&mut self.lowest_target, usize::MAX);
+            let fall = self.exec(body, start, end, entry.clone(), labels);
+            let escaped = self.lowest_target < index;
+            self.lowest_target = self.lowest_target.min(outer_lowest);
+            let label = labels.pop().ok_or(Stop::Malformed)?;
+            let fall = fall?;
+            let certain = fall.is_empty() && !escaped;
+            exits = merge(exits, fall, &image);
+            let back = label.incoming;
+            if back.is_empty() || back == entry {
+                break;
+            }
+            if certain && iteration < UNROLL_LIMIT {
+                // Nothing left the loop: this is plain execution, not a guess.
+                entry = back;
+                continue;
+            }
+            iteration += 1;
+            if iteration < UNROLL_LIMIT {
+                entry = back;
+                continue;
+            }
+            let mut all = entry.clone();
+            all.extend(back);
+            let Some(mut joined) = join_all(&all, &image) else { break };
+            if iteration >= UNROLL_LIMIT + FIXPOINT_LIMIT {
+                joined.widen_to_top(&self.mutable_globals);
+            }
+            if entry.len() == 1 && entry[0] == joined {
+                break;
+            }
+            entry = vec![joined];
+        }
+        Ok(exits)
+    }
+
+    fn call(&mut self, func: u32, mut states: Vec<State>) -> Flow {
+        let module = self.module;
+        let (type_index, function) = module.functions.get(func as usize).ok_or(Stop::Malformed)?;
+        let ty = module.func_type(*type_index).ok_or(Stop::Malformed)?;
+        let (params, results) = (ty.params().len(), ty.results().len());
+        match function {
+            Function::Host(call) => {
+                let mut out = Vec::new();
+                for s in states {
+                    if let Some(s) = self.host(*call, s)? {
+                        out.push(s);
+                    }
+                }
+                Ok(out)
+            }
+            Function::Opaque(name) => {
+                let mut callers = Vec::new();
+                for s in &mut states {
+                    let stack = &mut s.top().stack;
+                    if stack.len() < params {
+                        return Err(Stop::Malformed);
+                    }
+                    stack.truncate(stack.len() - params);
+                    callers.push(s.frames.clone());
+                }
+                let why = format!("calls {name}, an import the analysis does not know");
+                self.effects.add_reach(Reach { opaque: true, ..Reach::default() }, &why);
+                Ok(self.fallback(callers, results, Reach::default()))
+            }
+            Function::Defined(body) => self.inline(*body, params, results, states, module.reach[func as usize], false),
+        }
+    }
+
+    fn call_indirect(&mut self, type_index: u32, table: u32, mut st: State) -> Flow {
+        let module = self.module;
+        let index = pop(&mut st)?;
+        let ty = module.func_type(type_index).ok_or(Stop::Malformed)?;
+        let (params, results) = (ty.params().len(), ty.results().len());
+        if module.tables_fixed {
+            if let Some(i) = index.as_const() {
+                let entry = module.tables.get(table as usize).and_then(|t| t.entries.get(i as usize)).copied().flatten();
+                return match entry {
+                    Some(func) if module.functions.get(func as usize).is_some_and(|(t, _)| module.same_signature(*t, type_index)) => {
+                        self.call(func, vec![st])
+                    }
+                    // Null entry, out of bounds or wrong signature: traps.
+                    _ => Ok(Vec::new()),
+                };
+            }
+        }
+        let stack = &mut st.top().stack;
+        if stack.len() < params {
+            return Err(Stop::Malformed);
+        }
+        stack.truncate(stack.len() - params);
+        let reach = module.reach_of_indirect(table, type_index);
+        Ok(self.fallback(vec![st.frames], results, reach))
+    }
+
+    /// The key a storage host call names, or `None` when the host traps.
+    fn key(&self, st: &State, slot: Value, key_ptr: Value, key_len: Value) -> Option<KeyTemplate> {
+        let image = self.image();
+        let slot = match slot.as_const() {
+            Some(s) if s as u32 == SYSTEM_SLOT => return None,
+            Some(s) => Some(s as u32),
+            None => None,
+        };
+        let bytes = match (key_ptr.as_const(), key_len.as_const()) {
+            (_, Some(n)) if n > MAX_KEY_LEN as u64 => return None,
+            (Some(p), Some(n)) => st.memory.read(&image, p & 0xffff_ffff, n as usize),
+            (None, Some(n)) => vec![Byte::Unknown; n as usize],
+            (_, None) => vec![Byte::Unknown],
+        };
+        Some(KeyTemplate::from_bytes(slot, &bytes))
+    }
+
+    /// One host call on one state; `None` when the path ends there.
+    fn host(&mut self, call: HostCall, mut st: State) -> Result<Option<State>, Stop> {
+        let image = self.image();
+        match call {
+            HostCall::Input => {
+                let dst = pop(&mut st)?;
+                write_range(&mut st, &image, dst, Value::Const(MAX_INPUT_LEN as u64), RangeContent::Input { first: 0 });
+                push(&mut st, Value::Top);
+            }
+            HostCall::Caller | HostCall::SelfAddress => {
+                let dst = pop(&mut st)?;
+                let bytes: Vec<Byte> = (0..ADDRESS_LEN as u8)
+                    .map(|i| if call == HostCall::Caller { Byte::Caller(i) } else { Byte::Contract(i) })
+                    .collect();
+                match dst.as_const() {
+                    Some(d) => st.memory.write(d & 0xffff_ffff, &bytes),
+                    None => st.memory.forget(),
+                }
+            }
+            HostCall::StorageRead => {
+                let cap = pop(&mut st)?;
+                let dst = pop(&mut st)?;
+                let key_len = pop(&mut st)?;
+                let key_ptr = pop(&mut st)?;
+                let slot = pop(&mut st)?;
+                let Some(key) = self.key(&st, slot, key_ptr, key_len) else { return Ok(None) };
+                let read = insert(&mut self.effects.reads, key);
+                let content = match u16::try_from(read) {
+                    Ok(read) => RangeContent::Stored { read, first: 0 },
+                    Err(_) => RangeContent::Unknown,
+                };
+                write_range(&mut st, &image, dst, cap, content);
+                push(&mut st, Value::Top);
+            }
+            HostCall::StorageWrite => {
+                let _value_len = pop(&mut st)?;
+                let _value_ptr = pop(&mut st)?;
+                let key_len = pop(&mut st)?;
+                let key_ptr = pop(&mut st)?;
+                let slot = pop(&mut st)?;
+                let Some(key) = self.key(&st, slot, key_ptr, key_len) else { return Ok(None) };
+                insert(&mut self.effects.writes, key);
+            }
+            HostCall::StorageRemove => {
+                let key_len = pop(&mut st)?;
+                let key_ptr = pop(&mut st)?;
+                let slot = pop(&mut st)?;
+                let Some(key) = self.key(&st, slot, key_ptr, key_len) else { return Ok(None) };
+                insert(&mut self.effects.writes, key);
+            }
+            HostCall::StorageAdd => {
+                let _hi = pop(&mut st)?;
+                let _lo = pop(&mut st)?;
+                let key_len = pop(&mut st)?;
+                let key_ptr = pop(&mut st)?;
+                let slot = pop(&mut st)?;
+                let Some(key) = self.key(&st, slot, key_ptr, key_len) else { return Ok(None) };
+                insert(&mut self.effects.adds, key);
+            }
+            HostCall::SetReturn => {
+                pop(&mut st)?;
+                pop(&mut st)?;
+            }
+            HostCall::Emit => {
+                for _ in 0..4 {
+                    pop(&mut st)?;
+                }
+            }
+            HostCall::Revert => return Ok(None),
+            HostCall::Call => {
+                let cap = pop(&mut st)?;
+                let dst = pop(&mut st)?;
+                let args_len = pop(&mut st)?;
+                let args_ptr = pop(&mut st)?;
+                let method_len = pop(&mut st)?;
+                let method_ptr = pop(&mut st)?;
+                let address = pop(&mut st)?;
+                let callee = match address.as_const() {
+                    Some(a) => st.memory.read(&image, a & 0xffff_ffff, ADDRESS_LEN),
+                    None => vec![Byte::Unknown; ADDRESS_LEN],
+                };
+                let method = match (method_ptr.as_const(), method_len.as_const()) {
+                    (Some(p), Some(n)) if n <= MAX_METHOD_NAME_LEN as u64 => {
+                        let bytes = st.memory.read(&image, p & 0xffff_ffff, n as usize);
+                        let known: Option<Vec<u8>> =
+                            bytes.iter().map(|b| if let Byte::Const(c) = b { Some(*c) } else { None }).collect();
+                        known.and_then(|k| String::from_utf8(k).ok())
+                    }
+                    _ => None,
+                };
+                let args = match (args_ptr.as_const(), args_len.as_const()) {
+                    (Some(p), Some(n)) if n <= MAX_INPUT_LEN as u64 => Some(st.memory.read(&image, p & 0xffff_ffff, n as usize)),
+                    _ => None,
+                };
+                let public = |bytes: Vec<Byte>| -> Vec<Byte> {
+                    bytes.into_iter().map(|b| if matches!(b, Byte::Flag { .. }) { Byte::Unknown } else { b }).collect()
+                };
+                insert(&mut self.effects.calls, CallTemplate { callee: public(callee), method, args: args.map(public) });
+                write_range(&mut st, &image, dst, cap, RangeContent::Unknown);
+                push(&mut st, Value::Top);
+            }
+            HostCall::GasLeft => push(&mut st, Value::Top),
+        }
+        Ok(Some(st))
+    }
+}
+
+fn merge(mut a: Vec<State>, b: Vec<State>, image: &Image<'_>) -> Vec<State> {
+    for s in b {
+        add_state(&mut a, s, image);
+    }
+    a
+}
+
+fn pop(st: &mut State) -> Result<Value, Stop> {
+    st.top().stack.pop().ok_or(Stop::Malformed)
+}
+
+fn push(st: &mut State, v: Value) {
+    st.top().stack.push(v);
+}
+
+/// Writes `content` over `len` bytes at `dst`, as far as they are known.
+fn write_range(st: &mut State, image: &Image<'_>, dst: Value, len: Value, content: RangeContent) {
+    match (dst.as_const(), len.as_const()) {
+        (Some(d), Some(n)) => st.memory.write_range(image, d & 0xffff_ffff, n & 0xffff_ffff, content),
+        // Unknown length: everything from `dst` up may change (memory operations do not wrap).
+        (Some(d), None) => st.memory.clobber_from(image, d & 0xffff_ffff),
+        (None, _) => st.memory.forget(),
+    }
+}
+
+fn mask(v: u64, wide: bool) -> u64 {
+    if wide {
+        v
+    } else {
+        v & 0xffff_ffff
+    }
+}
+
+fn fresh(next: &mut u32) -> Value {
+    let id = *next;
+    *next = next.wrapping_add(1);
+    Value::Flag { id, negated: false }
+}
+
+fn is_comparison(op: BinOp) -> bool {
+    matches!(
+        op,
+        BinOp::Eq | BinOp::Ne | BinOp::LtU | BinOp::LtS | BinOp::GtU | BinOp::GtS | BinOp::LeU | BinOp::LeS | BinOp::GeU | BinOp::GeS
+    )
+}
+
+/// Evaluates a binary operation; `None` when it traps. An unknown
+/// comparison outcome (or a logical combination of outcomes) gets a fresh flag.
+fn binary(op: BinOp, wide: bool, a: Value, b: Value, next_flag: &mut u32) -> Option<Value> {
+    let width = if wide { 8 } else { 4 };
+    if let (Some(x), Some(y)) = (a.as_const(), b.as_const()) {
+        return constant_binary(op, wide, mask(x, wide), mask(y, wide)).map(|v| Value::Const(mask(v, wide)));
+    }
+    let flag = |v: &Value| matches!(v, Value::Flag { .. });
+    match (op, a, b) {
+        (BinOp::And, Value::Flag { .. }, Value::Const(1)) | (BinOp::Or | BinOp::Xor, Value::Flag { .. }, Value::Const(0)) => return Some(a),
+        (BinOp::And, Value::Const(1), Value::Flag { .. }) | (BinOp::Or | BinOp::Xor, Value::Const(0), Value::Flag { .. }) => return Some(b),
+        (BinOp::Xor, Value::Flag { id, negated }, Value::Const(1)) | (BinOp::Xor, Value::Const(1), Value::Flag { id, negated }) => {
+            return Some(Value::Flag { id, negated: !negated })
+        }
+        (BinOp::And | BinOp::Or | BinOp::Xor, _, _) if flag(&a) && flag(&b) => return Some(fresh(next_flag)),
+        _ => {}
+    }
+    // Operations that only move or keep bytes.
+    let (ab, bb) = (a.bytes(width), b.bytes(width));
+    let keep = |bytes: [Byte; 8]| Value::from_bytes(&bytes[..width]);
+    Some(match (op, a.as_const(), b.as_const()) {
+        (BinOp::Add | BinOp::Sub | BinOp::Or | BinOp::Xor | BinOp::Shl | BinOp::ShrU | BinOp::ShrS | BinOp::Rotl | BinOp::Rotr, _, Some(0)) => a,
+        (BinOp::Add | BinOp::Or | BinOp::Xor, Some(0), _) => b,
+        (BinOp::Mul, _, Some(1)) => a,
+        (BinOp::Mul, Some(1), _) => b,
+        (BinOp::And, _, Some(m)) | (BinOp::And, Some(m), _) => {
+            let other = if b.as_const().is_some() { ab } else { bb };
+            let mut out = [Byte::Unknown; 8];
+            for i in 0..width {
+                out[i] = match (m >> (8 * i)) as u8 {
+                    0 => Byte::Const(0),
+                    0xff => other[i],
+                    _ => match other[i] {
+                        Byte::Const(c) => Byte::Const(c & (m >> (8 * i)) as u8),
+                        _ => Byte::Unknown,
+                    },
+                };
+            }
+            keep(out)
+        }
+        (BinOp::Or, _, _) => {
+            let mut out = [Byte::Unknown; 8];
+            for i in 0..width {
+                out[i] = match (ab[i], bb[i]) {
+                    (Byte::Const(0), x) | (x, Byte::Const(0)) => x,
+                    (Byte::Const(x), Byte::Const(y)) => Byte::Const(x | y),
+                    _ => Byte::Unknown,
+                };
+            }
+            keep(out)
+        }
+        (BinOp::Shl, _, Some(s)) if s % 8 == 0 => {
+            let k = (s as usize % (width * 8)) / 8;
+            let mut out = [Byte::Const(0); 8];
+            for i in k..width {
+                out[i] = ab[i - k];
+            }
+            keep(out)
+        }
+        (BinOp::ShrU, _, Some(s)) if s % 8 == 0 => {
+            let k = (s as usize % (width * 8)) / 8;
+            let mut out = [Byte::Const(0); 8];
+            for i in 0..width - k {
+                out[i] = ab[i + k];
+            }
+            keep(out)
+        }
+        (BinOp::Eq | BinOp::Ne, _, _) if a == b && !ab[..width].contains(&Byte::Unknown) => {
+            Value::Const(u64::from(op == BinOp::Eq))
+        }
+        _ if is_comparison(op) => fresh(next_flag),
+        _ => Value::Top,
+    })
+}
+
+fn constant_binary(op: BinOp, wide: bool, x: u64, y: u64) -> Option<u64> {
+    let bits = if wide { 64 } else { 32 };
+    let signed = |v: u64| if wide { v as i64 } else { v as u32 as i32 as i64 };
+    let bool = |b: bool| u64::from(b);
+    Some(match op {
+        BinOp::Add => x.wrapping_add(y),
+        BinOp::Sub => x.wrapping_sub(y),
+        BinOp::Mul => x.wrapping_mul(y),
+        BinOp::DivU => x.checked_div(y)?,
+        BinOp::RemU => x.checked_rem(y)?,
+        BinOp::DivS => {
+            let (a, b) = (signed(x), signed(y));
+            let min = if wide { i64::MIN } else { i32::MIN as i64 };
+            if b == 0 || (a == min && b == -1) {
+                return None;
+            }
+            (a / b) as u64
+        }
+        BinOp::RemS => {
+            let (a, b) = (signed(x), signed(y));
+            if b == 0 {
+                return None;
+            }
+            a.wrapping_rem(b) as u64
+        }
+        BinOp::And => x & y,
+        BinOp::Or => x | y,
+        BinOp::Xor => x ^ y,
+        BinOp::Shl => x << (y % bits),
+        BinOp::ShrU => x >> (y % bits),
+        BinOp::ShrS => (signed(x) >> (y % bits)) as u64,
+        BinOp::Rotl => {
+            if wide {
+                x.rotate_left((y % 64) as u32)
+            } else {
+                u64::from((x as u32).rotate_left((y % 32) as u32))
+            }
+        }
+        BinOp::Rotr => {
+            if wide {
+                x.rotate_right((y % 64) as u32)
+            } else {
+                u64::from((x as u32).rotate_right((y % 32) as u32))
+            }
+        }
+        BinOp::Eq => bool(x == y),
+        BinOp::Ne => bool(x != y),
+        BinOp::LtU => bool(x < y),
+        BinOp::GtU => bool(x > y),
+        BinOp::LeU => bool(x <= y),
+        BinOp::GeU => bool(x >= y),
+        BinOp::LtS => bool(signed(x) < signed(y)),
+        BinOp::GtS => bool(signed(x) > signed(y)),
+        BinOp::LeS => bool(signed(x) <= signed(y)),
+        BinOp::GeS => bool(signed(x) >= signed(y)),
+    })
+}
+
+fn unary(op: UnOp, wide: bool, a: Value, next_flag: &mut u32) -> Value {
+    if let Value::Const(v) = a {
+        return Value::Const(constant_unary(op, wide, v));
+    }
+    match (op, a) {
+        (UnOp::Eqz, Value::Flag { id, negated }) => return Value::Flag { id, negated: !negated },
+        (UnOp::Wrap | UnOp::ExtendU, Value::Flag { .. }) => return a,
+        _ => {}
+    }
+    match op {
+        UnOp::Wrap => Value::from_bytes(&a.bytes(4)[..4]),
+        UnOp::ExtendU => {
+            let mut b = a.bytes(4);
+            b[4..].fill(Byte::Const(0));
+            Value::from_bytes(&b)
+        }
+        UnOp::Eqz if nonzero(&a) => Value::Const(0),
+        UnOp::Eqz => fresh(next_flag),
+        _ => Value::Top,
+    }
+}
+
+fn constant_unary(op: UnOp, wide: bool, v: u64) -> u64 {
+    let v = mask(v, wide);
+    let r = match op {
+        UnOp::Eqz => u64::from(v == 0),
+        UnOp::Clz => u64::from(if wide { v.leading_zeros() } else { (v as u32).leading_zeros() }),
+        UnOp::Ctz => u64::from(if wide { v.trailing_zeros() } else { (v as u32).trailing_zeros() }),
+        UnOp::Popcnt => u64::from(v.count_ones()),
+        UnOp::Wrap | UnOp::ExtendU => v & 0xffff_ffff,
+        UnOp::ExtendS => v as u32 as i32 as i64 as u64,
+        UnOp::SignExtend(8) => v as u8 as i8 as i64 as u64,
+        UnOp::SignExtend(16) => v as u16 as i16 as i64 as u64,
+        UnOp::SignExtend(_) => v as u32 as i32 as i64 as u64,
+    };
+    mask(r, wide)
+}
+
+/// Whether a value is surely non-zero whatever path it is on.
+fn nonzero(v: &Value) -> bool {
+    match v {
+        Value::Const(c) => *c != 0,
+        Value::Bytes { bytes, len } => bytes[..*len as usize].iter().any(|b| matches!(b, Byte::Const(c) if *c != 0)),
+        Value::Flag { .. } | Value::Top => false,
+    }
+}

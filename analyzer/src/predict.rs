@@ -1,0 +1,271 @@
+//! Filling templates in: a transaction's predicted access set.
+//!
+//! The top-level call's templates are evaluated with the transaction's
+//! input, sender and contract; each call template is resolved to a callee
+//! and method, its argument bytes evaluated, and the callee's summary filled
+//! in the same way (with the caller's address as its caller), down to the
+//! VM's call depth. Bytes of stored values are resolved by reading current
+//! state, only from slots the contract's constructor alone writes.
+
+use chroma_host_api::key::{slot_prefix, KEY_PREFIX_LEN};
+use chroma_host_api::limits::MAX_CALL_DEPTH;
+use chroma_host_api::{Address, ADDRESS_LEN};
+use serde::Serialize;
+
+use crate::domain::Byte;
+use crate::summary::{AccessSummary, CallTemplate, ContractSummary, EntryKind, KeyTemplate};
+
+/// Templates one prediction may fill in all (bounds recursive call fan-out).
+const FILL_BUDGET: usize = 4096;
+
+/// Deployed contracts' summaries and current state, as the predictor sees them.
+pub trait Environment {
+    fn summary(&self, contract: &Address) -> Option<&ContractSummary>;
+    /// The committed value at a full state key.
+    fn storage(&self, key: &[u8]) -> Option<Vec<u8>>;
+}
+
+/// A set of full state keys (`address ‖ slot ‖ key`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum KeyPattern {
+    Exact(Vec<u8>),
+    /// Every key starting with these bytes (all of a slot, all of a contract, ...).
+    Prefix(Vec<u8>),
+}
+
+impl KeyPattern {
+    pub fn covers(&self, key: &[u8]) -> bool {
+        match self {
+            KeyPattern::Exact(k) => k == key,
+            KeyPattern::Prefix(p) => key.starts_with(p),
+        }
+    }
+
+    /// Whether some key is in both.
+    pub fn overlaps(&self, other: &KeyPattern) -> bool {
+        match (self, other) {
+            (KeyPattern::Exact(a), KeyPattern::Exact(b)) => a == b,
+            (KeyPattern::Exact(k), KeyPattern::Prefix(p)) | (KeyPattern::Prefix(p), KeyPattern::Exact(k)) => k.starts_with(p),
+            (KeyPattern::Prefix(a), KeyPattern::Prefix(b)) => a.starts_with(b) || b.starts_with(a),
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            KeyPattern::Exact(k) | KeyPattern::Prefix(k) => k,
+        }
+    }
+
+    pub fn is_exact(&self) -> bool {
+        matches!(self, KeyPattern::Exact(_))
+    }
+}
+
+/// The keys a transaction may read, write and add to. `unbounded` means it
+/// may touch anything (a call the predictor cannot resolve).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PredictedAccess {
+    pub reads: Vec<KeyPattern>,
+    pub writes: Vec<KeyPattern>,
+    pub adds: Vec<KeyPattern>,
+    pub unbounded: bool,
+}
+
+impl PredictedAccess {
+    /// Whether every pattern is a single key and nothing is unbounded.
+    pub fn is_exact(&self) -> bool {
+        !self.unbounded && self.reads.iter().chain(&self.writes).chain(&self.adds).all(KeyPattern::is_exact)
+    }
+
+    /// Whether the actual accesses are all predicted (each in its own kind).
+    pub fn covers<'a>(
+        &self,
+        reads: impl IntoIterator<Item = &'a [u8]>,
+        writes: impl IntoIterator<Item = &'a [u8]>,
+        adds: impl IntoIterator<Item = &'a [u8]>,
+    ) -> bool {
+        if self.unbounded {
+            return true;
+        }
+        let within = |patterns: &[KeyPattern], key: &[u8]| patterns.iter().any(|p| p.covers(key));
+        reads.into_iter().all(|k| within(&self.reads, k))
+            && writes.into_iter().all(|k| within(&self.writes, k))
+            && adds.into_iter().all(|k| within(&self.adds, k))
+    }
+
+    fn normalize(&mut self) {
+        for list in [&mut self.reads, &mut self.writes, &mut self.adds] {
+            list.sort();
+            list.dedup();
+        }
+    }
+}
+
+/// Predicts the accesses of a call of `method` on `contract` by `sender`
+/// with encoded arguments `input`.
+pub fn predict(env: &impl Environment, sender: &Address, contract: &Address, method: &str, input: &[u8]) -> PredictedAccess {
+    let mut filler = Filler { env, out: PredictedAccess::default(), budget: FILL_BUDGET };
+    filler.call(contract, Some(method), &Args::Known(input), sender, 1);
+    filler.out.normalize();
+    filler.out
+}
+
+/// A call's input bytes as far as they are known.
+enum Args<'a> {
+    Known(&'a [u8]),
+    Partial(Vec<Option<u8>>),
+    Unknown,
+}
+
+impl Args<'_> {
+    fn byte(&self, i: usize) -> Option<u8> {
+        match self {
+            Args::Known(bytes) => bytes.get(i).copied(),
+            Args::Partial(bytes) => bytes.get(i).copied().flatten(),
+            Args::Unknown => None,
+        }
+    }
+}
+
+struct Filler<'e, E: Environment> {
+    env: &'e E,
+    out: PredictedAccess,
+    budget: usize,
+}
+
+/// One call being filled in.
+struct Frame<'a, 's> {
+    contract: &'a Address,
+    caller: &'a Address,
+    args: &'a Args<'a>,
+    summary: &'s ContractSummary,
+    entry: &'s AccessSummary,
+    /// Resolved stored values by read index (`None` inside: not resolvable).
+    stored: Vec<Option<Option<Vec<u8>>>>,
+}
+
+impl<E: Environment> Filler<'_, E> {
+    fn call(&mut self, contract: &Address, method: Option<&str>, args: &Args<'_>, caller: &Address, depth: u32) {
+        if depth > MAX_CALL_DEPTH + 1 || self.out.unbounded {
+            return;
+        }
+        let Some(summary) = self.env.summary(contract) else {
+            // Not deployed (yet): it may be by the time the call runs.
+            self.out.unbounded = true;
+            return;
+        };
+        let entries: Vec<&AccessSummary> = match method {
+            Some(name) => summary.entry(name).into_iter().collect(),
+            None => summary.entries.iter().filter(|e| e.kind != EntryKind::Init).collect(),
+        };
+        for entry in entries {
+            self.entry(contract, summary, entry, args, caller, depth);
+        }
+    }
+
+    fn entry(&mut self, contract: &Address, summary: &ContractSummary, entry: &AccessSummary, args: &Args<'_>, caller: &Address, depth: u32) {
+        let templates = entry.reads.len() + entry.writes.len() + entry.adds.len() + entry.calls.len();
+        if entry.unbounded.is_some() || templates > self.budget {
+            self.out.unbounded = true;
+            return;
+        }
+        self.budget -= templates;
+        let mut frame =
+            Frame { contract, caller, args, summary, entry, stored: vec![None; entry.reads.len()] };
+        for key in &entry.reads {
+            let pattern = self.key(&mut frame, key, 0);
+            self.out.reads.push(pattern);
+        }
+        for key in &entry.writes {
+            let pattern = self.key(&mut frame, key, 0);
+            self.out.writes.push(pattern);
+        }
+        for key in &entry.adds {
+            let pattern = self.key(&mut frame, key, 0);
+            self.out.adds.push(pattern);
+        }
+        for call in &entry.calls {
+            self.nested(&mut frame, call, depth);
+            if self.out.unbounded {
+                return;
+            }
+        }
+    }
+
+    fn nested(&mut self, frame: &mut Frame<'_, '_>, call: &CallTemplate, depth: u32) {
+        let mut callee = [0u8; ADDRESS_LEN];
+        for (i, b) in call.callee.iter().enumerate().take(ADDRESS_LEN) {
+            match self.byte(frame, *b, 0) {
+                Some(v) => callee[i] = v,
+                None => {
+                    self.out.unbounded = true;
+                    return;
+                }
+            }
+        }
+        let args = match &call.args {
+            Some(bytes) => Args::Partial(bytes.iter().map(|b| self.byte(frame, *b, 0)).collect()),
+            None => Args::Unknown,
+        };
+        let contract = *frame.contract;
+        self.call(&Address(callee), call.method.as_deref(), &args, &contract, depth + 1);
+    }
+
+    fn key(&mut self, frame: &mut Frame<'_, '_>, key: &KeyTemplate, depth: u32) -> KeyPattern {
+        let Some(slot) = key.slot else {
+            return KeyPattern::Prefix(frame.contract.as_bytes().to_vec());
+        };
+        let mut full = Vec::with_capacity(KEY_PREFIX_LEN + key.bytes.len());
+        full.extend_from_slice(&slot_prefix(frame.contract, slot));
+        for b in &key.bytes {
+            match self.byte(frame, *b, depth) {
+                Some(v) => full.push(v),
+                None => return KeyPattern::Prefix(full),
+            }
+        }
+        if key.exact {
+            KeyPattern::Exact(full)
+        } else {
+            KeyPattern::Prefix(full)
+        }
+    }
+
+    fn byte(&mut self, frame: &mut Frame<'_, '_>, b: Byte, depth: u32) -> Option<u8> {
+        match b {
+            Byte::Const(c) => Some(c),
+            Byte::Input(i) => frame.args.byte(i as usize),
+            Byte::Caller(i) => frame.caller.as_bytes().get(i as usize).copied(),
+            Byte::Contract(i) => frame.contract.as_bytes().get(i as usize).copied(),
+            Byte::Stored { read, offset } => {
+                let value = self.stored(frame, read as usize, depth)?;
+                value.get(offset as usize).copied()
+            }
+            Byte::Flag { .. } | Byte::Unknown => None,
+        }
+    }
+
+    /// The current value read by `frame.entry.reads[read]`, when that is
+    /// also the value the call will see.
+    fn stored<'f>(&mut self, frame: &'f mut Frame<'_, '_>, read: usize, depth: u32) -> Option<&'f Vec<u8>> {
+        if frame.stored.get(read)?.is_none() {
+            let resolved = self.resolve_stored(frame, read, depth);
+            frame.stored[read] = Some(resolved);
+        }
+        frame.stored[read].as_ref()?.as_ref()
+    }
+
+    fn resolve_stored(&mut self, frame: &mut Frame<'_, '_>, read: usize, depth: u32) -> Option<Vec<u8>> {
+        let key = &frame.entry.reads[read];
+        // The constructor writes what it then reads; other entries cannot
+        // change a fixed slot, so the committed value is the one they see.
+        let fixed = frame.entry.kind != EntryKind::Init && key.slot.is_some_and(|s| frame.summary.fixed_slots.contains(&s));
+        if !fixed || !key.exact || depth >= 4 {
+            return None;
+        }
+        let key = key.clone();
+        match self.key(frame, &key, depth + 1) {
+            KeyPattern::Exact(full) => self.env.storage(&full),
+            KeyPattern::Prefix(_) => None,
+        }
+    }
+}

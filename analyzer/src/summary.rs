@@ -1,0 +1,176 @@
+//! What the analysis produces: for each entry point an [`AccessSummary`] of
+//! [`KeyTemplate`]s (storage keys as expressions over the call) and
+//! [`CallTemplate`]s (cross-contract calls, with their arguments as
+//! expressions), and for the contract the slots only its constructor writes.
+
+use std::collections::BTreeSet;
+
+use chroma_host_api::abi::MethodKind;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Byte;
+
+/// A storage key of the running contract, as an expression over the call.
+///
+/// `bytes` are the key bytes after the slot id. When `exact` is false the key
+/// only *starts* with them (a prefix: everything after is unknown); `slot:
+/// None` means any slot of the contract.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KeyTemplate {
+    pub slot: Option<u32>,
+    pub bytes: Vec<Byte>,
+    pub exact: bool,
+}
+
+impl KeyTemplate {
+    /// Any key of the contract.
+    pub fn any() -> KeyTemplate {
+        KeyTemplate { slot: None, bytes: Vec::new(), exact: false }
+    }
+
+    /// The template for key bytes as far as they are known: cut at the first
+    /// unknown byte, which makes it a prefix.
+    pub fn from_bytes(slot: Option<u32>, bytes: &[Byte]) -> KeyTemplate {
+        if slot.is_none() {
+            return KeyTemplate::any();
+        }
+        match bytes.iter().position(|b| matches!(b, Byte::Unknown | Byte::Flag { .. })) {
+            Some(cut) => KeyTemplate { slot, bytes: bytes[..cut].to_vec(), exact: false },
+            None => KeyTemplate { slot, bytes: bytes.to_vec(), exact: true },
+        }
+    }
+
+    /// Whether the key bytes depend on nothing but constants, the input,
+    /// the caller and the contract's address.
+    pub fn is_closed(&self) -> bool {
+        !self.bytes.iter().any(|b| matches!(b, Byte::Stored { .. }))
+    }
+}
+
+/// A call to another contract (or to this one).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CallTemplate {
+    /// The callee's 32 address bytes.
+    pub callee: Vec<Byte>,
+    /// The method, when it is a constant.
+    pub method: Option<String>,
+    /// The callee's input bytes, when their length is a constant.
+    pub args: Option<Vec<Byte>>,
+}
+
+impl CallTemplate {
+    /// A call to anything.
+    pub fn unknown() -> CallTemplate {
+        CallTemplate { callee: vec![Byte::Unknown; chroma_host_api::ADDRESS_LEN], method: None, args: None }
+    }
+}
+
+/// An entry point's kind, as its ABI declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    Mutating,
+    View,
+    Init,
+}
+
+impl From<MethodKind> for EntryKind {
+    fn from(kind: MethodKind) -> Self {
+        match kind {
+            MethodKind::Mutating => EntryKind::Mutating,
+            MethodKind::View => EntryKind::View,
+            MethodKind::Init => EntryKind::Init,
+        }
+    }
+}
+
+/// What one entry point may access. `Byte::Stored { read, .. }` in any
+/// template refers to `reads[read]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessSummary {
+    pub name: String,
+    pub kind: EntryKind,
+    pub reads: Vec<KeyTemplate>,
+    pub writes: Vec<KeyTemplate>,
+    /// Commutative adds (`storage_add`), kept apart from plain writes.
+    pub adds: Vec<KeyTemplate>,
+    pub calls: Vec<CallTemplate>,
+    /// Set when the entry may access anything anywhere, with the reason.
+    pub unbounded: Option<String>,
+    /// Instructions the analysis interpreted for this entry.
+    pub steps: u64,
+}
+
+impl AccessSummary {
+    /// Whether every key is exact and every call fully resolved by the
+    /// templates alone (before looking at state).
+    pub fn is_precise(&self) -> bool {
+        self.unbounded.is_none()
+            && self.reads.iter().chain(&self.writes).chain(&self.adds).all(|k| k.exact)
+            && self.calls.iter().all(|c| c.method.is_some() && c.args.is_some() && !c.callee.contains(&Byte::Unknown))
+    }
+}
+
+/// The summaries of every entry point of one contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractSummary {
+    /// Sorted by name.
+    pub entries: Vec<AccessSummary>,
+    /// Slots that no entry point but the constructor may write (or add to):
+    /// their values are fixed once the contract is deployed, so keys built
+    /// from them can be resolved by reading current state.
+    pub fixed_slots: BTreeSet<u32>,
+}
+
+impl ContractSummary {
+    pub fn entry(&self, name: &str) -> Option<&AccessSummary> {
+        self.entries.binary_search_by(|e| e.name.as_str().cmp(name)).ok().map(|i| &self.entries[i])
+    }
+
+    /// A summary that says nothing: every entry may access anything.
+    pub fn unbounded(entries: impl IntoIterator<Item = (String, EntryKind)>, why: &str) -> ContractSummary {
+        let mut entries: Vec<AccessSummary> = entries
+            .into_iter()
+            .map(|(name, kind)| AccessSummary {
+                name,
+                kind,
+                reads: vec![KeyTemplate::any()],
+                writes: vec![KeyTemplate::any()],
+                adds: vec![KeyTemplate::any()],
+                calls: vec![CallTemplate::unknown()],
+                unbounded: Some(why.to_string()),
+                steps: 0,
+            })
+            .collect();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        ContractSummary { entries, fixed_slots: BTreeSet::new() }
+    }
+
+    pub(crate) fn compute_fixed_slots(entries: &[AccessSummary]) -> BTreeSet<u32> {
+        let mut written = BTreeSet::new();
+        for entry in entries.iter().filter(|e| e.kind != EntryKind::Init) {
+            if entry.unbounded.is_some() {
+                return BTreeSet::new();
+            }
+            for key in entry.writes.iter().chain(&entry.adds) {
+                match key.slot {
+                    Some(slot) => {
+                        written.insert(slot);
+                    }
+                    None => return BTreeSet::new(),
+                }
+            }
+        }
+        let mut fixed = BTreeSet::new();
+        for entry in entries {
+            for key in entry.reads.iter().chain(&entry.writes).chain(&entry.adds) {
+                if let Some(slot) = key.slot {
+                    if !written.contains(&slot) {
+                        fixed.insert(slot);
+                    }
+                }
+            }
+        }
+        fixed
+    }
+}

@@ -1,0 +1,92 @@
+//! The analyzer on the committed example contracts and on broken modules.
+
+use chroma_analyzer::{analyze, describe_key, ArgNames, Byte, ContractSummary, KeyTemplate};
+use chroma_host_api::Abi;
+use proptest::prelude::*;
+
+fn wasm(name: &str) -> Vec<u8> {
+    let path = format!("{}/../contracts/wasm/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
+/// The ABI the SDK embeds (the custom section is the module's last).
+fn abi(bytes: &[u8]) -> Abi {
+    let name = chroma_host_api::abi::ABI_SECTION.as_bytes();
+    let at = bytes.windows(name.len()).rposition(|w| w == name).expect("ABI section");
+    Abi::decode(&bytes[at + name.len()..]).expect("ABI decodes")
+}
+
+fn describe(summary: &ContractSummary, abi: &Abi, entry: &str) -> Vec<String> {
+    let e = summary.entry(entry).unwrap_or_else(|| panic!("no entry {entry}"));
+    let names = abi.method(entry).map(ArgNames::from_method).unwrap_or_default();
+    let mut out = Vec::new();
+    out.extend(e.reads.iter().map(|k| format!("read {}", describe_key(k, &e.reads, &names, 0))));
+    out.extend(e.writes.iter().map(|k| format!("write {}", describe_key(k, &e.reads, &names, 0))));
+    out.extend(e.adds.iter().map(|k| format!("add {}", describe_key(k, &e.reads, &names, 0))));
+    out
+}
+
+#[test]
+fn token_transfer_is_exact() {
+    let bytes = wasm("token");
+    let summary = analyze(&bytes).expect("analyses");
+    let abi = abi(&bytes);
+    assert_eq!(describe(&summary, &abi, "transfer"), ["read slot3[caller]", "write slot3[caller]", "add slot3[arg.to]"]);
+    assert_eq!(describe(&summary, &abi, "approve"), ["write slot4[caller ‖ arg.spender]"]);
+    assert_eq!(describe(&summary, &abi, "balance_of"), ["read slot3[arg.owner]"]);
+    let transfer = summary.entry("transfer").expect("transfer");
+    assert!(transfer.is_precise() && transfer.calls.is_empty());
+    // The key bytes are the caller's 32 address bytes, in order.
+    assert_eq!(transfer.reads[0].bytes, (0..32).map(Byte::Caller).collect::<Vec<_>>());
+}
+
+#[test]
+fn every_example_contract_analyses_within_its_budget() {
+    for name in ["token", "amm", "lending", "registry", "counter"] {
+        let summary = analyze(&wasm(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!summary.entries.is_empty(), "{name} has entry points");
+        for entry in &summary.entries {
+            assert!(entry.unbounded.is_none(), "{name}.{} is unbounded: {:?}", entry.name, entry.unbounded);
+            assert!(entry.steps < chroma_analyzer::MODULE_BUDGET, "{name}.{} took {} steps", entry.name, entry.steps);
+        }
+    }
+}
+
+#[test]
+fn calls_name_their_callee_and_method() {
+    let summary = analyze(&wasm("lending")).expect("analyses");
+    let deposit = summary.entry("deposit").expect("deposit");
+    assert!(
+        deposit.calls.iter().any(|c| c.method.as_deref() == Some("transfer_from")
+            && c.args.as_ref().is_some_and(|a| a[..32] == (0..32).map(Byte::Caller).collect::<Vec<_>>()[..])),
+        "deposit pulls tokens from the caller: {:?}",
+        deposit.calls
+    );
+    let any = KeyTemplate::any();
+    assert!(!deposit.adds.iter().all(|k| *k == any), "deposit's adds are not all wildcards");
+}
+
+#[test]
+fn garbage_is_an_error_not_a_panic() {
+    assert!(analyze(b"").is_err());
+    assert!(analyze(b"\0asm\x01\0\0\0garbage").is_err());
+    let mut truncated = wasm("counter");
+    truncated.truncate(truncated.len() / 2);
+    assert!(analyze(&truncated).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Mutated contracts: either refused or analysed; never a panic or a hang
+    /// (the interpreter's budget bounds the time).
+    #[test]
+    fn mutated_modules_never_panic(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+        let mut bytes = wasm("counter");
+        let len = bytes.len();
+        for (at, value) in flips {
+            bytes[at % len] = value;
+        }
+        let _ = analyze(&bytes);
+    }
+}

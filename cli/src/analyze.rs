@@ -1,0 +1,89 @@
+//! `chroma analyze`: each entry point's inferred storage accesses and calls.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context};
+use chroma_analyzer::{analyze, describe_call, describe_key, ArgNames, ContractSummary};
+use chroma_host_api::Abi;
+use chroma_vm::{gatekeeper, Node};
+use serde_json::json;
+
+use crate::chain::Ctx;
+use crate::keyring::Keyring;
+
+/// The module bytes for a file, `example:NAME`, or a deployed contract (label or 0x address).
+fn module_bytes(ctx: &Ctx, source: &str) -> anyhow::Result<Vec<u8>> {
+    if source.starts_with("example:") || std::path::Path::new(source).is_file() {
+        return crate::chain::read_module(source);
+    }
+    let node = Node::open(&ctx.data_dir)
+        .with_context(|| format!("{source:?} is neither a file, example:NAME, nor a contract of the chain in {}", ctx.data_dir.display()))?;
+    let keyring = Keyring::load(&ctx.data_dir)?;
+    let Some(address) = keyring.resolve(source) else {
+        bail!("unknown contract {source:?}: give a .wasm file, example:NAME, a label from `chroma state` or a 0x address");
+    };
+    let Some((_, code_hash, _)) = node.contracts()?.into_iter().find(|(a, _, _)| *a == address) else {
+        bail!("no contract at {source} ({address})");
+    };
+    node.db().code(&code_hash)?.with_context(|| format!("the code of {address} is missing from the database"))
+}
+
+pub fn run(ctx: &Ctx, source: &str) -> anyhow::Result<()> {
+    let bytes = module_bytes(ctx, source)?;
+    let abi: Abi = gatekeeper::validate(&bytes).with_context(|| format!("{source} is not a valid Chroma contract"))?.abi;
+    let started = std::time::Instant::now();
+    let summary = analyze(&bytes).with_context(|| format!("cannot analyse {source}"))?;
+    let elapsed = started.elapsed();
+    if ctx.json {
+        println!("{}", serde_json::to_string_pretty(&as_json(&abi, &summary))?);
+        return Ok(());
+    }
+    println!("{source}: {} entry points analysed in {:.1} ms", summary.entries.len(), elapsed.as_secs_f64() * 1e3);
+    if !summary.fixed_slots.is_empty() {
+        let slots: Vec<String> = summary.fixed_slots.iter().map(|s| format!("slot{s}")).collect();
+        println!("  written only by init (resolved from state when keys use them): {}", slots.join(", "));
+    }
+    for entry in &summary.entries {
+        let names = abi.method(&entry.name).map(ArgNames::from_method).unwrap_or_default();
+        let mut parts: Vec<String> = Vec::new();
+        parts.extend(entry.reads.iter().map(|k| format!("read {}", describe_key(k, &entry.reads, &names, 0))));
+        parts.extend(entry.writes.iter().map(|k| format!("write {}", describe_key(k, &entry.reads, &names, 0))));
+        parts.extend(entry.adds.iter().map(|k| format!("add {}", describe_key(k, &entry.reads, &names, 0))));
+        parts.extend(entry.calls.iter().map(|c| format!("call {}", describe_call(c, &entry.reads, &names))));
+        if let Some(why) = &entry.unbounded {
+            parts.push(format!("ANYTHING ({why})"));
+        }
+        let kind = format!("{:?}", entry.kind).to_lowercase();
+        if parts.is_empty() {
+            parts.push("no storage access".into());
+        }
+        println!("  {} ({kind}):\n    {}", entry.name, parts.join("\n    "));
+    }
+    Ok(())
+}
+
+fn as_json(abi: &Abi, summary: &ContractSummary) -> serde_json::Value {
+    let entries: BTreeMap<&str, serde_json::Value> = summary
+        .entries
+        .iter()
+        .map(|e| {
+            let names = abi.method(&e.name).map(ArgNames::from_method).unwrap_or_default();
+            let keys = |list: &[chroma_analyzer::KeyTemplate]| -> Vec<String> {
+                list.iter().map(|k| describe_key(k, &e.reads, &names, 0)).collect()
+            };
+            (
+                e.name.as_str(),
+                json!({
+                    "kind": e.kind,
+                    "reads": keys(&e.reads),
+                    "writes": keys(&e.writes),
+                    "adds": keys(&e.adds),
+                    "calls": e.calls.iter().map(|c| describe_call(c, &e.reads, &names)).collect::<Vec<_>>(),
+                    "unbounded": e.unbounded,
+                    "templates": e,
+                }),
+            )
+        })
+        .collect();
+    json!({ "fixed_slots": summary.fixed_slots, "entries": entries })
+}

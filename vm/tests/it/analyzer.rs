@@ -1,0 +1,190 @@
+//! The analyzer against the VM's ground truth: for thousands of random calls
+//! of every example contract (random methods, arguments, senders and states,
+//! reverts included), the accesses the VM records must lie inside the
+//! prediction made *before* the call from the analyzer's summaries and the
+//! state at that moment. Also prints the precision: the share of calls whose
+//! prediction is exactly the set of keys touched.
+
+use std::collections::BTreeMap;
+
+use chroma_analyzer::{analyze, predict, ContractSummary, Environment, PredictedAccess};
+use chroma_host_api::{Address, Encode};
+use chroma_vm::{AccessSet, Outcome, StateRead, TxKind};
+
+use crate::support::{wasm, Chain, GAS};
+
+struct Env<'a> {
+    summaries: &'a BTreeMap<Address, ContractSummary>,
+    state: &'a dyn StateRead,
+}
+
+impl Environment for Env<'_> {
+    fn summary(&self, contract: &Address) -> Option<&ContractSummary> {
+        self.summaries.get(contract)
+    }
+    fn storage(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.state.get(key).ok().flatten()
+    }
+}
+
+/// A small deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn amount(&mut self) -> u128 {
+        match self.below(6) {
+            0 => 0,
+            1 => u128::from(self.below(10)),
+            2 => u128::from(self.below(1_000)),
+            3 => u128::from(self.below(100_000)),
+            4 => u128::MAX - u128::from(self.below(3)),
+            _ => u128::from(self.next()),
+        }
+    }
+}
+
+const USERS: [&str; 6] = ["alice", "bob", "carol", "dave", "erin", "frank"];
+
+struct Deployed {
+    token_a: Address,
+    token_b: Address,
+    amm: Address,
+    lending: Address,
+    registry: Address,
+    counter: Address,
+}
+
+fn setup(chain: &mut Chain) -> Deployed {
+    let token_a = chain.deploy("alice", "token", ("AAA".to_string(), 1_000_000_000u128));
+    let token_b = chain.deploy("alice", "token", ("BBB".to_string(), 1_000_000_000u128));
+    let amm = chain.deploy("alice", "amm", (token_a, token_b));
+    let lending = chain.deploy("alice", "lending", (token_a, 7_500u32));
+    let registry = chain.deploy("alice", "registry", ());
+    let counter = chain.deploy("alice", "counter", ());
+    for user in USERS {
+        let who = Chain::account(user);
+        for token in [token_a, token_b] {
+            chain.call("alice", token, "transfer", (who, 10_000_000u128));
+            // Half the users approve finitely (the allowance is written back),
+            // half without limit (it is not).
+            let limit = if user.len() % 2 == 0 { 5_000_000u128 } else { u128::MAX };
+            chain.call(user, token, "approve", (amm, limit));
+            chain.call(user, token, "approve", (lending, limit));
+        }
+    }
+    chain.call("alice", amm, "add_liquidity", (1_000_000u128, 2_000_000u128, 0u128));
+    Deployed { token_a, token_b, amm, lending, registry, counter }
+}
+
+/// A random call: (contract, method, encoded args).
+fn random_call(rng: &mut Rng, d: &Deployed) -> (Address, &'static str, Vec<u8>) {
+    let user = |rng: &mut Rng| {
+        if rng.below(8) == 0 {
+            Address([rng.below(256) as u8; 32])
+        } else {
+            Chain::account(USERS[rng.below(USERS.len() as u64) as usize])
+        }
+    };
+    let token = |rng: &mut Rng| match rng.below(10) {
+        0 => Address([7; 32]),
+        n if n % 2 == 0 => d.token_a,
+        _ => d.token_b,
+    };
+    match rng.below(16) {
+        0 => (token(rng), "transfer", (user(rng), rng.amount()).encode()),
+        1 => (token(rng), "approve", (user(rng), rng.amount()).encode()),
+        2 => (token(rng), "transfer_from", (user(rng), user(rng), rng.amount()).encode()),
+        3 => (token(rng), "mint", (user(rng), rng.amount()).encode()),
+        4 => (token(rng), "balance_of", (user(rng),).encode()),
+        5 | 6 => (d.amm, "swap", (token(rng), rng.amount() % 100_000, rng.amount() % 1_000).encode()),
+        7 => (d.amm, "add_liquidity", (rng.amount() % 100_000, rng.amount() % 100_000, 0u128).encode()),
+        8 => (d.amm, "remove_liquidity", (rng.amount() % 10_000, 0u128, 0u128).encode()),
+        9 => (d.amm, "collect_fees", ().encode()),
+        10 => (d.lending, "deposit", (rng.amount() % 1_000_000,).encode()),
+        11 => (d.lending, "borrow", (rng.amount() % 100_000,).encode()),
+        12 => (d.lending, if rng.below(2) == 0 { "repay" } else { "withdraw" }, (rng.amount() % 100_000,).encode()),
+        13 => {
+            let names = ["alice", "bob", "x", "a-very-long-name.chroma", "UPPER", ""];
+            let name = names[rng.below(names.len() as u64) as usize].to_string();
+            if rng.below(3) == 0 {
+                (d.registry, "transfer", (name, user(rng)).encode())
+            } else {
+                (d.registry, "register", (name,).encode())
+            }
+        }
+        14 if rng.below(2) == 0 => (d.counter, "increment", ().encode()),
+        14 => (d.counter, "add", (rng.amount() % 1_000,).encode()),
+        _ => (d.amm, "quote", (token(rng), rng.amount()).encode()),
+    }
+}
+
+fn equals(p: &PredictedAccess, a: &AccessSet) -> bool {
+    let same = |patterns: &[chroma_analyzer::KeyPattern], keys: &std::collections::BTreeSet<Vec<u8>>| {
+        patterns.len() == keys.len() && patterns.iter().all(|p| p.is_exact() && keys.contains(p.bytes()))
+    };
+    !p.unbounded && same(&p.reads, &a.reads) && same(&p.writes, &a.writes) && same(&p.adds, &a.adds)
+}
+
+#[test]
+fn predictions_cover_every_recorded_access() {
+    let mut chain = Chain::new();
+    let d = setup(&mut chain);
+    let mut summaries = BTreeMap::new();
+    let by_code: BTreeMap<&str, ContractSummary> = ["token", "amm", "lending", "registry", "counter"]
+        .into_iter()
+        .map(|name| (name, analyze(&wasm(name)).expect("example contracts analyse")))
+        .collect();
+    for (address, name) in [
+        (d.token_a, "token"),
+        (d.token_b, "token"),
+        (d.amm, "amm"),
+        (d.lending, "lending"),
+        (d.registry, "registry"),
+        (d.counter, "counter"),
+    ] {
+        summaries.insert(address, by_code[name].clone());
+    }
+
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    // (calls, exact, succeeded) per method.
+    let mut precision: BTreeMap<String, (u32, u32, u32)> = BTreeMap::new();
+    let calls = 3_000;
+    for i in 0..calls {
+        let (contract, method, args) = random_call(&mut rng, &d);
+        let sender = USERS[rng.below(USERS.len() as u64) as usize];
+        let state = chain.vm.state().clone();
+        let env = Env { summaries: &summaries, state: state.as_ref() };
+        let predicted = predict(&env, &Chain::account(sender), &contract, method, &args);
+        // Small gas limits now and then, to cut calls off midway.
+        let gas = if rng.below(10) == 0 { 20_000 + rng.below(200_000) } else { GAS };
+        let receipt = chain.send(sender, TxKind::Call { contract, method: method.into(), args }, gas);
+        let a = &receipt.accesses;
+        assert!(
+            predicted.covers(a.reads.iter().map(Vec::as_slice), a.writes.iter().map(Vec::as_slice), a.adds.iter().map(Vec::as_slice)),
+            "call {i}: {method} by {sender} ({:?}) touched keys outside its prediction\npredicted: {predicted:#?}\nactual: {a:#?}",
+            receipt.outcome
+        );
+        let entry = precision.entry(method.to_string()).or_default();
+        entry.0 += 1;
+        entry.1 += u32::from(equals(&predicted, a));
+        entry.2 += u32::from(receipt.outcome == Outcome::Success);
+    }
+
+    println!("prediction equals the accessed set (share of calls), {calls} random calls:");
+    let (mut all, mut exact) = (0, 0);
+    for (method, (n, e, ok)) in &precision {
+        println!("  {method:<18} {e:>5}/{n:<5} exact  ({ok} succeeded)");
+        all += n;
+        exact += e;
+    }
+    println!("  {:<18} {exact:>5}/{all:<5} exact ({:.1}%)", "all", 100.0 * f64::from(exact) / f64::from(all));
+}
