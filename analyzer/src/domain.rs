@@ -11,6 +11,7 @@
 //! narrower.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,16 +31,50 @@ pub enum Byte {
     /// The low byte of an unknown boolean (0 or 1): the outcome of comparison
     /// `id`, negated or not. Only inside the analysis; never in a template.
     Flag { id: u32, negated: bool },
+    /// One of a few constants (sorted, distinct): paths that stored
+    /// different constants here. Only inside the analysis; never in a template.
+    Choice { values: [u8; MAX_SET], len: u8 },
     Unknown,
 }
 
 impl Byte {
-    fn join(self, other: Byte) -> Byte {
-        if self == other {
-            self
-        } else {
-            Byte::Unknown
+    /// The constants this byte may be, if it is one of a few.
+    fn choices(&self) -> Option<&[u8]> {
+        match self {
+            Byte::Const(c) => Some(std::slice::from_ref(c)),
+            Byte::Choice { values, len } => Some(&values[..*len as usize]),
+            _ => None,
         }
+    }
+
+    fn one_of(values: impl IntoIterator<Item = u8>) -> Byte {
+        let mut all: Vec<u8> = values.into_iter().collect();
+        all.sort_unstable();
+        all.dedup();
+        match all.len() {
+            1 => Byte::Const(all[0]),
+            n if (2..=MAX_SET).contains(&n) => {
+                let mut values = [0; MAX_SET];
+                values[..n].copy_from_slice(&all);
+                Byte::Choice { values, len: n as u8 }
+            }
+            _ => Byte::Unknown,
+        }
+    }
+
+    pub(crate) fn join(self, other: Byte) -> Byte {
+        if self == other {
+            return self;
+        }
+        match (self.choices(), other.choices()) {
+            (Some(a), Some(b)) => Byte::one_of(a.iter().chain(b).copied()),
+            _ => Byte::Unknown,
+        }
+    }
+
+    /// Whether a template may hold this byte (analysis-only bytes may not).
+    pub fn is_nameable(&self) -> bool {
+        !matches!(self, Byte::Unknown | Byte::Flag { .. } | Byte::Choice { .. })
     }
 }
 
@@ -53,13 +88,60 @@ pub(crate) enum Value {
     /// 0 or 1: the outcome of comparison `id` (negated or not). Branching on
     /// it records the outcome, so later uses of the same outcome agree.
     Flag { id: u32, negated: bool },
+    /// One of a few constants (sorted, distinct, at least two): what paths
+    /// that chose different constants (a slot, a field offset) join to.
+    Set { values: [u64; MAX_SET], len: u8 },
     Top,
 }
 
+/// Most constants a [`Value::Set`] holds.
+pub(crate) const MAX_SET: usize = 4;
+
 impl Value {
+    /// The value that is one of `values`: a constant, a set, or unknown when too many.
+    pub fn one_of(values: impl IntoIterator<Item = u64>) -> Value {
+        let mut all: Vec<u64> = values.into_iter().collect();
+        all.sort_unstable();
+        all.dedup();
+        match all.len() {
+            0 => Value::Top,
+            1 => Value::Const(all[0]),
+            n if n <= MAX_SET => {
+                let mut v = [0; MAX_SET];
+                v[..n].copy_from_slice(&all);
+                Value::Set { values: v, len: n as u8 }
+            }
+            _ => Value::Top,
+        }
+    }
+
+    /// The constants this value may be: one, a few, or `None` (unknown).
+    pub fn constants(&self) -> Option<&[u64]> {
+        match self {
+            Value::Const(v) => Some(std::slice::from_ref(v)),
+            Value::Set { values, len } => Some(&values[..*len as usize]),
+            _ => None,
+        }
+    }
+
     /// A value made of `bytes` (1..=8), normalised: all constant is `Const`,
     /// all unknown is `Top`.
     pub fn from_bytes(bytes: &[Byte]) -> Value {
+        if bytes.iter().any(|b| matches!(b, Byte::Choice { .. })) && bytes.iter().all(|b| b.choices().is_some()) {
+            // Every combination of the choices, if there are few.
+            let mut values = vec![0u64];
+            for (i, b) in bytes.iter().enumerate() {
+                let choices = b.choices().unwrap_or(&[]);
+                if values.len() * choices.len() > MAX_SET {
+                    values.clear();
+                    break;
+                }
+                values = values.iter().flat_map(|v| choices.iter().map(move |c| v | (u64::from(*c) << (8 * i)))).collect();
+            }
+            if !values.is_empty() {
+                return Value::one_of(values);
+            }
+        }
         if bytes.iter().all(|b| matches!(b, Byte::Const(_))) {
             let mut v = 0u64;
             for (i, b) in bytes.iter().enumerate() {
@@ -92,14 +174,19 @@ impl Value {
                 }
             }
             Value::Bytes { bytes, len } => {
-                for i in 0..n.min(*len as usize) {
-                    out[i] = bytes[i];
-                }
+                let k = n.min(*len as usize);
+                out[..k].copy_from_slice(&bytes[..k]);
             }
             Value::Flag { id, negated } => {
                 out[..n].fill(Byte::Const(0));
                 if n > 0 {
                     out[0] = Byte::Flag { id: *id, negated: *negated };
+                }
+            }
+            Value::Set { values, len } => {
+                let values = &values[..*len as usize];
+                for (i, b) in out.iter_mut().enumerate().take(n) {
+                    *b = Byte::one_of(values.iter().map(|v| (v >> (8 * i)) as u8));
                 }
             }
             Value::Top => {}
@@ -117,6 +204,9 @@ impl Value {
     pub fn join(self, other: Value) -> Value {
         if self == other {
             return self;
+        }
+        if let (Some(a), Some(b)) = (self.constants(), other.constants()) {
+            return Value::one_of(a.iter().chain(b).copied());
         }
         match (self, other) {
             (Value::Bytes { bytes: a, len: la }, Value::Bytes { bytes: b, len: lb }) if la == lb => {
@@ -194,13 +284,24 @@ impl Image<'_> {
 /// What is known about linear memory. Lookup order: bytes written one by
 /// one (always newer than any range that covers them), then range facts
 /// (newest first), then the initial image (unless forgotten).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Memory {
-    written: BTreeMap<u64, Byte>,
+    /// Shared between the states of a split until one of them writes.
+    written: Arc<BTreeMap<u64, Byte>>,
     ranges: Vec<RangeFact>,
     /// The initial image no longer describes unwritten bytes.
     forgotten: bool,
 }
+
+impl PartialEq for Memory {
+    fn eq(&self, other: &Memory) -> bool {
+        self.forgotten == other.forgotten
+            && self.ranges == other.ranges
+            && (Arc::ptr_eq(&self.written, &other.written) || self.written == other.written)
+    }
+}
+
+impl Eq for Memory {}
 
 impl Memory {
     pub fn byte(&self, image: &Image<'_>, address: u64) -> Byte {
@@ -222,8 +323,12 @@ impl Memory {
     }
 
     pub fn write(&mut self, address: u64, bytes: &[Byte]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let written = Arc::make_mut(&mut self.written);
         for (i, b) in bytes.iter().enumerate() {
-            self.written.insert(address + i as u64, *b);
+            written.insert(address + i as u64, *b);
         }
     }
 
@@ -234,16 +339,19 @@ impl Memory {
         }
         let fact = RangeFact { start, end: start.saturating_add(len), content };
         if len <= BYTEWISE_LIMIT {
+            let written = Arc::make_mut(&mut self.written);
             for a in fact.start..fact.end {
-                let b = fact.byte_at(a);
-                self.written.insert(a, b);
+                written.insert(a, fact.byte_at(a));
             }
             let _ = image;
             return;
         }
-        let inside: Vec<u64> = self.written.range(fact.start..fact.end).map(|(a, _)| *a).collect();
-        for a in inside {
-            self.written.remove(&a);
+        if self.written.range(fact.start..fact.end).next().is_some() {
+            let written = Arc::make_mut(&mut self.written);
+            let inside: Vec<u64> = written.range(fact.start..fact.end).map(|(a, _)| *a).collect();
+            for a in inside {
+                written.remove(&a);
+            }
         }
         self.ranges.retain(|f| !fact.covers(f));
         self.ranges.push(fact);
@@ -282,9 +390,69 @@ impl Memory {
         self.write_range(image, dst, len, content);
     }
 
+    /// Roughly how many bytes two memories disagree on: written bytes that
+    /// differ, plus the extent of range facts only one has.
+    fn distance(&self, other: &Memory) -> usize {
+        if self == other {
+            return 0;
+        }
+        if Arc::ptr_eq(&self.written, &other.written) {
+            let common = self.ranges.iter().zip(&other.ranges).take_while(|(x, y)| x == y).count();
+            return (self.ranges.len() - common + other.ranges.len() - common) * 64;
+        }
+        let mut n = usize::from(self.forgotten != other.forgotten) * 1024;
+        let mut a = self.written.iter().peekable();
+        let mut b = other.written.iter().peekable();
+        loop {
+            match (a.peek(), b.peek()) {
+                (Some((ka, va)), Some((kb, vb))) => {
+                    if ka == kb {
+                        n += usize::from(va != vb);
+                        a.next();
+                        b.next();
+                    } else if ka < kb {
+                        n += 1;
+                        a.next();
+                    } else {
+                        n += 1;
+                        b.next();
+                    }
+                }
+                (Some(_), None) => {
+                    n += 1;
+                    a.next();
+                }
+                (None, Some(_)) => {
+                    n += 1;
+                    b.next();
+                }
+                (None, None) => break,
+            }
+        }
+        let common = self.ranges.iter().zip(&other.ranges).take_while(|(x, y)| x == y).count();
+        n + (self.ranges.len() - common + other.ranges.len() - common) * 64
+    }
+
+    /// Forgets what was written below `address` (dead stack frames): sound,
+    /// and keeps the states small.
+    pub fn forget_below(&mut self, address: u64) {
+        if self.written.range(..address).next().is_none() {
+            return;
+        }
+        let written = Arc::make_mut(&mut self.written);
+        *written = written.split_off(&address);
+        if !self.forgotten {
+            let fact = RangeFact { start: 0, end: address, content: RangeContent::Unknown };
+            if !self.ranges.iter().any(|f| f.covers(&fact) && f.content == RangeContent::Unknown) {
+                self.ranges.retain(|f| !fact.covers(f));
+                self.ranges.push(fact);
+            }
+        }
+    }
+
     /// Forgets everything: the result of a write the analysis cannot place.
     pub fn forget(&mut self) {
-        self.written.clear();
+        self.written = Arc::default();
         self.ranges.clear();
         self.forgotten = true;
     }
@@ -324,14 +492,20 @@ impl Memory {
             }
             ranges.push(fact);
         }
-        let mut joined = Memory { written: BTreeMap::new(), ranges, forgotten };
-        let addresses: std::collections::BTreeSet<u64> =
-            self.written.keys().chain(other.written.keys()).copied().collect();
-        for a in addresses {
-            let b = self.byte(image, a).join(other.byte(image, a));
-            if joined.byte(image, a) != b {
-                joined.written.insert(a, b);
+        let mut joined = Memory { written: Arc::default(), ranges, forgotten };
+        if Arc::ptr_eq(&self.written, &other.written) && joined.ranges == self.ranges && forgotten == self.forgotten {
+            joined.written = self.written.clone();
+        } else {
+            let addresses: std::collections::BTreeSet<u64> =
+                self.written.keys().chain(other.written.keys()).copied().collect();
+            let mut written = BTreeMap::new();
+            for a in addresses {
+                let b = self.byte(image, a).join(other.byte(image, a));
+                if joined.byte(image, a) != b {
+                    written.insert(a, b);
+                }
             }
+            joined.written = Arc::new(written);
         }
         if joined.ranges.len() > MAX_RANGES {
             joined.forget();
@@ -365,7 +539,9 @@ fn join_values(a: &[Value], b: &[Value]) -> Vec<Value> {
 /// inlined calls in progress (innermost last), globals, memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct State {
-    pub frames: Vec<Frame>,
+    /// Shared with the other states of a split until written (only the
+    /// innermost frame ever is).
+    pub frames: Vec<Arc<Frame>>,
     pub globals: Vec<Value>,
     pub memory: Memory,
     /// Current memory size in pages.
@@ -377,10 +553,17 @@ pub(crate) struct State {
 impl State {
     pub fn join(&self, other: &State, image: &Image<'_>) -> State {
         let frames = if self.frames.len() == other.frames.len() {
-            self.frames.iter().zip(&other.frames).map(|(a, b)| a.join(b)).collect()
+            self.frames
+                .iter()
+                .zip(&other.frames)
+                .map(|(a, b)| if Arc::ptr_eq(a, b) || a == b { a.clone() } else { Arc::new(a.join(b)) })
+                .collect()
         } else {
             // Cannot happen: states meet only at the same program point.
-            self.frames.iter().map(|f| Frame { stack: vec![Value::Top; f.stack.len()], locals: vec![Value::Top; f.locals.len()] }).collect()
+            self.frames
+                .iter()
+                .map(|f| Arc::new(Frame { stack: vec![Value::Top; f.stack.len()], locals: vec![Value::Top; f.locals.len()] }))
+                .collect()
         };
         State {
             frames,
@@ -398,11 +581,12 @@ impl State {
             .frames
             .iter()
             .zip(&other.frames)
+            .filter(|(a, b)| !Arc::ptr_eq(a, b))
             .map(|(a, b)| values(&a.stack, &b.stack) + values(&a.locals, &b.locals))
             .sum();
-        let facts = self.facts.iter().filter(|f| !other.facts.contains(f)).count()
-            + other.facts.iter().filter(|f| !self.facts.contains(f)).count();
-        frames + facts + values(&self.globals, &other.globals) + usize::from(self.memory != other.memory)
+        let shared = self.facts.iter().zip(&other.facts).take_while(|(a, b)| a == b).count();
+        let facts = self.facts.len() + other.facts.len() - 2 * shared;
+        frames + facts + values(&self.globals, &other.globals) + self.memory.distance(&other.memory)
     }
 
     /// Whether `v` is known to be non-zero on this path.
@@ -413,6 +597,16 @@ impl State {
                 bytes[..*len as usize].iter().any(|b| matches!(b, Byte::Const(c) if *c != 0)).then_some(true)
             }
             Value::Flag { id, negated } => self.facts.iter().find(|(f, _)| f == id).map(|(_, v)| v ^ negated),
+            Value::Set { values, len } => {
+                let values = &values[..*len as usize];
+                if values.iter().all(|v| *v != 0) {
+                    Some(true)
+                } else if values.iter().all(|v| *v == 0) {
+                    Some(false)
+                } else {
+                    None
+                }
+            }
             Value::Top => None,
         }
     }
@@ -421,24 +615,62 @@ impl State {
     pub fn assume(&mut self, v: &Value, outcome: bool) {
         if let Value::Flag { id, negated } = v {
             if self.facts.len() >= MAX_FACTS {
+                self.forget_dead_facts();
+            }
+            if self.facts.len() >= MAX_FACTS {
                 self.facts.remove(0);
             }
             self.facts.push((*id, outcome ^ negated));
         }
     }
 
+    /// Drops facts about flags no value or byte holds any more: nothing can
+    /// ask about them again (flags are only ever created fresh). Paths that
+    /// differ only in such facts then become equal.
+    pub fn forget_dead_facts(&mut self) {
+        if self.facts.is_empty() {
+            return;
+        }
+        let mut live = std::collections::BTreeSet::new();
+        let mut note = |v: &Value| match v {
+            Value::Flag { id, .. } => {
+                live.insert(*id);
+            }
+            Value::Bytes { bytes, .. } => {
+                for b in bytes {
+                    if let Byte::Flag { id, .. } = b {
+                        live.insert(*id);
+                    }
+                }
+            }
+            _ => {}
+        };
+        for frame in &self.frames {
+            frame.stack.iter().chain(&frame.locals).for_each(&mut note);
+        }
+        self.globals.iter().for_each(&mut note);
+        note(&self.pages);
+        for b in self.memory.written.values() {
+            if let Byte::Flag { id, .. } = b {
+                live.insert(*id);
+            }
+        }
+        self.facts.retain(|(id, _)| live.contains(id));
+    }
+
     /// The innermost frame. Every state has one while code runs.
     pub fn top(&mut self) -> &mut Frame {
         if self.frames.is_empty() {
-            self.frames.push(Frame::default());
+            self.frames.push(Arc::default());
         }
         let last = self.frames.len() - 1;
-        &mut self.frames[last]
+        Arc::make_mut(&mut self.frames[last])
     }
 
     /// Forgets everything but the shape: a state that covers every state.
     pub fn widen_to_top(&mut self, mutable_globals: &[bool]) {
         for frame in &mut self.frames {
+            let frame = Arc::make_mut(frame);
             frame.stack.iter_mut().for_each(|v| *v = Value::Top);
             frame.locals.iter_mut().for_each(|v| *v = Value::Top);
         }
@@ -458,34 +690,35 @@ const MAX_FACTS: usize = 64;
 /// Most states kept apart at one program point (the rest are joined). Paths
 /// stay apart long enough for the error path of a decoder to die at its
 /// caller's check instead of blurring the success path.
-pub(crate) const MAX_DISJUNCTS: usize = 4;
+pub(crate) const MAX_DISJUNCTS: usize = 8;
 
-/// Adds `state` to a bounded disjunction of states.
+/// Adds `state` to a bounded disjunction of states. When full, the new
+/// state is joined with the existing state most like it: paths that differ
+/// in a carry bit go together before paths that chose different slots.
 pub(crate) fn add_state(states: &mut Vec<State>, state: State, image: &Image<'_>) {
     if states.contains(&state) {
         return;
     }
     states.push(state);
-    while states.len() > MAX_DISJUNCTS {
-        // Join the two most alike: paths that differ in one carry bit go
-        // together before paths that chose different slots or contracts.
-        let mut best = (usize::MAX, 0, 1);
-        for i in 0..states.len() {
-            for j in i + 1..states.len() {
-                let d = states[i].distance(&states[j]);
-                if d < best.0 {
-                    best = (d, i, j);
-                }
+    if states.len() <= MAX_DISJUNCTS {
+        return;
+    }
+    // Join the two most alike (an outlier such as a path whose memory is
+    // forgotten stays apart, and usually dies at its revert).
+    let mut best = (usize::MAX, 0, 1);
+    for i in 0..states.len() {
+        for j in i + 1..states.len() {
+            let d = states[i].distance(&states[j]);
+            if d < best.0 {
+                best = (d, i, j);
             }
         }
-        let (_, i, j) = best;
-        let b = states.remove(j);
-        let a = states.remove(i);
-        let joined = a.join(&b, image);
-        if !states.contains(&joined) {
-            states.push(joined);
-        }
     }
+    let (_, i, j) = best;
+    let b = states.swap_remove(j);
+    let a = states.swap_remove(i);
+    let joined = a.join(&b, image);
+    add_state(states, joined, image);
 }
 
 /// The join of all states, if any.
@@ -517,13 +750,14 @@ mod tests {
     #[test]
     fn join_keeps_agreement_and_forgets_disagreement() {
         let mut a = Memory::default();
-        a.write(10, &[Byte::Caller(0), Byte::Const(9)]);
+        a.write(10, &[Byte::Caller(0), Byte::Const(9), Byte::Input(3)]);
         let mut b = a.clone();
-        b.write(11, &[Byte::Const(8)]);
+        b.write(11, &[Byte::Const(8), Byte::Caller(1)]);
         b.write_range(&IMAGE, 1000, 4096, RangeContent::Input { first: 0 });
         let j = a.join(&b, &IMAGE);
         assert_eq!(j.byte(&IMAGE, 10), Byte::Caller(0));
-        assert_eq!(j.byte(&IMAGE, 11), Byte::Unknown);
+        assert_eq!(j.byte(&IMAGE, 11), Byte::Choice { values: [8, 9, 0, 0], len: 2 }, "different constants: one of them");
+        assert_eq!(j.byte(&IMAGE, 12), Byte::Unknown, "different sources: unknown");
         assert_eq!(j.byte(&IMAGE, 1500), Byte::Unknown, "one side's range is unknown after the join");
         assert_eq!(j.byte(&IMAGE, 100), Byte::Const(1));
         assert_eq!(j.join(&b, &IMAGE), j, "joining again changes nothing");
@@ -545,6 +779,12 @@ mod tests {
         assert_eq!(Value::from_bytes(&[Byte::Unknown; 4]), Value::Top);
         let v = Value::from_bytes(&[Byte::Input(0), Byte::Const(0)]);
         assert_eq!(v.bytes(2)[..2], [Byte::Input(0), Byte::Const(0)]);
-        assert_eq!(Value::Const(1).join(Value::Const(2)), Value::Top);
+        let set = Value::Const(1).join(Value::Const(2));
+        assert_eq!(set.constants(), Some(&[1u64, 2][..]));
+        assert_eq!(set.join(Value::Const(3)).join(Value::Const(4)).constants(), Some(&[1u64, 2, 3, 4][..]));
+        assert_eq!(set.join(Value::Const(3)).join(Value::Const(4)).join(Value::Const(5)), Value::Top, "too many: unknown");
+        // A set survives a round trip through memory bytes.
+        assert_eq!(Value::from_bytes(&set.bytes(4)[..4]), set);
+        assert!(!Byte::Choice { values: [1, 2, 0, 0], len: 2 }.is_nameable(), "choices never reach a template");
     }
 }

@@ -19,6 +19,8 @@ use chroma_host_api::key::SYSTEM_SLOT;
 use chroma_host_api::limits::{MAX_INPUT_LEN, MAX_KEY_LEN, MAX_METHOD_NAME_LEN};
 use chroma_host_api::ADDRESS_LEN;
 
+use std::sync::Arc;
+
 use crate::domain::{add_state, join_all, Byte, Frame, Image, Memory, RangeContent, State, Value};
 use crate::module::{BinOp, Body, Function, HostCall, Module, Op, Reach, UnOp};
 use crate::summary::{CallTemplate, KeyTemplate};
@@ -139,7 +141,7 @@ impl<'m> Interpreter<'m> {
     /// Interprets exported function `func` from the initial state of a fresh instance.
     pub fn run_entry(&mut self, func: u32, budget: u64) {
         let state = State {
-            frames: vec![Frame::default()],
+            frames: vec![Arc::default()],
             globals: self.initial_globals(),
             memory: Memory::default(),
             pages: Value::Const(self.module.memory_pages),
@@ -174,7 +176,7 @@ impl<'m> Interpreter<'m> {
 
     /// The worst case of a call that was not (fully) interpreted, from the
     /// callers' frames (arguments already popped).
-    fn fallback(&mut self, callers: Vec<Vec<Frame>>, results: usize, reach: Reach) -> Vec<State> {
+    fn fallback(&mut self, callers: Vec<Vec<Arc<Frame>>>, results: usize, reach: Reach) -> Vec<State> {
         self.effects.add_reach(reach, "calls an import the analysis does not know");
         let mut globals = self.initial_globals();
         for (g, mutable) in globals.iter_mut().zip(&self.mutable_globals) {
@@ -188,7 +190,7 @@ impl<'m> Interpreter<'m> {
         let mut out = Vec::new();
         for mut frames in callers {
             if let Some(top) = frames.last_mut() {
-                top.stack.extend(std::iter::repeat_n(Value::Top, results));
+                Arc::make_mut(top).stack.extend(std::iter::repeat_n(Value::Top, results));
             }
             let state = State { frames, globals: globals.clone(), memory: memory.clone(), pages: Value::Top, facts: Vec::new() };
             add_state(&mut out, state, &image);
@@ -210,14 +212,14 @@ impl<'m> Interpreter<'m> {
             args.push(stack.split_off(stack.len() - params));
         }
         // The callers' frames, for the worst case if the callee is not followed to its end.
-        let callers: Vec<Vec<Frame>> = states.iter().map(|s| s.frames.clone()).collect();
+        let callers: Vec<Vec<Arc<Frame>>> = states.iter().map(|s| s.frames.clone()).collect();
         if !entry && (self.deadlines.len() >= MAX_INLINE_DEPTH || self.nesting >= MAX_NESTING) {
             return Ok(self.fallback(callers, results, reach));
         }
         for (state, args) in states.iter_mut().zip(args) {
             let mut locals = args;
             locals.extend(std::iter::repeat_n(Value::Const(0), body.extra_locals as usize));
-            state.frames.push(Frame { stack: Vec::new(), locals });
+            state.frames.push(Arc::new(Frame { stack: Vec::new(), locals }));
         }
         if !entry {
             let parent = self.deadlines.last().copied().unwrap_or(u64::MAX);
@@ -231,10 +233,18 @@ impl<'m> Interpreter<'m> {
             self.deadlines.pop();
         }
         match outcome {
-            Ok(mut outs) => {
-                for out in &mut outs {
-                    let callee = out.frames.pop().unwrap_or_default();
+            Ok(returned) => {
+                let mut outs = Vec::with_capacity(returned.len());
+                for mut out in returned {
+                    let callee = out.frames.pop().map(Arc::unwrap_or_clone).unwrap_or_default();
                     out.top().stack.extend(callee.stack);
+                    // The callee's frame is below the stack pointer now: dead.
+                    if let Some(Value::Const(sp)) = module.stack_pointer.and_then(|g| out.globals.get(g as usize)) {
+                        out.memory.forget_below(*sp & 0xffff_ffff);
+                    }
+                    out.forget_dead_facts();
+                    let image = self.image();
+                    add_state(&mut outs, out, &image);
                 }
                 Ok(outs)
             }
@@ -370,10 +380,15 @@ impl<'m> Interpreter<'m> {
                 Op::BrTable { targets, default } => {
                     for mut s in cur.drain(..) {
                         let index = pop(&mut s)?;
-                        match index.as_const() {
-                            Some(i) => {
-                                let target = targets.get((i as u32) as usize).copied().unwrap_or(*default);
-                                self.branch(s, labels, target)?;
+                        match index.constants() {
+                            Some(indices) => {
+                                let mut chosen: Vec<u32> =
+                                    indices.iter().map(|i| targets.get((*i as u32) as usize).copied().unwrap_or(*default)).collect();
+                                chosen.sort_unstable();
+                                chosen.dedup();
+                                for target in chosen {
+                                    self.branch(s.clone(), labels, target)?;
+                                }
                             }
                             None => {
                                 let mut all: Vec<u32> = targets.iter().copied().chain([*default]).collect();
@@ -491,18 +506,30 @@ impl<'m> Interpreter<'m> {
             }
             Op::Load { bytes, signed, wide, offset } => {
                 let address = pop(st)?;
-                let value = match address.as_const().map(|a| (a & 0xffff_ffff) + offset) {
-                    Some(ea) if ea + u64::from(*bytes) > 1 << 32 => return Ok(false),
-                    Some(ea) => {
-                        let mut raw = st.memory.read(image, ea, *bytes as usize);
-                        let width = if *wide { 8 } else { 4 };
-                        let fill = match (signed, raw.last()) {
-                            (false, _) => Byte::Const(0),
-                            (true, Some(Byte::Const(top))) => Byte::Const(if top & 0x80 != 0 { 0xff } else { 0 }),
-                            (true, _) => Byte::Unknown,
-                        };
-                        raw.resize(width, fill);
-                        Value::from_bytes(&raw)
+                let load = |ea: u64| {
+                    let mut raw = st.memory.read(image, ea, *bytes as usize);
+                    let width = if *wide { 8 } else { 4 };
+                    let fill = match (signed, raw.last()) {
+                        (false, _) => Byte::Const(0),
+                        (true, Some(Byte::Const(top))) => Byte::Const(if top & 0x80 != 0 { 0xff } else { 0 }),
+                        (true, _) => Byte::Unknown,
+                    };
+                    raw.resize(width, fill);
+                    Value::from_bytes(&raw)
+                };
+                let value = match address.constants() {
+                    Some(addresses) => {
+                        // Addresses past 4 GiB trap: those choices end there.
+                        let loads: Vec<Value> = addresses
+                            .iter()
+                            .map(|a| (a & 0xffff_ffff) + offset)
+                            .filter(|ea| ea + u64::from(*bytes) <= 1 << 32)
+                            .map(load)
+                            .collect();
+                        match loads.split_first() {
+                            None => return Ok(false),
+                            Some((first, rest)) => rest.iter().fold(*first, |acc, v| acc.join(*v)),
+                        }
                     }
                     None => Value::Top,
                 };
@@ -511,10 +538,27 @@ impl<'m> Interpreter<'m> {
             Op::Store { bytes, offset } => {
                 let value = pop(st)?;
                 let address = pop(st)?;
-                match address.as_const().map(|a| (a & 0xffff_ffff) + offset) {
+                let n = *bytes as usize;
+                match address.constants().map(|a| a.to_vec()) {
+                    Some(addresses) if addresses.len() > 1 => {
+                        // One of several places: each may keep its old bytes.
+                        let new = value.bytes(n);
+                        let mut stored = false;
+                        for ea in addresses.iter().map(|a| (a & 0xffff_ffff) + offset).filter(|ea| ea + n as u64 <= 1 << 32) {
+                            let old = st.memory.read(image, ea, n);
+                            let joined: Vec<Byte> = old.iter().zip(&new[..n]).map(|(o, b)| o.join(*b)).collect();
+                            st.memory.write(ea, &joined);
+                            stored = true;
+                        }
+                        if !stored {
+                            return Ok(false);
+                        }
+                    }
+                    _ => match address.as_const().map(|a| (a & 0xffff_ffff) + offset) {
                     Some(ea) if ea + u64::from(*bytes) > 1 << 32 => return Ok(false),
                     Some(ea) => st.memory.write(ea, &value.bytes(*bytes as usize)[..*bytes as usize]),
                     None => st.memory.forget(),
+                    },
                 }
             }
             Op::MemorySize => {
@@ -672,15 +716,24 @@ impl<'m> Interpreter<'m> {
         let ty = module.func_type(type_index).ok_or(Stop::Malformed)?;
         let (params, results) = (ty.params().len(), ty.results().len());
         if module.tables_fixed {
-            if let Some(i) = index.as_const() {
-                let entry = module.tables.get(table as usize).and_then(|t| t.entries.get(i as usize)).copied().flatten();
-                return match entry {
-                    Some(func) if module.functions.get(func as usize).is_some_and(|(t, _)| module.same_signature(*t, type_index)) => {
-                        self.call(func, vec![st])
+            if let Some(indices) = index.constants() {
+                let image = self.image();
+                let mut out = Vec::new();
+                // Owned: `st` is cloned for each target below.
+                let indices: Vec<u64> = indices.to_vec();
+                for i in indices {
+                    let entry = module.tables.get(table as usize).and_then(|t| t.entries.get(i as usize)).copied().flatten();
+                    match entry {
+                        Some(func) if module.functions.get(func as usize).is_some_and(|(t, _)| module.same_signature(*t, type_index)) => {
+                            for r in self.call(func, vec![st.clone()])? {
+                                add_state(&mut out, r, &image);
+                            }
+                        }
+                        // Null entry, out of bounds or wrong signature: traps.
+                        _ => {}
                     }
-                    // Null entry, out of bounds or wrong signature: traps.
-                    _ => Ok(Vec::new()),
-                };
+                }
+                return Ok(out);
             }
         }
         let stack = &mut st.top().stack;
@@ -692,21 +745,31 @@ impl<'m> Interpreter<'m> {
         Ok(self.fallback(vec![st.frames], results, reach))
     }
 
-    /// The key a storage host call names, or `None` when the host traps.
-    fn key(&self, st: &State, slot: Value, key_ptr: Value, key_len: Value) -> Option<KeyTemplate> {
+    /// The keys a storage host call may name (several when the slot or
+    /// pointer is one of a few constants); empty when the host surely traps.
+    fn keys(&self, st: &State, slot: Value, key_ptr: Value, key_len: Value) -> Vec<KeyTemplate> {
         let image = self.image();
-        let slot = match slot.as_const() {
-            Some(s) if s as u32 == SYSTEM_SLOT => return None,
-            Some(s) => Some(s as u32),
-            None => None,
+        let slots: Vec<Option<u32>> = match slot.constants() {
+            // The reserved slot traps: that choice accesses nothing.
+            Some(values) => values.iter().map(|s| *s as u32).filter(|s| *s != SYSTEM_SLOT).map(Some).collect(),
+            None => vec![None],
         };
-        let bytes = match (key_ptr.as_const(), key_len.as_const()) {
-            (_, Some(n)) if n > MAX_KEY_LEN as u64 => return None,
-            (Some(p), Some(n)) => st.memory.read(&image, p & 0xffff_ffff, n as usize),
-            (None, Some(n)) => vec![Byte::Unknown; n as usize],
-            (_, None) => vec![Byte::Unknown],
+        let contents: Vec<Vec<Byte>> = match (key_ptr.constants(), key_len.as_const()) {
+            (_, Some(n)) if n > MAX_KEY_LEN as u64 => return Vec::new(),
+            (Some(pointers), Some(n)) => pointers.iter().map(|p| st.memory.read(&image, p & 0xffff_ffff, n as usize)).collect(),
+            (None, Some(n)) => vec![vec![Byte::Unknown; n as usize]],
+            (_, None) => vec![vec![Byte::Unknown]],
         };
-        Some(KeyTemplate::from_bytes(slot, &bytes))
+        let mut keys = Vec::new();
+        for slot in &slots {
+            for bytes in &contents {
+                let key = KeyTemplate::from_bytes(*slot, bytes);
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        keys
     }
 
     /// One host call on one state; `None` when the path ends there.
@@ -734,11 +797,15 @@ impl<'m> Interpreter<'m> {
                 let key_len = pop(&mut st)?;
                 let key_ptr = pop(&mut st)?;
                 let slot = pop(&mut st)?;
-                let Some(key) = self.key(&st, slot, key_ptr, key_len) else { return Ok(None) };
-                let read = insert(&mut self.effects.reads, key);
-                let content = match u16::try_from(read) {
-                    Ok(read) => RangeContent::Stored { read, first: 0 },
-                    Err(_) => RangeContent::Unknown,
+                let keys = self.keys(&st, slot, key_ptr, key_len);
+                if keys.is_empty() {
+                    return Ok(None);
+                }
+                let reads: Vec<usize> = keys.into_iter().map(|k| insert(&mut self.effects.reads, k)).collect();
+                let content = match (reads.as_slice(), reads.first().map(|r| u16::try_from(*r))) {
+                    ([_], Some(Ok(read))) => RangeContent::Stored { read, first: 0 },
+                    // One of several keys: the value's source is not one read.
+                    _ => RangeContent::Unknown,
                 };
                 write_range(&mut st, &image, dst, cap, content);
                 push(&mut st, Value::Top);
@@ -749,15 +816,25 @@ impl<'m> Interpreter<'m> {
                 let key_len = pop(&mut st)?;
                 let key_ptr = pop(&mut st)?;
                 let slot = pop(&mut st)?;
-                let Some(key) = self.key(&st, slot, key_ptr, key_len) else { return Ok(None) };
-                insert(&mut self.effects.writes, key);
+                let keys = self.keys(&st, slot, key_ptr, key_len);
+                if keys.is_empty() {
+                    return Ok(None);
+                }
+                for key in keys {
+                    insert(&mut self.effects.writes, key);
+                }
             }
             HostCall::StorageRemove => {
                 let key_len = pop(&mut st)?;
                 let key_ptr = pop(&mut st)?;
                 let slot = pop(&mut st)?;
-                let Some(key) = self.key(&st, slot, key_ptr, key_len) else { return Ok(None) };
-                insert(&mut self.effects.writes, key);
+                let keys = self.keys(&st, slot, key_ptr, key_len);
+                if keys.is_empty() {
+                    return Ok(None);
+                }
+                for key in keys {
+                    insert(&mut self.effects.writes, key);
+                }
             }
             HostCall::StorageAdd => {
                 let _hi = pop(&mut st)?;
@@ -765,8 +842,13 @@ impl<'m> Interpreter<'m> {
                 let key_len = pop(&mut st)?;
                 let key_ptr = pop(&mut st)?;
                 let slot = pop(&mut st)?;
-                let Some(key) = self.key(&st, slot, key_ptr, key_len) else { return Ok(None) };
-                insert(&mut self.effects.adds, key);
+                let keys = self.keys(&st, slot, key_ptr, key_len);
+                if keys.is_empty() {
+                    return Ok(None);
+                }
+                for key in keys {
+                    insert(&mut self.effects.adds, key);
+                }
             }
             HostCall::SetReturn => {
                 pop(&mut st)?;
@@ -786,9 +868,9 @@ impl<'m> Interpreter<'m> {
                 let method_len = pop(&mut st)?;
                 let method_ptr = pop(&mut st)?;
                 let address = pop(&mut st)?;
-                let callee = match address.as_const() {
-                    Some(a) => st.memory.read(&image, a & 0xffff_ffff, ADDRESS_LEN),
-                    None => vec![Byte::Unknown; ADDRESS_LEN],
+                let callees: Vec<Vec<Byte>> = match address.constants() {
+                    Some(pointers) => pointers.iter().map(|a| st.memory.read(&image, a & 0xffff_ffff, ADDRESS_LEN)).collect(),
+                    None => vec![vec![Byte::Unknown; ADDRESS_LEN]],
                 };
                 let method = match (method_ptr.as_const(), method_len.as_const()) {
                     (Some(p), Some(n)) if n <= MAX_METHOD_NAME_LEN as u64 => {
@@ -804,9 +886,12 @@ impl<'m> Interpreter<'m> {
                     _ => None,
                 };
                 let public = |bytes: Vec<Byte>| -> Vec<Byte> {
-                    bytes.into_iter().map(|b| if matches!(b, Byte::Flag { .. }) { Byte::Unknown } else { b }).collect()
+                    bytes.into_iter().map(|b| if b.is_nameable() { b } else { Byte::Unknown }).collect()
                 };
-                insert(&mut self.effects.calls, CallTemplate { callee: public(callee), method, args: args.map(public) });
+                for callee in callees {
+                    let call = CallTemplate { callee: public(callee), method: method.clone(), args: args.clone().map(public) };
+                    insert(&mut self.effects.calls, call);
+                }
                 write_range(&mut st, &image, dst, cap, RangeContent::Unknown);
                 push(&mut st, Value::Top);
             }
@@ -869,6 +954,20 @@ fn binary(op: BinOp, wide: bool, a: Value, b: Value, next_flag: &mut u32) -> Opt
     if let (Some(x), Some(y)) = (a.as_const(), b.as_const()) {
         return constant_binary(op, wide, mask(x, wide), mask(y, wide)).map(|v| Value::Const(mask(v, wide)));
     }
+    if let (Some(xs), Some(ys)) = (a.constants(), b.constants()) {
+        // Every combination; those that trap are paths that end.
+        let results: Vec<u64> = xs
+            .iter()
+            .flat_map(|x| ys.iter().map(move |y| (*x, *y)))
+            .filter_map(|(x, y)| constant_binary(op, wide, mask(x, wide), mask(y, wide)))
+            .map(|v| mask(v, wide))
+            .collect();
+        if results.is_empty() {
+            return None;
+        }
+        let v = Value::one_of(results);
+        return Some(if v == Value::Top && is_comparison(op) { fresh(next_flag) } else { v });
+    }
     let flag = |v: &Value| matches!(v, Value::Flag { .. });
     match (op, a, b) {
         (BinOp::And, Value::Flag { .. }, Value::Const(1)) | (BinOp::Or | BinOp::Xor, Value::Flag { .. }, Value::Const(0)) => return Some(a),
@@ -916,17 +1015,13 @@ fn binary(op: BinOp, wide: bool, a: Value, b: Value, next_flag: &mut u32) -> Opt
         (BinOp::Shl, _, Some(s)) if s % 8 == 0 => {
             let k = (s as usize % (width * 8)) / 8;
             let mut out = [Byte::Const(0); 8];
-            for i in k..width {
-                out[i] = ab[i - k];
-            }
+            out[k..width].copy_from_slice(&ab[..width - k]);
             keep(out)
         }
         (BinOp::ShrU, _, Some(s)) if s % 8 == 0 => {
             let k = (s as usize % (width * 8)) / 8;
             let mut out = [Byte::Const(0); 8];
-            for i in 0..width - k {
-                out[i] = ab[i + k];
-            }
+            out[..width - k].copy_from_slice(&ab[k..width]);
             keep(out)
         }
         (BinOp::Eq | BinOp::Ne, _, _) if a == b && !ab[..width].contains(&Byte::Unknown) => {
@@ -996,8 +1091,8 @@ fn constant_binary(op: BinOp, wide: bool, x: u64, y: u64) -> Option<u64> {
 }
 
 fn unary(op: UnOp, wide: bool, a: Value, next_flag: &mut u32) -> Value {
-    if let Value::Const(v) = a {
-        return Value::Const(constant_unary(op, wide, v));
+    if let Some(values) = a.constants() {
+        return Value::one_of(values.iter().map(|v| constant_unary(op, wide, *v)));
     }
     match (op, a) {
         (UnOp::Eqz, Value::Flag { id, negated }) => return Value::Flag { id, negated: !negated },
@@ -1038,6 +1133,7 @@ fn nonzero(v: &Value) -> bool {
     match v {
         Value::Const(c) => *c != 0,
         Value::Bytes { bytes, len } => bytes[..*len as usize].iter().any(|b| matches!(b, Byte::Const(c) if *c != 0)),
+        Value::Set { values, len } => values[..*len as usize].iter().all(|v| *v != 0),
         Value::Flag { .. } | Value::Top => false,
     }
 }

@@ -250,6 +250,10 @@ pub(crate) struct Module {
     pub reach: Vec<Reach>,
     /// Functions that never return normally (they revert, trap or loop).
     pub diverges: Vec<bool>,
+    /// rustc's shadow-stack pointer (the first mutable global, when the stack
+    /// lies below the data). Only used to forget dead stack bytes, which is
+    /// sound whichever global this is.
+    pub stack_pointer: Option<u32>,
 }
 
 impl Module {
@@ -310,6 +314,7 @@ impl Module {
             abi: None,
             reach: Vec::new(),
             diverges: Vec::new(),
+            stack_pointer: None,
         };
         let mut memories = 0;
         let mut active_data: Vec<(u64, &[u8])> = Vec::new();
@@ -445,6 +450,10 @@ impl Module {
         module.build_image(&active_data)?;
         module.reach = module.compute_reach();
         module.diverges = module.compute_diverges();
+        module.stack_pointer = module.globals.iter().position(|(v, mutable)| *mutable && v.is_some()).and_then(|i| {
+            let top = module.globals[i].0?;
+            (module.image.is_empty() || top <= module.image_base).then_some(i as u32)
+        });
         Ok(module)
     }
 

@@ -20,6 +20,10 @@ const FILL_BUDGET: usize = 4096;
 
 /// Deployed contracts' summaries and current state, as the predictor sees them.
 pub trait Environment {
+    /// The summary of the contract at `contract`; `None` means no contract
+    /// will be there when the transaction runs (a call to it fails without
+    /// touching storage). A block planner must therefore also answer for
+    /// contracts deployed earlier in the same block.
     fn summary(&self, contract: &Address) -> Option<&ContractSummary>;
     /// The committed value at a full state key.
     fn storage(&self, key: &[u8]) -> Option<Vec<u8>>;
@@ -150,8 +154,7 @@ impl<E: Environment> Filler<'_, E> {
             return;
         }
         let Some(summary) = self.env.summary(contract) else {
-            // Not deployed (yet): it may be by the time the call runs.
-            self.out.unbounded = true;
+            // No contract there: the call fails before any access.
             return;
         };
         let entries: Vec<&AccessSummary> = match method {
@@ -240,7 +243,7 @@ impl<E: Environment> Filler<'_, E> {
                 let value = self.stored(frame, read as usize, depth)?;
                 value.get(offset as usize).copied()
             }
-            Byte::Flag { .. } | Byte::Unknown => None,
+            Byte::Flag { .. } | Byte::Choice { .. } | Byte::Unknown => None,
         }
     }
 

@@ -119,7 +119,7 @@ fn describe_bytes(bytes: &[Byte], reads: &[KeyTemplate], names: &ArgNames, depth
                 };
                 format!("value({source})[{offset}..{}]", u32::from(offset) + len)
             }
-            Byte::Flag { .. } | Byte::Unknown => "?".repeat(len.min(3) as usize),
+            Byte::Flag { .. } | Byte::Choice { .. } | Byte::Unknown => "?".repeat(len.min(3) as usize),
         });
         consumed += len as usize;
     }
@@ -141,7 +141,7 @@ pub fn describe_key(key: &KeyTemplate, reads: &[KeyTemplate], names: &ArgNames, 
 
 /// `call <callee>.<method>(<args>)`.
 pub fn describe_call(call: &CallTemplate, reads: &[KeyTemplate], names: &ArgNames) -> String {
-    let callee = if call.callee.iter().any(|b| matches!(b, Byte::Unknown | Byte::Flag { .. })) {
+    let callee = if call.callee.iter().any(|b| !b.is_nameable()) {
         "<any contract>".to_string()
     } else {
         describe_bytes(&call.callee, reads, names, 0)

@@ -34,7 +34,7 @@ impl KeyTemplate {
         if slot.is_none() {
             return KeyTemplate::any();
         }
-        match bytes.iter().position(|b| matches!(b, Byte::Unknown | Byte::Flag { .. })) {
+        match bytes.iter().position(|b| !b.is_nameable()) {
             Some(cut) => KeyTemplate { slot, bytes: bytes[..cut].to_vec(), exact: false },
             None => KeyTemplate { slot, bytes: bytes.to_vec(), exact: true },
         }

@@ -62,8 +62,32 @@ fn calls_name_their_callee_and_method() {
         "deposit pulls tokens from the caller: {:?}",
         deposit.calls
     );
+    let abi_lending = abi(&wasm("lending"));
+    assert_eq!(describe(&summary, &abi_lending, "deposit"), ["read slot0", "add slot4[caller]", "add slot2"]);
+}
+
+#[test]
+fn no_wildcards_in_the_defi_entry_points() {
     let any = KeyTemplate::any();
-    assert!(!deposit.adds.iter().all(|k| *k == any), "deposit's adds are not all wildcards");
+    for (name, entries) in [
+        ("token", &["transfer", "transfer_from", "approve", "mint"][..]),
+        ("amm", &["swap", "remove_liquidity"][..]),
+        ("lending", &["deposit", "borrow", "withdraw"][..]),
+    ] {
+        let summary = analyze(&wasm(name)).expect("analyses");
+        for entry in entries {
+            let e = summary.entry(entry).expect("entry");
+            for key in e.reads.iter().chain(&e.writes).chain(&e.adds) {
+                assert!(*key != any && key.slot.is_some(), "{name}.{entry} has a contract-wide key");
+            }
+            for call in &e.calls {
+                assert!(call.method.is_some() && !call.callee.contains(&Byte::Unknown), "{name}.{entry}: unresolved call {call:?}");
+            }
+        }
+    }
+    let token = analyze(&wasm("token")).expect("analyses");
+    let from = token.entry("transfer_from").expect("transfer_from");
+    assert!(from.is_precise(), "transfer_from: every key exact: {from:?}");
 }
 
 #[test]

@@ -45,6 +45,11 @@ impl fmt::Display for CallError {
     }
 }
 
+#[cold]
+fn call_failed(method: &str, e: &CallError) -> ! {
+    revert(&alloc::format!("call to {method} failed: {e}"))
+}
+
 impl Contract {
     pub const fn at(address: Address) -> Contract {
         Contract { address }
@@ -57,11 +62,20 @@ impl Contract {
     /// Calls `method` with `args` (a tuple of the arguments, `()` for none) and
     /// decodes its result as `R`. If the callee fails, this call reverts too,
     /// with the callee's message.
+    ///
+    /// The failure reverts right where it is seen, without building a
+    /// [`CallError`] first: nothing of unknown size is copied on a path that
+    /// goes on, which keeps the analyzer's view of memory intact.
     pub fn call<R: Decode>(&self, method: &str, args: impl Encode) -> R {
-        match self.try_call(method, args) {
-            Ok(value) => value,
-            Err(e) => revert(&alloc::format!("call to {method} failed: {e}")),
-        }
+        let mut encoded = alloc::vec::Vec::new();
+        args.encode_to(&mut encoded);
+        backend::call(&self.address, method, &encoded, |status, data| match status {
+            CallStatus::Ok => match R::decode(data) {
+                Ok(value) => value,
+                Err(e) => call_failed(method, &CallError { status: CallStatus::BadInput, data: Vec::new(), bad_return: Some(e) }),
+            },
+            _ => call_failed(method, &CallError { status, data: data.to_vec(), bad_return: None }),
+        })
     }
 
     /// Like [`Contract::call`], but returns the failure instead of reverting.
