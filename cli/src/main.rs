@@ -111,6 +111,13 @@ enum AccountCommand {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix tools, stop quietly when the reader goes away
+    // (`chroma analyze ... | head`) instead of panicking on a broken pipe.
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition before any thread or output exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let ctx = Ctx { data_dir: cli.data_dir, json: cli.json };
     let result = match cli.command {

@@ -80,6 +80,11 @@ impl Node {
                 .code(&code_hash)?
                 .ok_or_else(|| NodeError::Restore { address, reason: "its code is missing".into() })?;
             let artifact = db.module_artifact(&code_hash, &engine_id)?;
+            let stored_summary = db.summary(&code_hash)?;
+            let had_summary = stored_summary.is_some();
+            if let Some(summary) = stored_summary {
+                runtime.remember_summary(code_hash, summary);
+            }
             let used_cache = runtime
                 .restore(address, &code, artifact.as_deref())
                 .map_err(|reason| NodeError::Restore { address, reason })?;
@@ -87,6 +92,11 @@ impl Node {
                 restored_from_cache += 1;
             } else if let Some(bytes) = runtime.serialized_module(&code_hash) {
                 db.put_module_artifact(&code_hash, &engine_id, &bytes)?;
+            }
+            if !had_summary {
+                if let Some(summary) = runtime.summary(&code_hash) {
+                    db.put_summary(&code_hash, &summary)?;
+                }
             }
         }
         let height = db.height()?;
@@ -157,6 +167,9 @@ impl Node {
         for hash in code.keys() {
             if let Some(artifact) = self.vm.runtime().serialized_module(hash) {
                 self.db.put_module_artifact(hash, &engine_id, &artifact)?;
+            }
+            if let Some(summary) = self.vm.runtime().summary(hash) {
+                self.db.put_summary(hash, &summary)?;
             }
         }
         self.vm.state().rebase(Arc::new(self.db.snapshot()?));

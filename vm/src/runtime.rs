@@ -10,6 +10,7 @@ use chroma_host_api::codec::{Decode, Encode};
 use chroma_host_api::key::{storage_key, SYSTEM_SLOT};
 use chroma_host_api::limits::MAX_CALL_DEPTH;
 use chroma_host_api::{gas, Address, CallStatus};
+use chroma_analyzer::ContractSummary;
 use wasmtime::{Engine, InstancePre, Module, Store, StoreLimitsBuilder, Trap};
 
 use crate::address::contract_address;
@@ -40,6 +41,8 @@ pub struct Contract {
     pub address: Address,
     pub code_hash: [u8; 32],
     pub abi: Abi,
+    /// What each entry point may access, inferred from the code at deploy.
+    pub summary: Arc<ContractSummary>,
     pre: InstancePre<StoreData>,
 }
 
@@ -55,6 +58,8 @@ pub struct Runtime {
     linker: wasmtime::Linker<StoreData>,
     contracts: RwLock<BTreeMap<Address, Arc<Contract>>>,
     modules: RwLock<BTreeMap<[u8; 32], Module>>,
+    /// Access summaries by code hash.
+    summaries: RwLock<BTreeMap<[u8; 32], Arc<ContractSummary>>>,
 }
 
 /// A transaction in progress.
@@ -153,6 +158,7 @@ impl Runtime {
             linker,
             contracts: RwLock::new(BTreeMap::new()),
             modules: RwLock::new(BTreeMap::new()),
+            summaries: RwLock::new(BTreeMap::new()),
         }))
     }
 
@@ -177,7 +183,27 @@ impl Runtime {
             }
         };
         let pre = self.linker.instantiate_pre(&module).map_err(|e| format!("linking failed: {e}"))?;
-        Ok(Contract { address, code_hash: validated.code_hash, abi: validated.abi, pre })
+        let summary = self.summary_of(&validated.code_hash, code, &validated.abi);
+        Ok(Contract { address, code_hash: validated.code_hash, abi: validated.abi, summary, pre })
+    }
+
+    /// The access summary of `code` (analysed once per code hash). A module
+    /// the analyzer cannot follow gets a summary that may access anything:
+    /// deploying never fails because of the analysis.
+    fn summary_of(&self, code_hash: &[u8; 32], code: &[u8], abi: &Abi) -> Arc<ContractSummary> {
+        if let Some(known) = self.summaries.read().unwrap_or_else(|p| p.into_inner()).get(code_hash) {
+            return known.clone();
+        }
+        let summary = Arc::new(chroma_analyzer::analyze(code).unwrap_or_else(|e| {
+            ContractSummary::unbounded(abi.methods.iter().map(|m| (m.name.clone(), m.kind.into())), &e.to_string())
+        }));
+        self.summaries.write().unwrap_or_else(|p| p.into_inner()).insert(*code_hash, summary.clone());
+        summary
+    }
+
+    /// Seeds the summary cache (a summary stored by an earlier run of the same analyzer).
+    pub fn remember_summary(&self, code_hash: [u8; 32], summary: ContractSummary) {
+        self.summaries.write().unwrap_or_else(|p| p.into_inner()).insert(code_hash, Arc::new(summary));
     }
 
     /// A stable id of this engine's compiled-code compatibility, for keying
@@ -190,6 +216,10 @@ impl Runtime {
     }
 
     /// The compiled module of `code_hash`, serialized, for caching on disk.
+    pub fn summary(&self, code_hash: &[u8; 32]) -> Option<Arc<ContractSummary>> {
+        self.summaries.read().unwrap_or_else(|p| p.into_inner()).get(code_hash).cloned()
+    }
+
     pub fn serialized_module(&self, code_hash: &[u8; 32]) -> Option<Vec<u8>> {
         let module = self.modules.read().unwrap_or_else(|p| p.into_inner()).get(code_hash).cloned()?;
         module.serialize().ok()

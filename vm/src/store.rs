@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use chroma_analyzer::{ContractSummary, ANALYZER_VERSION};
 use chroma_host_api::{Address, ADDRESS_LEN};
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -17,6 +18,8 @@ const STORAGE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("storage");
 const CODE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("code");
 /// code hash ‖ engine id -> blake3(artifact) ‖ wasmtime's serialized module.
 const MODULES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("modules");
+/// code hash -> analyzer version (u32 LE) ‖ the access summary as JSON.
+const SUMMARIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("summaries");
 /// contract address -> code hash.
 const CONTRACTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("contracts");
 /// height -> encoded block.
@@ -83,7 +86,7 @@ impl StateDb {
             meta.insert(META_FORMAT, FORMAT).map_err(db_err)?;
             meta.insert(META_HEIGHT, &0u64.to_le_bytes()[..]).map_err(db_err)?;
             meta.insert(META_STATE_HASH, &StateHash::default().to_bytes()[..]).map_err(db_err)?;
-            for table in [STORAGE, CODE, MODULES, CONTRACTS, RECEIPTS] {
+            for table in [STORAGE, CODE, MODULES, SUMMARIES, CONTRACTS, RECEIPTS] {
                 tx.open_table(table).map_err(db_err)?;
             }
             tx.open_table(BLOCKS).map_err(db_err)?;
@@ -172,6 +175,36 @@ impl StateDb {
             let key = [&hash[..], engine_id].concat();
             let value = [blake3::hash(artifact).as_bytes(), artifact].concat();
             table.insert(&key[..], &value[..]).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// The stored access summary of a code hash, if one was stored by this
+    /// analyzer version and still parses (otherwise it is recomputed).
+    pub fn summary(&self, hash: &[u8; 32]) -> Result<Option<ContractSummary>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = match tx.open_table(SUMMARIES) {
+            Ok(table) => table,
+            // A store created before summaries were kept: nothing stored.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db_err(e)),
+        };
+        let Some(stored) = table.get(&hash[..]).map_err(db_err)? else { return Ok(None) };
+        let stored = stored.value();
+        let version = ANALYZER_VERSION.to_le_bytes();
+        if stored.len() < version.len() || stored[..version.len()] != version {
+            return Ok(None);
+        }
+        Ok(serde_json::from_slice(&stored[version.len()..]).ok())
+    }
+
+    pub fn put_summary(&self, hash: &[u8; 32], summary: &ContractSummary) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(summary).map_err(db_err)?;
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = tx.open_table(SUMMARIES).map_err(db_err)?;
+            let value = [&ANALYZER_VERSION.to_le_bytes()[..], &json].concat();
+            table.insert(&hash[..], &value[..]).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)
     }

@@ -110,3 +110,20 @@ fn missing_existing_and_corrupted_data_directories_are_clear_errors() {
         Ok(_) => panic!("a corrupted file opened"),
     }
 }
+
+#[test]
+fn access_summaries_are_computed_at_deploy_and_kept_across_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = {
+        let mut node = Node::create(dir.path()).expect("create");
+        let token = run_blocks(&mut node, 0..0, None);
+        let summary = node.vm().contract(&token).expect("deployed").summary.clone();
+        assert_eq!(*summary, chroma_analyzer::analyze(&wasm("token")).expect("analyses"));
+        let stored = node.db().summary(&node.vm().contract(&token).expect("deployed").code_hash).expect("db");
+        assert_eq!(stored.as_ref(), Some(&*summary), "stored with the block");
+        token
+    };
+    let node = Node::open(dir.path()).expect("reopen");
+    let restored = node.vm().contract(&token).expect("restored").summary.clone();
+    assert!(restored.entry("transfer").is_some_and(|e| e.is_precise()));
+}
