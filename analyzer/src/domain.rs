@@ -612,10 +612,10 @@ impl State {
     }
 
     /// Records that `v` is `outcome` on this path (when `v` is a flag).
-    pub fn assume(&mut self, v: &Value, outcome: bool) {
+    pub fn assume(&mut self, v: &Value, outcome: bool, keep: &dyn Fn(u32) -> bool) {
         if let Value::Flag { id, negated } = v {
             if self.facts.len() >= MAX_FACTS {
-                self.forget_dead_facts();
+                self.forget_dead_facts(keep);
             }
             if self.facts.len() >= MAX_FACTS {
                 self.facts.remove(0);
@@ -627,7 +627,9 @@ impl State {
     /// Drops facts about flags no value or byte holds any more: nothing can
     /// ask about them again (flags are only ever created fresh). Paths that
     /// differ only in such facts then become equal.
-    pub fn forget_dead_facts(&mut self) {
+    /// Facts `keep` says are worth keeping (comparisons the predictor can
+    /// decide: they become guards of later accesses) stay.
+    pub fn forget_dead_facts(&mut self, keep: &dyn Fn(u32) -> bool) {
         if self.facts.is_empty() {
             return;
         }
@@ -655,7 +657,7 @@ impl State {
                 live.insert(*id);
             }
         }
-        self.facts.retain(|(id, _)| live.contains(id));
+        self.facts.retain(|(id, _)| live.contains(id) || keep(*id));
     }
 
     /// The innermost frame. Every state has one while code runs.
@@ -685,7 +687,7 @@ impl State {
 }
 
 /// Branch outcomes a path remembers (the oldest are forgotten first).
-const MAX_FACTS: usize = 64;
+const MAX_FACTS: usize = 96;
 
 /// Most states kept apart at one program point (the rest are joined). Paths
 /// stay apart long enough for the error path of a decoder to die at its

@@ -19,11 +19,12 @@ use chroma_host_api::key::SYSTEM_SLOT;
 use chroma_host_api::limits::{MAX_INPUT_LEN, MAX_KEY_LEN, MAX_METHOD_NAME_LEN};
 use chroma_host_api::ADDRESS_LEN;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::domain::{add_state, join_all, Byte, Frame, Image, Memory, RangeContent, State, Value};
 use crate::module::{BinOp, Body, Function, HostCall, Module, Op, Reach, UnOp};
-use crate::summary::{CallTemplate, KeyTemplate};
+use crate::summary::{AccessKind, CallTemplate, Comparison, Condition, Guard, KeyTemplate, Literal};
 
 /// Iterations of a loop that may also have exited, run exactly before
 /// states are joined. Iterations whose continuation was certain (a counted
@@ -49,7 +50,13 @@ pub(crate) struct Effects {
     pub calls: Vec<CallTemplate>,
     /// Why the entry may touch anything at all (an import the analysis does not know).
     pub opaque: Option<String>,
+    /// For each template, the branch outcomes (defined flags) of every path
+    /// that recorded it; `None` once some path recorded it unconditionally.
+    pub guards: BTreeMap<(AccessKind, usize), Option<Vec<Vec<(u32, bool)>>>>,
 }
+
+/// Paths per template whose conditions are kept; more make it unconditional.
+const MAX_GUARDS: usize = 8;
 
 fn insert<T: PartialEq>(list: &mut Vec<T>, item: T) -> usize {
     match list.iter().position(|x| *x == item) {
@@ -64,21 +71,151 @@ fn insert<T: PartialEq>(list: &mut Vec<T>, item: T) -> usize {
 impl Effects {
     fn add_reach(&mut self, reach: Reach, why: &str) {
         if reach.reads {
-            insert(&mut self.reads, KeyTemplate::any());
+            let i = insert(&mut self.reads, KeyTemplate::any());
+            self.guards.insert((AccessKind::Read, i), None);
         }
         if reach.writes {
-            insert(&mut self.writes, KeyTemplate::any());
+            let i = insert(&mut self.writes, KeyTemplate::any());
+            self.guards.insert((AccessKind::Write, i), None);
         }
         if reach.adds {
-            insert(&mut self.adds, KeyTemplate::any());
+            let i = insert(&mut self.adds, KeyTemplate::any());
+            self.guards.insert((AccessKind::Add, i), None);
         }
         if reach.calls {
-            insert(&mut self.calls, CallTemplate::unknown());
+            let i = insert(&mut self.calls, CallTemplate::unknown());
+            self.guards.insert((AccessKind::Call, i), None);
         }
         if reach.opaque && self.opaque.is_none() {
             self.opaque = Some(why.to_string());
         }
     }
+}
+
+/// What a flag (an unknown comparison outcome) was computed from, when the
+/// predictor may be able to evaluate it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FlagDef {
+    Compare { op: BinOp, wide: bool, lhs: [Byte; 8], rhs: [Byte; 8] },
+    /// (flag, negated) pairs.
+    And((u32, bool), (u32, bool)),
+    Or((u32, bool), (u32, bool)),
+}
+
+/// Fresh flag ids and the definitions of those the predictor can evaluate.
+#[derive(Debug, Default)]
+pub(crate) struct Flags {
+    next: u32,
+    pub defs: BTreeMap<u32, FlagDef>,
+}
+
+impl Flags {
+    fn fresh(&mut self) -> Value {
+        let id = self.next;
+        self.next = self.next.wrapping_add(1);
+        Value::Flag { id, negated: false }
+    }
+
+    /// A flag for `a op b`, defined when both sides are nameable bytes.
+    fn compare(&mut self, op: BinOp, wide: bool, a: Value, b: Value) -> Value {
+        let flag = self.fresh();
+        let width = if wide { 8 } else { 4 };
+        let (lhs, rhs) = (a.bytes(width), b.bytes(width));
+        if lhs[..width].iter().chain(&rhs[..width]).all(Byte::is_nameable) {
+            if let Value::Flag { id, .. } = flag {
+                self.defs.insert(id, FlagDef::Compare { op, wide, lhs, rhs });
+            }
+        }
+        flag
+    }
+
+    /// A flag for a logical combination of two flags.
+    fn combine(&mut self, op: BinOp, a: Value, b: Value) -> Value {
+        let flag = self.fresh();
+        if let (Value::Flag { id: x, negated: nx }, Value::Flag { id: y, negated: ny }, Value::Flag { id, .. }) = (a, b, flag) {
+            if self.defs.contains_key(&x) && self.defs.contains_key(&y) {
+                let def = match op {
+                    BinOp::And => Some(FlagDef::And((x, nx), (y, ny))),
+                    BinOp::Or => Some(FlagDef::Or((x, nx), (y, ny))),
+                    _ => None,
+                };
+                if let Some(def) = def {
+                    self.defs.insert(id, def);
+                }
+            }
+        }
+        flag
+    }
+
+    pub fn is_defined(&self, id: u32) -> bool {
+        self.defs.contains_key(&id)
+    }
+
+    /// The condition index of flag `id` in `out`, adding it (and the flags it
+    /// combines) on first use.
+    fn intern(&self, id: u32, index: &mut BTreeMap<u32, u32>, out: &mut Vec<Condition>) -> Option<u32> {
+        if let Some(i) = index.get(&id) {
+            return Some(*i);
+        }
+        let condition = match self.defs.get(&id)? {
+            FlagDef::Compare { op, wide, lhs, rhs } => {
+                let width = if *wide { 8 } else { 4 };
+                Condition::Compare { op: comparison(*op)?, width: width as u8, lhs: lhs[..width].to_vec(), rhs: rhs[..width].to_vec() }
+            }
+            FlagDef::And((a, na), (b, nb)) | FlagDef::Or((a, na), (b, nb)) => {
+                // Definitions only refer to older flags, so this recursion ends.
+                let la = Literal { condition: self.intern(*a, index, out)?, value: !na };
+                let lb = Literal { condition: self.intern(*b, index, out)?, value: !nb };
+                match self.defs.get(&id)? {
+                    FlagDef::And(..) => Condition::And(la, lb),
+                    _ => Condition::Or(la, lb),
+                }
+            }
+        };
+        out.push(condition);
+        let i = (out.len() - 1) as u32;
+        index.insert(id, i);
+        Some(i)
+    }
+
+    /// The guards of `effects`, with the conditions they use.
+    pub fn export(&self, guards: &BTreeMap<(AccessKind, usize), Option<Vec<Vec<(u32, bool)>>>>) -> (Vec<Condition>, Vec<Guard>) {
+        let mut index = BTreeMap::new();
+        let mut conditions = Vec::new();
+        let mut out = Vec::new();
+        for ((kind, i), paths) in guards {
+            let Some(paths) = paths else { continue };
+            let any_of: Option<Vec<Vec<Literal>>> = paths
+                .iter()
+                .map(|path| {
+                    path.iter()
+                        .map(|(id, value)| Some(Literal { condition: self.intern(*id, &mut index, &mut conditions)?, value: *value }))
+                        .collect()
+                })
+                .collect();
+            // A path whose condition cannot be exported: unconditional.
+            if let Some(any_of) = any_of.filter(|a| !a.is_empty()) {
+                out.push(Guard { kind: *kind, index: *i as u32, any_of });
+            }
+        }
+        (conditions, out)
+    }
+}
+
+fn comparison(op: BinOp) -> Option<Comparison> {
+    Some(match op {
+        BinOp::Eq => Comparison::Eq,
+        BinOp::Ne => Comparison::Ne,
+        BinOp::LtU => Comparison::LtU,
+        BinOp::LtS => Comparison::LtS,
+        BinOp::GtU => Comparison::GtU,
+        BinOp::GtS => Comparison::GtS,
+        BinOp::LeU => Comparison::LeU,
+        BinOp::LeS => Comparison::LeS,
+        BinOp::GeU => Comparison::GeU,
+        BinOp::GeS => Comparison::GeS,
+        _ => return None,
+    })
 }
 
 /// Why interpretation of a call stopped early.
@@ -112,8 +249,8 @@ pub(crate) struct Interpreter<'m> {
     /// Lowest label index branched to since it was last reset (loops use it
     /// to see whether an iteration could leave them).
     lowest_target: usize,
-    /// Next comparison-outcome id.
-    next_flag: u32,
+    /// Comparison outcomes.
+    pub flags: Flags,
 }
 
 impl<'m> Interpreter<'m> {
@@ -125,7 +262,7 @@ impl<'m> Interpreter<'m> {
             deadlines: Vec::new(),
             nesting: 0,
             lowest_target: usize::MAX,
-            next_flag: 0,
+            flags: Flags::default(),
             mutable_globals: module.globals.iter().map(|(_, mutable)| *mutable).collect(),
         }
     }
@@ -242,7 +379,7 @@ impl<'m> Interpreter<'m> {
                     if let Some(Value::Const(sp)) = module.stack_pointer.and_then(|g| out.globals.get(g as usize)) {
                         out.memory.forget_below(*sp & 0xffff_ffff);
                     }
-                    out.forget_dead_facts();
+                    out.forget_dead_facts(&|id| self.flags.is_defined(id));
                     let image = self.image();
                     add_state(&mut outs, out, &image);
                 }
@@ -330,8 +467,9 @@ impl<'m> Interpreter<'m> {
                             Some(false) => else_in.push(s),
                             None => {
                                 let mut t = s.clone();
-                                t.assume(&condition, true);
-                                s.assume(&condition, false);
+                                let keep = |id: u32| self.flags.is_defined(id);
+                                t.assume(&condition, true, &keep);
+                                s.assume(&condition, false, &keep);
                                 then_in.push(t);
                                 else_in.push(s);
                             }
@@ -368,9 +506,9 @@ impl<'m> Interpreter<'m> {
                             Some(false) => stay.push(s),
                             None => {
                                 let mut taken = s.clone();
-                                taken.assume(&condition, true);
+                                taken.assume(&condition, true, &|id| self.flags.is_defined(id));
                                 self.branch(taken, labels, *depth)?;
-                                s.assume(&condition, false);
+                                s.assume(&condition, false, &|id| self.flags.is_defined(id));
                                 stay.push(s);
                             }
                         }
@@ -428,17 +566,17 @@ impl<'m> Interpreter<'m> {
                                 // Choosing between unknowns (say, comparisons
                                 // of a u128's halves): one unknown, no split.
                                 let both_flags = matches!((a, b), (Value::Flag { .. } | Value::Const(0 | 1), Value::Flag { .. } | Value::Const(0 | 1)));
-                                push(&mut s, if both_flags { fresh(&mut self.next_flag) } else { a.join(b) });
+                                push(&mut s, if both_flags { self.flags.fresh() } else { a.join(b) });
                                 add_state(&mut out, s, &image);
                             }
                             None => {
                                 // Keep both outcomes apart: later choices on
                                 // the same comparison then agree with this one.
                                 let mut t = s.clone();
-                                t.assume(&condition, true);
+                                t.assume(&condition, true, &|id| self.flags.is_defined(id));
                                 push(&mut t, a);
                                 add_state(&mut out, t, &image);
-                                s.assume(&condition, false);
+                                s.assume(&condition, false, &|id| self.flags.is_defined(id));
                                 push(&mut s, b);
                                 add_state(&mut out, s, &image);
                             }
@@ -612,14 +750,14 @@ impl<'m> Interpreter<'m> {
             Op::Binary { op, wide } => {
                 let b = pop(st)?;
                 let a = pop(st)?;
-                match binary(*op, *wide, a, b, &mut self.next_flag) {
+                match binary(*op, *wide, a, b, &mut self.flags) {
                     Some(v) => push(st, v),
                     None => return Ok(false), // traps (division by zero)
                 }
             }
             Op::Unary { op, wide } => {
                 let a = pop(st)?;
-                push(st, unary(*op, *wide, a, &mut self.next_flag));
+                push(st, unary(*op, *wide, a, &mut self.flags));
             }
             Op::Other { pops, pushes } => {
                 for _ in 0..*pops {
@@ -745,6 +883,20 @@ impl<'m> Interpreter<'m> {
         Ok(self.fallback(vec![st.frames], results, reach))
     }
 
+    /// Records that template `index` of `kind` happens on the path of `st`,
+    /// under the outcomes it branched on that the predictor can evaluate.
+    fn note_guard(&mut self, kind: AccessKind, index: usize, st: &State) {
+        let guard: Vec<(u32, bool)> = st.facts.iter().copied().filter(|(id, _)| self.flags.is_defined(*id)).collect();
+        let entry = self.effects.guards.entry((kind, index)).or_insert_with(|| Some(Vec::new()));
+        if let Some(paths) = entry {
+            if guard.is_empty() || paths.len() >= MAX_GUARDS {
+                *entry = None;
+            } else if !paths.contains(&guard) {
+                paths.push(guard);
+            }
+        }
+    }
+
     /// The keys a storage host call may name (several when the slot or
     /// pointer is one of a few constants); empty when the host surely traps.
     fn keys(&self, st: &State, slot: Value, key_ptr: Value, key_len: Value) -> Vec<KeyTemplate> {
@@ -802,6 +954,9 @@ impl<'m> Interpreter<'m> {
                     return Ok(None);
                 }
                 let reads: Vec<usize> = keys.into_iter().map(|k| insert(&mut self.effects.reads, k)).collect();
+                for read in &reads {
+                    self.note_guard(AccessKind::Read, *read, &st);
+                }
                 let content = match (reads.as_slice(), reads.first().map(|r| u16::try_from(*r))) {
                     ([_], Some(Ok(read))) => RangeContent::Stored { read, first: 0 },
                     // One of several keys: the value's source is not one read.
@@ -821,7 +976,8 @@ impl<'m> Interpreter<'m> {
                     return Ok(None);
                 }
                 for key in keys {
-                    insert(&mut self.effects.writes, key);
+                    let i = insert(&mut self.effects.writes, key);
+                    self.note_guard(AccessKind::Write, i, &st);
                 }
             }
             HostCall::StorageRemove => {
@@ -833,7 +989,8 @@ impl<'m> Interpreter<'m> {
                     return Ok(None);
                 }
                 for key in keys {
-                    insert(&mut self.effects.writes, key);
+                    let i = insert(&mut self.effects.writes, key);
+                    self.note_guard(AccessKind::Write, i, &st);
                 }
             }
             HostCall::StorageAdd => {
@@ -847,7 +1004,8 @@ impl<'m> Interpreter<'m> {
                     return Ok(None);
                 }
                 for key in keys {
-                    insert(&mut self.effects.adds, key);
+                    let i = insert(&mut self.effects.adds, key);
+                    self.note_guard(AccessKind::Add, i, &st);
                 }
             }
             HostCall::SetReturn => {
@@ -890,7 +1048,8 @@ impl<'m> Interpreter<'m> {
                 };
                 for callee in callees {
                     let call = CallTemplate { callee: public(callee), method: method.clone(), args: args.clone().map(public) };
-                    insert(&mut self.effects.calls, call);
+                    let i = insert(&mut self.effects.calls, call);
+                    self.note_guard(AccessKind::Call, i, &st);
                 }
                 write_range(&mut st, &image, dst, cap, RangeContent::Unknown);
                 push(&mut st, Value::Top);
@@ -934,12 +1093,6 @@ fn mask(v: u64, wide: bool) -> u64 {
     }
 }
 
-fn fresh(next: &mut u32) -> Value {
-    let id = *next;
-    *next = next.wrapping_add(1);
-    Value::Flag { id, negated: false }
-}
-
 fn is_comparison(op: BinOp) -> bool {
     matches!(
         op,
@@ -949,7 +1102,7 @@ fn is_comparison(op: BinOp) -> bool {
 
 /// Evaluates a binary operation; `None` when it traps. An unknown
 /// comparison outcome (or a logical combination of outcomes) gets a fresh flag.
-fn binary(op: BinOp, wide: bool, a: Value, b: Value, next_flag: &mut u32) -> Option<Value> {
+fn binary(op: BinOp, wide: bool, a: Value, b: Value, flags: &mut Flags) -> Option<Value> {
     let width = if wide { 8 } else { 4 };
     if let (Some(x), Some(y)) = (a.as_const(), b.as_const()) {
         return constant_binary(op, wide, mask(x, wide), mask(y, wide)).map(|v| Value::Const(mask(v, wide)));
@@ -966,7 +1119,7 @@ fn binary(op: BinOp, wide: bool, a: Value, b: Value, next_flag: &mut u32) -> Opt
             return None;
         }
         let v = Value::one_of(results);
-        return Some(if v == Value::Top && is_comparison(op) { fresh(next_flag) } else { v });
+        return Some(if v == Value::Top && is_comparison(op) { flags.compare(op, wide, a, b) } else { v });
     }
     let flag = |v: &Value| matches!(v, Value::Flag { .. });
     match (op, a, b) {
@@ -975,7 +1128,7 @@ fn binary(op: BinOp, wide: bool, a: Value, b: Value, next_flag: &mut u32) -> Opt
         (BinOp::Xor, Value::Flag { id, negated }, Value::Const(1)) | (BinOp::Xor, Value::Const(1), Value::Flag { id, negated }) => {
             return Some(Value::Flag { id, negated: !negated })
         }
-        (BinOp::And | BinOp::Or | BinOp::Xor, _, _) if flag(&a) && flag(&b) => return Some(fresh(next_flag)),
+        (BinOp::And | BinOp::Or | BinOp::Xor, _, _) if flag(&a) && flag(&b) => return Some(flags.combine(op, a, b)),
         _ => {}
     }
     // Operations that only move or keep bytes.
@@ -1027,7 +1180,7 @@ fn binary(op: BinOp, wide: bool, a: Value, b: Value, next_flag: &mut u32) -> Opt
         (BinOp::Eq | BinOp::Ne, _, _) if a == b && !ab[..width].contains(&Byte::Unknown) => {
             Value::Const(u64::from(op == BinOp::Eq))
         }
-        _ if is_comparison(op) => fresh(next_flag),
+        _ if is_comparison(op) => flags.compare(op, wide, a, b),
         _ => Value::Top,
     })
 }
@@ -1090,7 +1243,7 @@ fn constant_binary(op: BinOp, wide: bool, x: u64, y: u64) -> Option<u64> {
     })
 }
 
-fn unary(op: UnOp, wide: bool, a: Value, next_flag: &mut u32) -> Value {
+fn unary(op: UnOp, wide: bool, a: Value, flags: &mut Flags) -> Value {
     if let Some(values) = a.constants() {
         return Value::one_of(values.iter().map(|v| constant_unary(op, wide, *v)));
     }
@@ -1107,7 +1260,7 @@ fn unary(op: UnOp, wide: bool, a: Value, next_flag: &mut u32) -> Value {
             Value::from_bytes(&b)
         }
         UnOp::Eqz if nonzero(&a) => Value::Const(0),
-        UnOp::Eqz => fresh(next_flag),
+        UnOp::Eqz => flags.compare(BinOp::Eq, wide, a, Value::Const(0)),
         _ => Value::Top,
     }
 }

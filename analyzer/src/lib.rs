@@ -27,7 +27,7 @@ pub use domain::Byte;
 pub use module::contract_features;
 pub use predict::{predict, Environment, KeyPattern, PredictedAccess};
 pub use render::{describe_call, describe_key, ArgNames};
-pub use summary::{AccessSummary, CallTemplate, ContractSummary, EntryKind, KeyTemplate};
+pub use summary::{AccessKind, AccessSummary, CallTemplate, Comparison, Condition, ContractSummary, EntryKind, Guard, KeyTemplate, Literal};
 
 use crate::interp::{Interpreter, ENTRY_BUDGET};
 use crate::module::Module;
@@ -37,7 +37,7 @@ pub const MODULE_BUDGET: u64 = 12_000_000;
 
 /// Bumped whenever summaries of the same code may change, so stored
 /// summaries from an older analyzer are recomputed.
-pub const ANALYZER_VERSION: u32 = 1;
+pub const ANALYZER_VERSION: u32 = 2;
 
 /// Why a module could not be analysed. Callers that must go on (the VM at
 /// deploy) use [`ContractSummary::unbounded`] instead.
@@ -85,6 +85,7 @@ fn analyze_on_this_thread(wasm: &[u8]) -> Result<ContractSummary, AnalyzeError> 
         let budget = ENTRY_BUDGET.min(MODULE_BUDGET.saturating_sub(spent));
         interpreter.run_entry(func, budget);
         spent += interpreter.steps;
+        let (conditions, guards) = interpreter.flags.export(&interpreter.effects.guards);
         let effects = interpreter.effects;
         let unbounded = effects.opaque.clone();
         summaries.push(AccessSummary {
@@ -94,6 +95,8 @@ fn analyze_on_this_thread(wasm: &[u8]) -> Result<ContractSummary, AnalyzeError> 
             writes: effects.writes,
             adds: effects.adds,
             calls: effects.calls,
+            conditions,
+            guards,
             unbounded,
             steps: interpreter.steps,
         });

@@ -13,7 +13,7 @@ use chroma_host_api::{Address, ADDRESS_LEN};
 use serde::Serialize;
 
 use crate::domain::Byte;
-use crate::summary::{AccessSummary, CallTemplate, ContractSummary, EntryKind, KeyTemplate};
+use crate::summary::{AccessKind, AccessSummary, CallTemplate, Comparison, Condition, ContractSummary, EntryKind, KeyTemplate, Literal};
 
 /// Templates one prediction may fill in all (bounds recursive call fan-out).
 const FILL_BUDGET: usize = 4096;
@@ -146,6 +146,34 @@ struct Frame<'a, 's> {
     entry: &'s AccessSummary,
     /// Resolved stored values by read index (`None` inside: not resolvable).
     stored: Vec<Option<Option<Vec<u8>>>>,
+    /// Evaluated conditions by index (`None` inside: undecidable here).
+    conditions: Vec<Option<Option<bool>>>,
+}
+
+/// `a op b` on words of `width` bytes, as the Wasm comparison computed it.
+fn compare(op: Comparison, width: u8, a: u64, b: u64) -> bool {
+    let bits = u32::from(width) * 8;
+    let mask = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
+    let (a, b) = (a & mask, b & mask);
+    let signed = |v: u64| -> i64 {
+        if bits >= 64 {
+            v as i64
+        } else {
+            ((v << (64 - bits)) as i64) >> (64 - bits)
+        }
+    };
+    match op {
+        Comparison::Eq => a == b,
+        Comparison::Ne => a != b,
+        Comparison::LtU => a < b,
+        Comparison::GtU => a > b,
+        Comparison::LeU => a <= b,
+        Comparison::GeU => a >= b,
+        Comparison::LtS => signed(a) < signed(b),
+        Comparison::GtS => signed(a) > signed(b),
+        Comparison::LeS => signed(a) <= signed(b),
+        Comparison::GeS => signed(a) >= signed(b),
+    }
 }
 
 impl<E: Environment> Filler<'_, E> {
@@ -173,26 +201,92 @@ impl<E: Environment> Filler<'_, E> {
             return;
         }
         self.budget -= templates;
-        let mut frame =
-            Frame { contract, caller, args, summary, entry, stored: vec![None; entry.reads.len()] };
-        for key in &entry.reads {
-            let pattern = self.key(&mut frame, key, 0);
-            self.out.reads.push(pattern);
+        let mut frame = Frame {
+            contract,
+            caller,
+            args,
+            summary,
+            entry,
+            stored: vec![None; entry.reads.len()],
+            conditions: vec![None; entry.conditions.len()],
+        };
+        for (i, key) in entry.reads.iter().enumerate() {
+            if self.may_happen(&mut frame, AccessKind::Read, i) {
+                let pattern = self.key(&mut frame, key, 0);
+                self.out.reads.push(pattern);
+            }
         }
-        for key in &entry.writes {
-            let pattern = self.key(&mut frame, key, 0);
-            self.out.writes.push(pattern);
+        for (i, key) in entry.writes.iter().enumerate() {
+            if self.may_happen(&mut frame, AccessKind::Write, i) {
+                let pattern = self.key(&mut frame, key, 0);
+                self.out.writes.push(pattern);
+            }
         }
-        for key in &entry.adds {
-            let pattern = self.key(&mut frame, key, 0);
-            self.out.adds.push(pattern);
+        for (i, key) in entry.adds.iter().enumerate() {
+            if self.may_happen(&mut frame, AccessKind::Add, i) {
+                let pattern = self.key(&mut frame, key, 0);
+                self.out.adds.push(pattern);
+            }
         }
-        for call in &entry.calls {
+        for (i, call) in entry.calls.iter().enumerate() {
+            if !self.may_happen(&mut frame, AccessKind::Call, i) {
+                continue;
+            }
             self.nested(&mut frame, call, depth);
             if self.out.unbounded {
                 return;
             }
         }
+    }
+
+    /// Whether template `index` of `kind` may happen in this call: it has no
+    /// guard, or some path's conditions are not all decided against it.
+    fn may_happen(&mut self, frame: &mut Frame<'_, '_>, kind: AccessKind, index: usize) -> bool {
+        let Some(guard) = frame.entry.guard(kind, index) else { return true };
+        guard.any_of.iter().any(|path| path.iter().all(|literal| self.literal(frame, *literal, 0) != Some(false)))
+    }
+
+    /// Whether a literal holds: `None` when its condition cannot be decided here.
+    fn literal(&mut self, frame: &mut Frame<'_, '_>, literal: Literal, depth: u32) -> Option<bool> {
+        self.condition(frame, literal.condition as usize, depth).map(|v| v == literal.value)
+    }
+
+    fn condition(&mut self, frame: &mut Frame<'_, '_>, index: usize, depth: u32) -> Option<bool> {
+        if let Some(known) = frame.conditions.get(index).copied().flatten() {
+            return known;
+        }
+        if depth > 16 {
+            return None;
+        }
+        let value = match frame.entry.conditions.get(index)?.clone() {
+            Condition::Compare { op, width, lhs, rhs } => {
+                let word = |this: &mut Self, frame: &mut Frame<'_, '_>, bytes: &[Byte]| -> Option<u64> {
+                    let mut v = 0u64;
+                    for (i, b) in bytes.iter().enumerate().take(8) {
+                        v |= u64::from(this.byte(frame, *b, 0)?) << (8 * i);
+                    }
+                    Some(v)
+                };
+                match (word(self, frame, &lhs), word(self, frame, &rhs)) {
+                    (Some(a), Some(b)) => Some(compare(op, width, a, b)),
+                    _ => None,
+                }
+            }
+            Condition::And(a, b) => match (self.literal(frame, a, depth + 1), self.literal(frame, b, depth + 1)) {
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            },
+            Condition::Or(a, b) => match (self.literal(frame, a, depth + 1), self.literal(frame, b, depth + 1)) {
+                (Some(true), _) | (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            },
+        };
+        if let Some(slot) = frame.conditions.get_mut(index) {
+            *slot = Some(value);
+        }
+        value
     }
 
     fn nested(&mut self, frame: &mut Frame<'_, '_>, call: &CallTemplate, depth: u32) {

@@ -84,6 +84,61 @@ impl From<MethodKind> for EntryKind {
     }
 }
 
+/// A comparison the entry branched on, over bytes the predictor may be able
+/// to evaluate for a transaction (input, caller, contract, stored values).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Condition {
+    /// `lhs op rhs`, both little-endian words of `width` bytes (4 or 8);
+    /// signed comparisons are two's complement at that width.
+    Compare { op: Comparison, width: u8, lhs: Vec<Byte>, rhs: Vec<Byte> },
+    /// Both literals hold.
+    And(Literal, Literal),
+    /// Either literal holds.
+    Or(Literal, Literal),
+}
+
+/// A condition (by index into the entry's conditions) required to have a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Literal {
+    pub condition: u32,
+    pub value: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Comparison {
+    Eq,
+    Ne,
+    LtU,
+    LtS,
+    GtU,
+    GtS,
+    LeU,
+    LeS,
+    GeU,
+    GeS,
+}
+
+/// Which list of an [`AccessSummary`] a guarded template is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessKind {
+    Read,
+    Write,
+    Add,
+    Call,
+}
+
+/// A template that happens only on some paths: when at least one of
+/// `any_of` (each a conjunction of literals) may hold. Templates without a
+/// guard may happen on any path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Guard {
+    pub kind: AccessKind,
+    pub index: u32,
+    pub any_of: Vec<Vec<Literal>>,
+}
+
 /// What one entry point may access. `Byte::Stored { read, .. }` in any
 /// template refers to `reads[read]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +150,12 @@ pub struct AccessSummary {
     /// Commutative adds (`storage_add`), kept apart from plain writes.
     pub adds: Vec<KeyTemplate>,
     pub calls: Vec<CallTemplate>,
+    /// Conditions the guards refer to.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Templates that happen only under some conditions.
+    #[serde(default)]
+    pub guards: Vec<Guard>,
     /// Set when the entry may access anything anywhere, with the reason.
     pub unbounded: Option<String>,
     /// Instructions the analysis interpreted for this entry.
@@ -102,6 +163,11 @@ pub struct AccessSummary {
 }
 
 impl AccessSummary {
+    /// The guard of template `index` in list `kind`, if it has one.
+    pub fn guard(&self, kind: AccessKind, index: usize) -> Option<&Guard> {
+        self.guards.iter().find(|g| g.kind == kind && g.index as usize == index)
+    }
+
     /// Whether every key is exact and every call fully resolved by the
     /// templates alone (before looking at state).
     pub fn is_precise(&self) -> bool {
@@ -138,6 +204,8 @@ impl ContractSummary {
                 writes: vec![KeyTemplate::any()],
                 adds: vec![KeyTemplate::any()],
                 calls: vec![CallTemplate::unknown()],
+                conditions: Vec::new(),
+                guards: Vec::new(),
                 unbounded: Some(why.to_string()),
                 steps: 0,
             })

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context};
-use chroma_analyzer::{analyze, describe_call, describe_key, ArgNames, ContractSummary};
+use chroma_analyzer::{analyze, describe_call, describe_key, AccessKind, ArgNames, ContractSummary};
 use chroma_host_api::Abi;
 use chroma_vm::{gatekeeper, Node};
 use serde_json::json;
@@ -45,11 +45,19 @@ pub fn run(ctx: &Ctx, source: &str) -> anyhow::Result<()> {
     }
     for entry in &summary.entries {
         let names = abi.method(&entry.name).map(ArgNames::from_method).unwrap_or_default();
+        // Templates that happen only under conditions the predictor checks per transaction.
+        let when = |kind: AccessKind, i: usize| match entry.guard(kind, i) {
+            Some(g) => format!("  (on {} guarded path(s))", g.any_of.len()),
+            None => String::new(),
+        };
         let mut parts: Vec<String> = Vec::new();
-        parts.extend(entry.reads.iter().map(|k| format!("read {}", describe_key(k, &entry.reads, &names, 0))));
-        parts.extend(entry.writes.iter().map(|k| format!("write {}", describe_key(k, &entry.reads, &names, 0))));
-        parts.extend(entry.adds.iter().map(|k| format!("add {}", describe_key(k, &entry.reads, &names, 0))));
-        parts.extend(entry.calls.iter().map(|c| format!("call {}", describe_call(c, &entry.reads, &names))));
+        let key = |k| describe_key(k, &entry.reads, &names, 0);
+        parts.extend(entry.reads.iter().enumerate().map(|(i, k)| format!("read {}{}", key(k), when(AccessKind::Read, i))));
+        parts.extend(entry.writes.iter().enumerate().map(|(i, k)| format!("write {}{}", key(k), when(AccessKind::Write, i))));
+        parts.extend(entry.adds.iter().enumerate().map(|(i, k)| format!("add {}{}", key(k), when(AccessKind::Add, i))));
+        parts.extend(
+            entry.calls.iter().enumerate().map(|(i, c)| format!("call {}{}", describe_call(c, &entry.reads, &names), when(AccessKind::Call, i))),
+        );
         if let Some(why) = &entry.unbounded {
             parts.push(format!("ANYTHING ({why})"));
         }

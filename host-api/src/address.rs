@@ -9,8 +9,27 @@ pub const ADDRESS_LEN: usize = 32;
 ///
 /// Accounts and contracts share one address space. The VM derives contract
 /// addresses deterministically (see the VM crate); the SDK never computes them.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Address(pub [u8; ADDRESS_LEN]);
+
+/// Compared as four little-endian words, each one test, rather than with
+/// `memcmp`: in a contract the analyzer then sees `token_in == token_a` as
+/// comparisons of input and stored bytes, which it can decide when it fills
+/// a transaction in (an AMM swap then predicts only the direction it takes).
+impl PartialEq for Address {
+    #[inline]
+    fn eq(&self, other: &Address) -> bool {
+        let word = |a: &[u8; ADDRESS_LEN], i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&a[8 * i..8 * i + 8]);
+            u64::from_le_bytes(w)
+        };
+        word(&self.0, 0) == word(&other.0, 0)
+            && word(&self.0, 1) == word(&other.0, 1)
+            && word(&self.0, 2) == word(&other.0, 2)
+            && word(&self.0, 3) == word(&other.0, 3)
+    }
+}
 
 impl Address {
     /// The all-zero address. No key pair or deployment produces it; contracts use

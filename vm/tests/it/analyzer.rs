@@ -187,3 +187,56 @@ fn predictions_cover_every_recorded_access() {
     }
     println!("  {:<18} {exact:>5}/{all:<5} exact ({:.1}%)", "all", 100.0 * f64::from(exact) / f64::from(all));
 }
+
+/// A DeFi mix as a block of real users would send it: funded accounts,
+/// finite approvals, valid tokens, amounts within balances. Reverts are rare.
+fn realistic_call(rng: &mut Rng, d: &Deployed) -> (Address, &'static str, Vec<u8>) {
+    let other = Chain::account(USERS[rng.below(USERS.len() as u64) as usize]);
+    let token = if rng.below(2) == 0 { d.token_a } else { d.token_b };
+    let small = 1 + u128::from(rng.below(1_000));
+    match rng.below(10) {
+        0..=3 => (token, "transfer", (other, small).encode()),
+        4..=6 => (d.amm, "swap", (token, small, 0u128).encode()),
+        7 => (d.lending, "deposit", (small,).encode()),
+        8 => (token, "approve", (d.amm, 5_000_000u128).encode()),
+        _ => (d.counter, "add", (small,).encode()),
+    }
+}
+
+#[test]
+fn precision_on_a_realistic_defi_mix() {
+    let mut chain = Chain::new();
+    let d = setup(&mut chain);
+    let mut summaries = BTreeMap::new();
+    for address in [d.token_a, d.token_b, d.amm, d.lending, d.registry, d.counter] {
+        summaries.insert(address, (*chain.vm.contract(&address).expect("deployed").summary).clone());
+    }
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut precision: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
+    let calls = 1_000;
+    let mut succeeded = 0;
+    for _ in 0..calls {
+        // Finitely-approving users only: their allowance is written back, as predicted.
+        let sender = ["dave", "erin"][rng.below(2) as usize];
+        let (contract, method, args) = realistic_call(&mut rng, &d);
+        let state = chain.vm.state().clone();
+        let env = Env { summaries: &summaries, state: state.as_ref() };
+        let predicted = predict(&env, &Chain::account(sender), &contract, method, &args);
+        let receipt = chain.send(sender, TxKind::Call { contract, method: method.into(), args }, GAS);
+        let a = &receipt.accesses;
+        assert!(predicted.covers(a.reads.iter().map(Vec::as_slice), a.writes.iter().map(Vec::as_slice), a.adds.iter().map(Vec::as_slice)));
+        succeeded += u32::from(receipt.outcome == Outcome::Success);
+        let entry = precision.entry(method).or_default();
+        entry.0 += 1;
+        entry.1 += u32::from(equals(&predicted, a));
+    }
+    println!("realistic DeFi mix, {calls} calls ({succeeded} succeeded): prediction equals the accessed set");
+    let (mut all, mut exact) = (0, 0);
+    for (method, (n, e)) in &precision {
+        println!("  {method:<10} {e:>4}/{n}");
+        all += n;
+        exact += e;
+    }
+    println!("  {:<10} {exact:>4}/{all} ({:.1}%)", "all", 100.0 * f64::from(exact) / f64::from(all));
+    assert!(succeeded > calls * 9 / 10, "the mix is realistic: {succeeded}/{calls} succeed");
+}
