@@ -883,6 +883,22 @@ impl<'m> Interpreter<'m> {
         Ok(self.fallback(vec![st.frames], results, reach))
     }
 
+    /// Adds storage access templates of `kind` seen on the path of `st`;
+    /// returns their indices.
+    fn record(&mut self, kind: AccessKind, keys: Vec<KeyTemplate>, st: &State) -> Vec<usize> {
+        let list = match kind {
+            AccessKind::Read => &mut self.effects.reads,
+            AccessKind::Write => &mut self.effects.writes,
+            AccessKind::Add => &mut self.effects.adds,
+            AccessKind::Call => return Vec::new(),
+        };
+        let indices: Vec<usize> = keys.into_iter().map(|key| insert(list, key)).collect();
+        for i in &indices {
+            self.note_guard(kind, *i, st);
+        }
+        indices
+    }
+
     /// Records that template `index` of `kind` happens on the path of `st`,
     /// under the outcomes it branched on that the predictor can evaluate.
     fn note_guard(&mut self, kind: AccessKind, index: usize, st: &State) {
@@ -953,10 +969,7 @@ impl<'m> Interpreter<'m> {
                 if keys.is_empty() {
                     return Ok(None);
                 }
-                let reads: Vec<usize> = keys.into_iter().map(|k| insert(&mut self.effects.reads, k)).collect();
-                for read in &reads {
-                    self.note_guard(AccessKind::Read, *read, &st);
-                }
+                let reads = self.record(AccessKind::Read, keys, &st);
                 let content = match (reads.as_slice(), reads.first().map(|r| u16::try_from(*r))) {
                     ([_], Some(Ok(read))) => RangeContent::Stored { read, first: 0 },
                     // One of several keys: the value's source is not one read.
@@ -965,9 +978,13 @@ impl<'m> Interpreter<'m> {
                 write_range(&mut st, &image, dst, cap, content);
                 push(&mut st, Value::Top);
             }
-            HostCall::StorageWrite => {
-                let _value_len = pop(&mut st)?;
-                let _value_ptr = pop(&mut st)?;
+            HostCall::StorageWrite | HostCall::StorageRemove | HostCall::StorageAdd => {
+                // After the key: a write's value (pointer, length), an add's
+                // amount (low, high); a remove has nothing.
+                if call != HostCall::StorageRemove {
+                    pop(&mut st)?;
+                    pop(&mut st)?;
+                }
                 let key_len = pop(&mut st)?;
                 let key_ptr = pop(&mut st)?;
                 let slot = pop(&mut st)?;
@@ -975,38 +992,8 @@ impl<'m> Interpreter<'m> {
                 if keys.is_empty() {
                     return Ok(None);
                 }
-                for key in keys {
-                    let i = insert(&mut self.effects.writes, key);
-                    self.note_guard(AccessKind::Write, i, &st);
-                }
-            }
-            HostCall::StorageRemove => {
-                let key_len = pop(&mut st)?;
-                let key_ptr = pop(&mut st)?;
-                let slot = pop(&mut st)?;
-                let keys = self.keys(&st, slot, key_ptr, key_len);
-                if keys.is_empty() {
-                    return Ok(None);
-                }
-                for key in keys {
-                    let i = insert(&mut self.effects.writes, key);
-                    self.note_guard(AccessKind::Write, i, &st);
-                }
-            }
-            HostCall::StorageAdd => {
-                let _hi = pop(&mut st)?;
-                let _lo = pop(&mut st)?;
-                let key_len = pop(&mut st)?;
-                let key_ptr = pop(&mut st)?;
-                let slot = pop(&mut st)?;
-                let keys = self.keys(&st, slot, key_ptr, key_len);
-                if keys.is_empty() {
-                    return Ok(None);
-                }
-                for key in keys {
-                    let i = insert(&mut self.effects.adds, key);
-                    self.note_guard(AccessKind::Add, i, &st);
-                }
+                let kind = if call == HostCall::StorageAdd { AccessKind::Add } else { AccessKind::Write };
+                self.record(kind, keys, &st);
             }
             HostCall::SetReturn => {
                 pop(&mut st)?;

@@ -4,30 +4,15 @@
 //!
 //! `cargo bench -p chroma-benches --bench analyzer`.
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 
-use chroma_analyzer::{analyze, predict, ContractSummary, Environment};
+use chroma_analyzer::{analyze, predict};
 use chroma_benches::example_wasm;
 use chroma_host_api::{Address, Encode};
-use chroma_vm::{dev_account, Outcome, StateRead, Transaction, TxKind, Vm};
+use chroma_vm::{dev_account, Outcome, PredictionEnv, Transaction, TxKind, Vm};
 use criterion::Criterion;
 
 const GAS: u64 = 50_000_000;
-
-struct Env<'a> {
-    summaries: &'a BTreeMap<Address, ContractSummary>,
-    state: &'a dyn StateRead,
-}
-
-impl Environment for Env<'_> {
-    fn summary(&self, contract: &Address) -> Option<&ContractSummary> {
-        self.summaries.get(contract)
-    }
-    fn storage(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.state.get(key).ok().flatten()
-    }
-}
 
 fn analysis(c: &mut Criterion) {
     let mut group = c.benchmark_group("analyze");
@@ -56,13 +41,8 @@ fn fill(c: &mut Criterion) {
     let token_a = deploy(&mut vm, "token", ("AAA".to_string(), 1_000_000u128));
     let token_b = deploy(&mut vm, "token", ("BBB".to_string(), 1_000_000u128));
     let amm = deploy(&mut vm, "amm", (token_a, token_b));
-    let mut summaries = BTreeMap::new();
-    let token = analyze(&example_wasm("token")).expect("token analyses");
-    summaries.insert(token_a, token.clone());
-    summaries.insert(token_b, token);
-    summaries.insert(amm, analyze(&example_wasm("amm")).expect("amm analyses"));
     let state = vm.state().clone();
-    let env = Env { summaries: &summaries, state: state.as_ref() };
+    let env = PredictionEnv::new(vm.runtime(), state.as_ref());
     let alice = dev_account("alice");
     let transfer = (dev_account("bob"), 5u128).encode();
     let swap = (token_a, 100u128, 1u128).encode();

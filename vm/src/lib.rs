@@ -19,10 +19,12 @@ pub mod runtime;
 pub mod state;
 pub mod store;
 pub mod node;
+pub mod prediction;
 pub mod tx;
 
 pub use address::{contract_address, dev_account};
 pub use node::{CommittedBlock, Node, NodeError};
+pub use prediction::PredictionEnv;
 pub use runtime::{Contract, Runtime, Vm, VmError};
 pub use state::{AccessSet, StateError, StateOverlay, StateRead};
 pub use tx::{Event, Outcome, Receipt, Transaction, TxKind};

@@ -216,6 +216,11 @@ impl Runtime {
     }
 
     /// The compiled module of `code_hash`, serialized, for caching on disk.
+    /// The access summary of every deployed contract, by address.
+    pub fn summaries(&self) -> BTreeMap<Address, Arc<ContractSummary>> {
+        self.contracts.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(a, c)| (*a, c.summary.clone())).collect()
+    }
+
     pub fn summary(&self, code_hash: &[u8; 32]) -> Option<Arc<ContractSummary>> {
         self.summaries.read().unwrap_or_else(|p| p.into_inner()).get(code_hash).cloned()
     }

@@ -7,25 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use chroma_analyzer::{analyze, predict, ContractSummary, Environment, PredictedAccess};
+use chroma_analyzer::{analyze, predict, PredictedAccess};
 use chroma_host_api::{Address, Encode};
-use chroma_vm::{AccessSet, Outcome, StateRead, TxKind};
+use chroma_vm::{AccessSet, Outcome, PredictionEnv, TxKind};
 
 use crate::support::{wasm, Chain, GAS};
-
-struct Env<'a> {
-    summaries: &'a BTreeMap<Address, ContractSummary>,
-    state: &'a dyn StateRead,
-}
-
-impl Environment for Env<'_> {
-    fn summary(&self, contract: &Address) -> Option<&ContractSummary> {
-        self.summaries.get(contract)
-    }
-    fn storage(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.state.get(key).ok().flatten()
-    }
-}
 
 /// A small deterministic generator (xorshift), so failures reproduce.
 struct Rng(u64);
@@ -138,8 +124,8 @@ fn equals(p: &PredictedAccess, a: &AccessSet) -> bool {
 fn predictions_cover_every_recorded_access() {
     let mut chain = Chain::new();
     let d = setup(&mut chain);
-    // The summaries the VM computed when the contracts were deployed.
-    let mut summaries = BTreeMap::new();
+    // The predictions use the summaries the VM computed when the contracts
+    // were deployed; they are the analyzer's for the committed Wasm.
     for (address, name) in [
         (d.token_a, "token"),
         (d.token_b, "token"),
@@ -150,7 +136,6 @@ fn predictions_cover_every_recorded_access() {
     ] {
         let summary = chain.vm.contract(&address).expect("deployed").summary.clone();
         assert_eq!(*summary, analyze(&wasm(name)).expect("example contracts analyse"), "{name}: deploy-time summary");
-        summaries.insert(address, (*summary).clone());
     }
 
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -161,7 +146,7 @@ fn predictions_cover_every_recorded_access() {
         let (contract, method, args) = random_call(&mut rng, &d);
         let sender = USERS[rng.below(USERS.len() as u64) as usize];
         let state = chain.vm.state().clone();
-        let env = Env { summaries: &summaries, state: state.as_ref() };
+        let env = PredictionEnv::new(chain.vm.runtime(), state.as_ref());
         let predicted = predict(&env, &Chain::account(sender), &contract, method, &args);
         // Small gas limits now and then, to cut calls off midway.
         let gas = if rng.below(10) == 0 { 20_000 + rng.below(200_000) } else { GAS };
@@ -207,10 +192,6 @@ fn realistic_call(rng: &mut Rng, d: &Deployed) -> (Address, &'static str, Vec<u8
 fn precision_on_a_realistic_defi_mix() {
     let mut chain = Chain::new();
     let d = setup(&mut chain);
-    let mut summaries = BTreeMap::new();
-    for address in [d.token_a, d.token_b, d.amm, d.lending, d.registry, d.counter] {
-        summaries.insert(address, (*chain.vm.contract(&address).expect("deployed").summary).clone());
-    }
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let mut precision: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
     let calls = 1_000;
@@ -220,7 +201,7 @@ fn precision_on_a_realistic_defi_mix() {
         let sender = ["dave", "erin"][rng.below(2) as usize];
         let (contract, method, args) = realistic_call(&mut rng, &d);
         let state = chain.vm.state().clone();
-        let env = Env { summaries: &summaries, state: state.as_ref() };
+        let env = PredictionEnv::new(chain.vm.runtime(), state.as_ref());
         let predicted = predict(&env, &Chain::account(sender), &contract, method, &args);
         let receipt = chain.send(sender, TxKind::Call { contract, method: method.into(), args }, GAS);
         let a = &receipt.accesses;
