@@ -69,18 +69,22 @@ fn insert<T: PartialEq>(list: &mut Vec<T>, item: T) -> usize {
 }
 
 impl Effects {
+    /// The storage template list of `kind` (calls have their own).
+    fn keys_mut(&mut self, kind: AccessKind) -> Option<&mut Vec<KeyTemplate>> {
+        match kind {
+            AccessKind::Read => Some(&mut self.reads),
+            AccessKind::Write => Some(&mut self.writes),
+            AccessKind::Add => Some(&mut self.adds),
+            AccessKind::Call => None,
+        }
+    }
+
     fn add_reach(&mut self, reach: Reach, why: &str) {
-        if reach.reads {
-            let i = insert(&mut self.reads, KeyTemplate::any());
-            self.guards.insert((AccessKind::Read, i), None);
-        }
-        if reach.writes {
-            let i = insert(&mut self.writes, KeyTemplate::any());
-            self.guards.insert((AccessKind::Write, i), None);
-        }
-        if reach.adds {
-            let i = insert(&mut self.adds, KeyTemplate::any());
-            self.guards.insert((AccessKind::Add, i), None);
+        for (reached, kind) in [(reach.reads, AccessKind::Read), (reach.writes, AccessKind::Write), (reach.adds, AccessKind::Add)] {
+            if let Some(list) = self.keys_mut(kind).filter(|_| reached) {
+                let i = insert(list, KeyTemplate::any());
+                self.guards.insert((kind, i), None);
+            }
         }
         if reach.calls {
             let i = insert(&mut self.calls, CallTemplate::unknown());
@@ -96,7 +100,7 @@ impl Effects {
 /// predictor may be able to evaluate it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum FlagDef {
-    Compare { op: BinOp, wide: bool, lhs: [Byte; 8], rhs: [Byte; 8] },
+    Compare { op: Comparison, wide: bool, lhs: [Byte; 8], rhs: [Byte; 8] },
     /// (flag, negated) pairs.
     And((u32, bool), (u32, bool)),
     Or((u32, bool), (u32, bool)),
@@ -117,7 +121,7 @@ impl Flags {
     }
 
     /// A flag for `a op b`, defined when both sides are nameable bytes.
-    fn compare(&mut self, op: BinOp, wide: bool, a: Value, b: Value) -> Value {
+    fn compare(&mut self, op: Comparison, wide: bool, a: Value, b: Value) -> Value {
         let flag = self.fresh();
         let width = if wide { 8 } else { 4 };
         let (lhs, rhs) = (a.bytes(width), b.bytes(width));
@@ -160,7 +164,7 @@ impl Flags {
         let condition = match self.defs.get(&id)? {
             FlagDef::Compare { op, wide, lhs, rhs } => {
                 let width = if *wide { 8 } else { 4 };
-                Condition::Compare { op: comparison(*op)?, width: width as u8, lhs: lhs[..width].to_vec(), rhs: rhs[..width].to_vec() }
+                Condition::Compare { op: *op, width: width as u8, lhs: lhs[..width].to_vec(), rhs: rhs[..width].to_vec() }
             }
             FlagDef::And((a, na), (b, nb)) | FlagDef::Or((a, na), (b, nb)) => {
                 // Definitions only refer to older flags, so this recursion ends.
@@ -202,21 +206,6 @@ impl Flags {
     }
 }
 
-fn comparison(op: BinOp) -> Option<Comparison> {
-    Some(match op {
-        BinOp::Eq => Comparison::Eq,
-        BinOp::Ne => Comparison::Ne,
-        BinOp::LtU => Comparison::LtU,
-        BinOp::LtS => Comparison::LtS,
-        BinOp::GtU => Comparison::GtU,
-        BinOp::GtS => Comparison::GtS,
-        BinOp::LeU => Comparison::LeU,
-        BinOp::LeS => Comparison::LeS,
-        BinOp::GeU => Comparison::GeU,
-        BinOp::GeS => Comparison::GeS,
-        _ => return None,
-    })
-}
 
 /// Why interpretation of a call stopped early.
 #[derive(Debug)]
@@ -886,12 +875,7 @@ impl<'m> Interpreter<'m> {
     /// Adds storage access templates of `kind` seen on the path of `st`;
     /// returns their indices.
     fn record(&mut self, kind: AccessKind, keys: Vec<KeyTemplate>, st: &State) -> Vec<usize> {
-        let list = match kind {
-            AccessKind::Read => &mut self.effects.reads,
-            AccessKind::Write => &mut self.effects.writes,
-            AccessKind::Add => &mut self.effects.adds,
-            AccessKind::Call => return Vec::new(),
-        };
+        let Some(list) = self.effects.keys_mut(kind) else { return Vec::new() };
         let indices: Vec<usize> = keys.into_iter().map(|key| insert(list, key)).collect();
         for i in &indices {
             self.note_guard(kind, *i, st);
@@ -1080,12 +1064,6 @@ fn mask(v: u64, wide: bool) -> u64 {
     }
 }
 
-fn is_comparison(op: BinOp) -> bool {
-    matches!(
-        op,
-        BinOp::Eq | BinOp::Ne | BinOp::LtU | BinOp::LtS | BinOp::GtU | BinOp::GtS | BinOp::LeU | BinOp::LeS | BinOp::GeU | BinOp::GeS
-    )
-}
 
 /// Evaluates a binary operation; `None` when it traps. An unknown
 /// comparison outcome (or a logical combination of outcomes) gets a fresh flag.
@@ -1106,7 +1084,10 @@ fn binary(op: BinOp, wide: bool, a: Value, b: Value, flags: &mut Flags) -> Optio
             return None;
         }
         let v = Value::one_of(results);
-        return Some(if v == Value::Top && is_comparison(op) { flags.compare(op, wide, a, b) } else { v });
+        return Some(match op {
+            BinOp::Compare(c) if v == Value::Top => flags.compare(c, wide, a, b),
+            _ => v,
+        });
     }
     let flag = |v: &Value| matches!(v, Value::Flag { .. });
     match (op, a, b) {
@@ -1164,10 +1145,10 @@ fn binary(op: BinOp, wide: bool, a: Value, b: Value, flags: &mut Flags) -> Optio
             out[..width - k].copy_from_slice(&ab[k..width]);
             keep(out)
         }
-        (BinOp::Eq | BinOp::Ne, _, _) if a == b && !ab[..width].contains(&Byte::Unknown) => {
-            Value::Const(u64::from(op == BinOp::Eq))
+        (BinOp::Compare(c @ (Comparison::Eq | Comparison::Ne)), _, _) if a == b && !ab[..width].contains(&Byte::Unknown) => {
+            Value::Const(u64::from(c == Comparison::Eq))
         }
-        _ if is_comparison(op) => flags.compare(op, wide, a, b),
+        (BinOp::Compare(c), _, _) => flags.compare(c, wide, a, b),
         _ => Value::Top,
     })
 }
@@ -1175,7 +1156,6 @@ fn binary(op: BinOp, wide: bool, a: Value, b: Value, flags: &mut Flags) -> Optio
 fn constant_binary(op: BinOp, wide: bool, x: u64, y: u64) -> Option<u64> {
     let bits = if wide { 64 } else { 32 };
     let signed = |v: u64| if wide { v as i64 } else { v as u32 as i32 as i64 };
-    let bool = |b: bool| u64::from(b);
     Some(match op {
         BinOp::Add => x.wrapping_add(y),
         BinOp::Sub => x.wrapping_sub(y),
@@ -1217,16 +1197,7 @@ fn constant_binary(op: BinOp, wide: bool, x: u64, y: u64) -> Option<u64> {
                 u64::from((x as u32).rotate_right((y % 32) as u32))
             }
         }
-        BinOp::Eq => bool(x == y),
-        BinOp::Ne => bool(x != y),
-        BinOp::LtU => bool(x < y),
-        BinOp::GtU => bool(x > y),
-        BinOp::LeU => bool(x <= y),
-        BinOp::GeU => bool(x >= y),
-        BinOp::LtS => bool(signed(x) < signed(y)),
-        BinOp::GtS => bool(signed(x) > signed(y)),
-        BinOp::LeS => bool(signed(x) <= signed(y)),
-        BinOp::GeS => bool(signed(x) >= signed(y)),
+        BinOp::Compare(c) => u64::from(c.eval(if wide { 8 } else { 4 }, x, y)),
     })
 }
 
@@ -1247,7 +1218,7 @@ fn unary(op: UnOp, wide: bool, a: Value, flags: &mut Flags) -> Value {
             Value::from_bytes(&b)
         }
         UnOp::Eqz if nonzero(&a) => Value::Const(0),
-        UnOp::Eqz => flags.compare(BinOp::Eq, wide, a, Value::Const(0)),
+        UnOp::Eqz => flags.compare(Comparison::Eq, wide, a, Value::Const(0)),
         _ => Value::Top,
     }
 }

@@ -13,7 +13,7 @@ use chroma_host_api::{Address, ADDRESS_LEN};
 use serde::Serialize;
 
 use crate::domain::Byte;
-use crate::summary::{AccessKind, AccessSummary, CallTemplate, Comparison, Condition, ContractSummary, EntryKind, KeyTemplate, Literal};
+use crate::summary::{AccessKind, AccessSummary, CallTemplate, Condition, ContractSummary, EntryKind, KeyTemplate, Literal};
 
 /// Templates one prediction may fill in all (bounds recursive call fan-out).
 const FILL_BUDGET: usize = 4096;
@@ -150,31 +150,6 @@ struct Frame<'a, 's> {
     conditions: Vec<Option<Option<bool>>>,
 }
 
-/// `a op b` on words of `width` bytes, as the Wasm comparison computed it.
-fn compare(op: Comparison, width: u8, a: u64, b: u64) -> bool {
-    let bits = u32::from(width) * 8;
-    let mask = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
-    let (a, b) = (a & mask, b & mask);
-    let signed = |v: u64| -> i64 {
-        if bits >= 64 {
-            v as i64
-        } else {
-            ((v << (64 - bits)) as i64) >> (64 - bits)
-        }
-    };
-    match op {
-        Comparison::Eq => a == b,
-        Comparison::Ne => a != b,
-        Comparison::LtU => a < b,
-        Comparison::GtU => a > b,
-        Comparison::LeU => a <= b,
-        Comparison::GeU => a >= b,
-        Comparison::LtS => signed(a) < signed(b),
-        Comparison::GtS => signed(a) > signed(b),
-        Comparison::LeS => signed(a) <= signed(b),
-        Comparison::GeS => signed(a) >= signed(b),
-    }
-}
 
 impl<E: Environment> Filler<'_, E> {
     fn call(&mut self, contract: &Address, method: Option<&str>, args: &Args<'_>, caller: &Address, depth: u32) {
@@ -268,7 +243,7 @@ impl<E: Environment> Filler<'_, E> {
                     Some(v)
                 };
                 match (word(self, frame, &lhs), word(self, frame, &rhs)) {
-                    (Some(a), Some(b)) => Some(compare(op, width, a, b)),
+                    (Some(a), Some(b)) => Some(op.eval(width, a, b)),
                     _ => None,
                 }
             }

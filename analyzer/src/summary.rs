@@ -119,6 +119,35 @@ pub enum Comparison {
     GeS,
 }
 
+impl Comparison {
+    /// `a op b` on words of `width` bytes, as the Wasm comparison computes it
+    /// (signed comparisons are two's complement at that width).
+    pub fn eval(self, width: u8, a: u64, b: u64) -> bool {
+        let bits = u32::from(width) * 8;
+        let mask = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
+        let (a, b) = (a & mask, b & mask);
+        let signed = |v: u64| -> i64 {
+            if bits >= 64 {
+                v as i64
+            } else {
+                ((v << (64 - bits)) as i64) >> (64 - bits)
+            }
+        };
+        match self {
+            Comparison::Eq => a == b,
+            Comparison::Ne => a != b,
+            Comparison::LtU => a < b,
+            Comparison::GtU => a > b,
+            Comparison::LeU => a <= b,
+            Comparison::GeU => a >= b,
+            Comparison::LtS => signed(a) < signed(b),
+            Comparison::GtS => signed(a) > signed(b),
+            Comparison::LeS => signed(a) <= signed(b),
+            Comparison::GeS => signed(a) >= signed(b),
+        }
+    }
+}
+
 /// Which list of an [`AccessSummary`] a guarded template is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -240,5 +269,21 @@ impl ContractSummary {
             }
         }
         fixed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Comparison;
+
+    #[test]
+    fn comparisons_follow_wasm_at_their_width() {
+        // -1 as an i32 is below 0 signed, above it unsigned; high bits beyond the width are ignored.
+        assert!(Comparison::LtS.eval(4, 0xffff_ffff, 0));
+        assert!(Comparison::GtU.eval(4, 0xffff_ffff, 0));
+        assert!(Comparison::Eq.eval(4, 0x1_0000_0005, 5));
+        assert!(!Comparison::Eq.eval(8, 0x1_0000_0005, 5));
+        assert!(Comparison::GeS.eval(8, 0, u64::MAX));
+        assert!(Comparison::LeU.eval(8, 7, 7) && !Comparison::Ne.eval(8, 7, 7));
     }
 }
