@@ -17,6 +17,7 @@
 mod domain;
 mod interp;
 mod module;
+pub mod plan;
 mod predict;
 mod render;
 mod summary;
@@ -25,6 +26,7 @@ use std::collections::BTreeSet;
 
 pub use domain::Byte;
 pub use module::contract_features;
+pub use plan::{ConflictGraph, ExecutionPlan, Strategy};
 pub use predict::{predict, Environment, KeyPattern, PredictedAccess};
 pub use render::{describe_call, describe_key, ArgNames};
 pub use summary::{AccessKind, AccessSummary, CallTemplate, Comparison, Condition, ContractSummary, EntryKind, Guard, KeyTemplate, Literal};

@@ -13,7 +13,7 @@ use std::time::Instant;
 use chroma_benches::{transfer, vm_with_token};
 use chroma_host_api::Encode;
 use chroma_vm::floor::{instantiate_once, WarmInstance};
-use chroma_vm::{dev_account, Node, Outcome, Transaction, TxKind};
+use chroma_vm::{dev_account, BlockOptions, Node, Outcome, Transaction, TxKind};
 use criterion::{BatchSize, Criterion};
 
 fn transfer_paths(c: &mut Criterion) {
@@ -48,7 +48,7 @@ fn committed_block(c: &mut Criterion) {
         },
         gas_limit: chroma_benches::GAS,
     };
-    let token = node.execute_block(&[deploy]).expect("deploy").receipts[0].deployed.expect("address");
+    let token = node.execute_block(&[deploy], &BlockOptions::serial()).expect("deploy").receipts[0].deployed.expect("address");
     let next_nonce = std::cell::Cell::new(node.nonce(&alice).expect("nonce"));
     let mut group = c.benchmark_group("block");
     group.sample_size(10);
@@ -57,7 +57,7 @@ fn committed_block(c: &mut Criterion) {
             || (0..1000).map(|i| transfer(token, next_nonce.get() + i)).collect::<Vec<_>>(),
             |txs| {
                 next_nonce.set(next_nonce.get() + txs.len() as u64);
-                let block = node.execute_block(&txs).expect("block");
+                let block = node.execute_block(&txs, &BlockOptions::serial()).expect("block");
                 debug_assert!(block.receipts.iter().all(|r| r.outcome == Outcome::Success));
                 black_box(block.root)
             },

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use chroma_host_api::abi::{Method, MethodKind, Type};
 use chroma_host_api::{Address, Value};
-use chroma_vm::{gatekeeper, CommittedBlock, Node, Transaction, TxKind};
+use chroma_vm::{gatekeeper, BlockOptions, CommittedBlock, Node, Transaction, TxKind};
 use serde_json::json;
 
-use crate::examples;
+use chroma_workloads::examples;
 use crate::keyring::Keyring;
 use crate::render;
 
@@ -21,13 +21,13 @@ pub struct Ctx {
     pub json: bool,
 }
 
-fn open(ctx: &Ctx) -> anyhow::Result<(Node, Keyring)> {
+pub fn open(ctx: &Ctx) -> anyhow::Result<(Node, Keyring)> {
     let node = Node::open(&ctx.data_dir)?;
     let keyring = Keyring::load(&ctx.data_dir)?;
     Ok((node, keyring))
 }
 
-fn print(ctx: &Ctx, text: &str, json: serde_json::Value) -> anyhow::Result<()> {
+pub fn print(ctx: &Ctx, text: &str, json: serde_json::Value) -> anyhow::Result<()> {
     if ctx.json {
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
@@ -64,6 +64,11 @@ pub fn read_module(source: &str) -> anyhow::Result<Vec<u8>> {
 
 /// Encodes `--arg name=value` pairs as the method's arguments, in ABI order.
 pub fn encode_args(method: &Method, pairs: &[String], keyring: &Keyring) -> anyhow::Result<Vec<u8>> {
+    encode_args_with(method, pairs, &|name| keyring.resolve(name))
+}
+
+/// [`encode_args`] with names resolved by `resolve`.
+pub fn encode_args_with(method: &Method, pairs: &[String], resolve: &dyn Fn(&str) -> Option<Address>) -> anyhow::Result<Vec<u8>> {
     let signature = method.to_string();
     let mut given: Vec<(&str, &str)> = Vec::new();
     for pair in pairs {
@@ -78,19 +83,18 @@ pub fn encode_args(method: &Method, pairs: &[String], keyring: &Keyring) -> anyh
         }
         given.push((name, text));
     }
-    let resolve = |name: &str| keyring.resolve(name);
     let mut values = Vec::new();
     for arg in &method.args {
         let Some((_, text)) = given.iter().find(|(n, _)| *n == arg.name) else {
             bail!("missing --arg {}=<{}>; {signature}", arg.name, arg.ty);
         };
-        let value = Value::parse(&arg.ty, text, &resolve).with_context(|| format!("argument {}", arg.name))?;
+        let value = Value::parse(&arg.ty, text, resolve).with_context(|| format!("argument {}", arg.name))?;
         values.push(value);
     }
     Ok(Value::Tuple(values).encode_as(&method.args_type())?)
 }
 
-fn contract_address(keyring: &Keyring, reference: &str) -> anyhow::Result<Address> {
+pub fn contract_address(keyring: &Keyring, reference: &str) -> anyhow::Result<Address> {
     keyring
         .resolve(reference)
         .with_context(|| format!("unknown contract {reference:?}: give a label from `chroma state` or a 0x address"))
@@ -114,7 +118,7 @@ fn method_of(node: &Node, contract: Address, reference: &str, name: &str) -> any
 fn submit(node: &mut Node, keyring: &Keyring, from: &str, kind: TxKind, gas: u64) -> anyhow::Result<CommittedBlock> {
     let sender = keyring.account(from)?;
     let tx = Transaction { sender, nonce: node.nonce(&sender)?, kind, gas_limit: gas };
-    Ok(node.execute_block(std::slice::from_ref(&tx))?)
+    Ok(node.execute_block(std::slice::from_ref(&tx), &BlockOptions::serial())?)
 }
 
 /// Prints a one-transaction block's receipt, its height and root; returns whether it succeeded.

@@ -1,175 +1,119 @@
-//! `chroma demo`: the example contracts on an in-memory chain.
-//!
-//! Until the parallel block executor exists, the demo runs a short DeFi
-//! session transaction by transaction and prints every receipt, typed by the
-//! contracts' ABIs.
+//! `chroma demo`: the README's main job. On an in-memory chain it deploys
+//! the example contracts, funds users and opens positions (set-up blocks),
+//! generates a DeFi block (transfers among Zipf-skewed users, swaps on a few
+//! hot pools, lending, registry and counter calls), executes it in parallel,
+//! executes the same block serially on a second chain, checks that receipts
+//! and state roots agree, and prints the block's parallelism report.
 
-use std::collections::BTreeMap;
+use std::time::Instant;
 
 use anyhow::{bail, Context};
-use chroma_host_api::abi::{Abi, Type};
-use chroma_host_api::{Address, Encode, Value};
-use chroma_vm::{dev_account, Outcome, Receipt, Transaction, TxKind, Vm};
+use chroma_host_api::Address;
+use chroma_vm::root::StateHash;
+use chroma_vm::{BlockOptions, Outcome, Vm};
+use chroma_workloads::{Workload, World, WorldConfig};
 use serde_json::json;
 
-use crate::examples;
+use crate::block::{describe_tx, ExecutionArgs};
+use crate::report::{self, Extras};
 
-const GAS_LIMIT: u64 = 10_000_000;
-
-struct Session {
-    vm: Vm,
-    names: BTreeMap<Address, String>,
-    rows: Vec<serde_json::Value>,
-    json: bool,
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Transactions in the DeFi block.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub txs: u64,
+    /// Users (their activity is Zipf-skewed: a few are very busy).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(2..=100_000))]
+    pub users: u64,
+    /// AMM pools, each over its own token pair (fewer pools, hotter pools).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    pub pools: u64,
+    /// The block's composition.
+    #[arg(long, default_value = "defi-mix", value_parser = clap::value_parser!(Workload))]
+    pub workload: Workload,
+    /// Seed of the generated accounts and block.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub execution: ExecutionArgs,
 }
 
-impl Session {
-    fn name(&self, address: &Address) -> String {
-        self.names.get(address).cloned().unwrap_or_else(|| format!("{address:?}"))
-    }
+fn root(vm: &Vm) -> [u8; 32] {
+    let entries = vm.state().snapshot();
+    StateHash::of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).root()
+}
 
-    fn show(&self, value: &Value) -> String {
-        match value {
-            Value::Address(a) => self.name(a),
-            Value::Tuple(items) | Value::List(items) => {
-                let inner: Vec<String> = items.iter().map(|v| self.show(v)).collect();
-                if matches!(value, Value::Tuple(_)) { format!("({})", inner.join(", ")) } else { format!("[{}]", inner.join(", ")) }
+pub fn run(args: &DemoArgs, json_output: bool) -> anyhow::Result<()> {
+    let config = WorldConfig {
+        users: args.users as usize,
+        pools: args.pools as usize,
+        seed: args.seed,
+        ..WorldConfig::default()
+    };
+    let say = |line: String| {
+        if !json_output {
+            eprintln!("{line}");
+        }
+    };
+    let (mut world, setup) = World::new(config);
+    let mut parallel = Vm::new().context("cannot start the VM")?;
+    let mut serial = Vm::new().context("cannot start the VM")?;
+    let setup_options = BlockOptions::default();
+    let started = Instant::now();
+    for (b, block) in setup.iter().enumerate() {
+        for vm in [&mut parallel, &mut serial] {
+            let done = vm.execute_block(block, &setup_options)?;
+            if let Some((i, r)) = done.receipts.iter().enumerate().find(|(_, r)| !r.outcome.is_success()) {
+                bail!("set-up block {b}, transaction {i} failed: {}", r.outcome);
             }
-            Value::Option(Some(v)) => self.show(v),
-            Value::UInt(u128::MAX) => "u128::MAX".to_string(),
-            other => other.to_string(),
         }
-    }
-
-    fn send(&mut self, from: &str, kind: TxKind) -> anyhow::Result<Receipt> {
-        let sender = dev_account(from);
-        self.names.insert(sender, from.to_string());
-        let tx = Transaction { sender, nonce: self.vm.nonce(&sender)?, kind, gas_limit: GAS_LIMIT };
-        Ok(self.vm.execute(&tx)?)
-    }
-
-    fn deploy(&mut self, from: &str, label: &str, code: &[u8], init_args: impl Encode) -> anyhow::Result<Address> {
-        let receipt = self.send(from, TxKind::Deploy { code: code.to_vec(), init_args: init_args.encode() })?;
-        let Some(address) = receipt.deployed else {
-            bail!("deploying {label} failed: {}", receipt.outcome);
+        let what = match b {
+            0 => format!("deployed {} contracts (tokens, {} AMM pools, a lending market, a registry, a counter)", block.len(), world.pools.len()),
+            1 => format!("funded {} users and the pools' liquidity ({} transactions)", world.users.len(), block.len()),
+            _ => format!("approvals and lending deposits ({} transactions)", block.len()),
         };
-        self.names.insert(address, label.to_string());
-        if self.json {
-            self.rows.push(json!({
-                "kind": "deploy", "from": from, "contract": label, "address": address.to_string(),
-                "code_bytes": code.len(), "outcome": receipt.outcome.to_string(), "gas_used": receipt.gas_used,
-            }));
-        } else {
-            println!("deploy  {from:<6} {label:<9} {:>6} bytes  -> {address:?}  gas {}", code.len(), receipt.gas_used);
-        }
-        Ok(address)
+        say(format!("set-up block {}: {what}", b + 1));
     }
+    say(format!("set-up done in {:.2} s (twice: once for the parallel chain, once for the serial reference)\n", started.elapsed().as_secs_f64()));
 
-    fn abi(&self, contract: &Address) -> anyhow::Result<Abi> {
-        Ok(self.vm.contract(contract).context("no contract at that address")?.abi.clone())
-    }
-
-    /// Calls `method` with `args` given as a tuple of values; returns the decoded result.
-    fn call(&mut self, from: &str, contract: Address, method: &str, args: impl Encode) -> anyhow::Result<Option<Value>> {
-        let abi = self.abi(&contract)?;
-        let m = abi.method(method).with_context(|| format!("{} has no method {method}", self.name(&contract)))?.clone();
-        let encoded = args.encode();
-        let shown_args = match Value::decode_as(&m.args_type(), &encoded)? {
-            Value::Tuple(values) => m
-                .args
-                .iter()
-                .zip(values)
-                .map(|(a, v)| format!("{}: {}", a.name, self.show(&v)))
-                .collect::<Vec<_>>()
-                .join(", "),
-            other => self.show(&other),
-        };
-        let receipt = self.send(from, TxKind::Call { contract, method: method.into(), args: encoded })?;
-        let result = match (&receipt.outcome, &m.returns) {
-            (Outcome::Success, Type::Unit) => None,
-            (Outcome::Success, ty) => Some(Value::decode_as(ty, &receipt.return_data)?),
-            _ => None,
-        };
-        let call = format!("{}.{method}({shown_args})", self.name(&contract));
-        let shown_result = result.as_ref().map(|v| self.show(v)).unwrap_or_default();
-        if self.json {
-            self.rows.push(json!({
-                "kind": "call", "from": from, "call": call, "outcome": receipt.outcome.to_string(),
-                "gas_used": receipt.gas_used, "result": shown_result,
-                "events": receipt.events.iter().map(|e| e.name.clone()).collect::<Vec<_>>(),
-                "keys_read": receipt.accesses.reads.len(), "keys_written": receipt.accesses.writes.len(),
-                "keys_added": receipt.accesses.adds.len(),
-            }));
-        } else {
-            let outcome = match &receipt.outcome {
-                Outcome::Success if shown_result.is_empty() => "ok".to_string(),
-                Outcome::Success => format!("ok -> {shown_result}"),
-                other => other.to_string(),
-            };
-            println!("call    {from:<6} {call:<58} gas {:>7}  {outcome}", receipt.gas_used);
-        }
-        Ok(result)
-    }
-}
-
-pub fn run(json: bool) -> anyhow::Result<()> {
-    let vm = Vm::new().context("cannot start the VM")?;
-    let mut s = Session { vm, names: BTreeMap::new(), rows: Vec::new(), json };
-    if !json {
-        println!("Chroma demo: the example contracts on an in-memory chain, one transaction after another.\n");
-    }
-    let (alice, bob, carol) = (dev_account("alice"), dev_account("bob"), dev_account("carol"));
-    for (name, address) in [("alice", alice), ("bob", bob), ("carol", carol)] {
-        s.names.insert(address, name.to_string());
-    }
-
-    let aaa = s.deploy("alice", "AAA", examples::TOKEN, ("AAA".to_string(), 1_000_000u128))?;
-    let bbb = s.deploy("alice", "BBB", examples::TOKEN, ("BBB".to_string(), 1_000_000u128))?;
-    let pool = s.deploy("alice", "pool", examples::AMM, (aaa, bbb))?;
-    let market = s.deploy("alice", "market", examples::LENDING, (aaa, 7_500u32))?;
-    let names = s.deploy("alice", "registry", examples::REGISTRY, ())?;
-    let counter = s.deploy("alice", "counter", examples::COUNTER, ())?;
-    if !json {
-        println!();
-    }
-
-    for token in [aaa, bbb] {
-        for who in [bob, carol] {
-            s.call("alice", token, "transfer", (who, 20_000u128))?;
-        }
-        for who in ["alice", "bob", "carol"] {
-            s.call(who, token, "approve", (pool, u128::MAX))?;
-        }
-    }
-    s.call("alice", pool, "add_liquidity", (200_000u128, 100_000u128, 1u128))?;
-    s.call("bob", pool, "swap", (aaa, 5_000u128, 2_000u128))?;
-    s.call("carol", pool, "swap", (bbb, 3_000u128, 5_000u128))?;
-    s.call("carol", pool, "swap", (bbb, 3_000u128, 99_999u128))?;
-    s.call("bob", pool, "quote", (aaa, 1_000u128))?;
-
-    s.call("bob", aaa, "approve", (market, u128::MAX))?;
-    s.call("bob", market, "deposit", (10_000u128,))?;
-    s.call("bob", market, "borrow", (8_000u128,))?;
-    s.call("bob", market, "borrow", (7_500u128,))?;
-    s.call("bob", market, "position", (bob,))?;
-
-    s.call("carol", names, "register", ("carol.chroma".to_string(),))?;
-    s.call("bob", names, "register", ("carol.chroma".to_string(),))?;
-    s.call("bob", names, "resolve", ("carol.chroma".to_string(),))?;
-    s.call("alice", counter, "increment", ())?;
-    s.call("bob", counter, "add", (41u128,))?;
-    s.call("carol", counter, "get", ())?;
-    for who in [alice, bob, carol] {
-        s.call("carol", aaa, "balance_of", (who,))?;
-    }
-
-    if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::Value::Array(s.rows))?);
+    let block = world.block(args.workload, args.txs as usize);
+    let options = args.execution.options();
+    let done = parallel.execute_block(&block, &options)?;
+    let reference = serial.execute_block(&block, &BlockOptions::serial())?;
+    let same_receipts = done.receipts == reference.receipts;
+    let (root_parallel, root_serial) = (root(&parallel), root(&serial));
+    let check = format!(
+        "{} receipts and the state root {} equal serial execution (serial took {:.2} ms)",
+        if same_receipts { "all" } else { "NOT all" },
+        if root_parallel == root_serial { "also" } else { "does NOT" },
+        (reference.report.execution + reference.report.planning).as_secs_f64() * 1e3,
+    );
+    let names = |a: &Address| world.label(a).map(str::to_string);
+    let extras = Extras { commit: None, check: Some(check.clone()) };
+    let labels: Vec<String> = block.iter().map(|tx| describe_tx(tx, &names)).collect();
+    args.execution.write_files(&done.report, &names, &labels, &extras)?;
+    let failed = done.receipts.iter().filter(|r| !matches!(r.outcome, Outcome::Success)).count();
+    if json_output {
+        let out = json!({
+            "workload": args.workload.name(), "users": world.users.len(), "pools": world.pools.len(),
+            "failed_transactions": failed, "root": crate::render::hex(&root_parallel),
+            "matches_serial": same_receipts && root_parallel == root_serial,
+            "report": report::json(&done.report, &names, &extras),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!(
-            "\n{} state entries. Next: the parallel block executor and its per-block report (see ARCHITECTURE.md).",
-            s.vm.state().len()
+            "A {} block of {} transactions over {} users and {} pools ({failed} failed, as transactions do).\n",
+            args.workload,
+            block.len(),
+            world.users.len(),
+            world.pools.len()
         );
+        print!("{}", report::text(&done.report, &names, &extras));
+        println!("\nstate root     {}", crate::render::hex(&root_parallel));
+    }
+    if !same_receipts || root_parallel != root_serial {
+        bail!("parallel execution differed from serial execution: {check}");
     }
     Ok(())
 }

@@ -1,12 +1,13 @@
 //! `chroma`: the command-line front of the Chroma VM.
 
 mod analyze;
+mod block;
 mod chain;
 mod demo;
-mod examples;
 mod inspect;
 mod keyring;
 mod render;
+mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,8 +99,30 @@ enum Command {
         /// A .wasm file, example:NAME, or a deployed contract (label or 0x address).
         module: String,
     },
-    /// Deploy the example contracts on an in-memory chain and run a short DeFi session.
-    Demo,
+    /// Execute blocks of transactions.
+    Block {
+        #[command(subcommand)]
+        command: BlockCommand,
+    },
+    /// The main job: on an in-memory chain, deploy the example contracts, run a DeFi
+    /// block in parallel, check it against serial execution, print the parallelism report.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum BlockCommand {
+    /// Execute a block file (JSON) as the next block and print its parallelism report.
+    ///
+    /// The file is an array of transactions, each
+    /// {"from": "alice", "call": "tok", "method": "transfer", "args": {"to": "bob", "amount": 5}}
+    /// or {"from": "alice", "deploy": "example:token", "args": {...}, "name": "tok"},
+    /// with optional "gas" and "nonce". Exits with status 1 if any transaction failed.
+    Run {
+        /// The block file.
+        file: PathBuf,
+        #[command(flatten)]
+        execution: block::ExecutionArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -130,7 +153,8 @@ fn main() -> ExitCode {
         Command::Account { command: AccountCommand::New { name } } => chain::account_new(&ctx, &name).map(|()| true),
         Command::Abi { module } => inspect::abi(&module, ctx.json).map(|()| true),
         Command::Analyze { module } => analyze::run(&ctx, &module).map(|()| true),
-        Command::Demo => demo::run(ctx.json).map(|()| true),
+        Command::Block { command: BlockCommand::Run { file, execution } } => block::run(&ctx, block::RunArgs { file, execution }),
+        Command::Demo(args) => demo::run(&args, ctx.json).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -140,11 +140,80 @@ fn accounts_and_abi() {
 #[test]
 fn the_demo_runs() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let out = ok(tmp.path(), &["demo"]);
-    assert!(out.contains("pool.swap(token_in: AAA, amount_in: 5000, min_out: 2000)"), "{out}");
-    assert!(out.contains("reverted: slippage"), "{out}");
-    let rows = json(tmp.path(), &["demo"]);
-    assert!(rows.as_array().map(Vec::len).unwrap_or(0) > 20);
+    let dot = tmp.path().join("block.dot");
+    let html = tmp.path().join("block.html");
+    let dot_arg = dot.to_string_lossy().into_owned();
+    let html_arg = html.to_string_lossy().into_owned();
+    let out = ok(tmp.path(), &["demo", "--txs", "300", "--users", "60", "--dot", &dot_arg, "--html", &html_arg]);
+    assert!(out.contains("all receipts and the state root also equal serial execution"), "{out}");
+    assert!(out.contains("hottest keys"), "{out}");
+    let graph = std::fs::read_to_string(&dot).expect("the DOT file");
+    assert!(graph.starts_with("digraph block {") && graph.contains("t0 [label=\"#0 "), "{graph}");
+    let page = std::fs::read_to_string(&html).expect("the HTML file");
+    assert!(page.contains("<svg") && page.contains("Hottest keys"));
+
+    let report = json(tmp.path(), &["demo", "--txs", "200", "--users", "40", "--threads", "2", "--strategy", "barrier"]);
+    assert_eq!(report["matches_serial"], true);
+    assert_eq!(report["report"]["transactions"], 200);
+    assert_eq!(report["report"]["strategy"], "barrier");
+    let sizes: u64 = report["report"]["group_sizes"].as_array().expect("sizes").iter().filter_map(|s| s.as_u64()).sum();
+    assert_eq!(sizes, 200, "every transaction is in one group");
+
+    let (_, err) = fails(tmp.path(), &["demo", "--workload", "nonsense"]);
+    assert!(err.contains("unknown workload \"nonsense\""), "{err}");
+    let (_, err) = fails(tmp.path(), &["demo", "--threads", "0"]);
+    assert!(err.contains("--threads"), "{err}");
+}
+
+#[test]
+fn block_run_executes_a_block_file_in_parallel() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    ok(dir, &["init"]);
+    let file = dir.join("block.json");
+    let block = serde_json::json!([
+        {"from": "alice", "deploy": "example:token", "args": {"symbol": "TOK", "supply": 1000000}, "name": "tok"},
+        {"from": "alice", "call": "tok", "method": "transfer", "args": {"to": "bob", "amount": 500}},
+        {"from": "alice", "call": "tok", "method": "transfer", "args": {"to": "carol", "amount": 300}},
+        {"from": "bob", "call": "tok", "method": "transfer", "args": {"to": "dave", "amount": 100}},
+        {"from": "carol", "call": "tok", "method": "transfer", "args": {"to": "eve", "amount": 100}},
+        {"from": "dave", "call": "tok", "method": "balance_of", "args": {"owner": "dave"}}
+    ]);
+    std::fs::write(&file, block.to_string()).expect("write the block");
+    let path = file.to_string_lossy().into_owned();
+    let run = json(dir, &["block", "run", &path, "--threads", "2"]);
+    assert_eq!(run["block"], 1);
+    assert_eq!(run["receipts"].as_array().map(Vec::len), Some(6));
+    assert!(run["receipts"].as_array().expect("receipts").iter().all(|r| r["outcome"] == "success"), "{run}");
+    assert_eq!(run["report"]["plans"], 1, "the deploy runs alone, the calls after it are planned together");
+    // The deploy; alice to bob; alice to carol with bob to dave; carol to eve with dave reading.
+    assert_eq!(run["report"]["group_sizes"], serde_json::json!([1, 1, 2, 2]));
+    assert_eq!(json(dir, &["query", "tok", "balance_of", "--arg", "owner=dave"])["returns"], 100);
+    assert_eq!(json(dir, &["query", "tok", "balance_of", "--arg", "owner=bob"])["returns"], 400);
+    // Serial gives the same next block from the same state (the nonces continue).
+    let again = serde_json::json!([{"from": "bob", "call": "tok", "method": "transfer", "args": {"to": "eve", "amount": 1}}]);
+    std::fs::write(&file, again.to_string()).expect("write the block");
+    let text = ok(dir, &["block", "run", &path, "--serial"]);
+    assert!(text.contains("executed serial"), "{text}");
+
+    // Bad block files: a clear message, a failure status, no block.
+    for (contents, message) in [
+        ("not json", "is not valid JSON"),
+        ("[]", "the block has no transactions"),
+        ("[{\"from\": \"alice\"}]", "give either \"call\""),
+        ("[{\"from\": \"mallory\", \"call\": \"tok\", \"method\": \"transfer\"}]", "unknown account \"mallory\""),
+        ("[{\"call\": \"tok\", \"method\": \"steal\"}]", "has no method \"steal\""),
+        ("[{\"call\": \"tok\", \"method\": \"transfer\", \"args\": {\"to\": \"bob\"}}]", "missing --arg amount"),
+        ("[{\"call\": \"tok\", \"method\": \"transfer\", \"colour\": 1}]", "unknown field \"colour\""),
+    ] {
+        std::fs::write(&file, contents).expect("write the block");
+        let (_, err) = fails(dir, &["block", "run", &path]);
+        assert!(err.contains(message), "{contents}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert_eq!(json(dir, &["state"])["height"], 2);
+    let (_, err) = fails(dir, &["block", "run", "/nonexistent/block.json"]);
+    assert!(err.contains("cannot read /nonexistent/block.json"), "{err}");
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //!   persistent chain that commits blocks ([`Node`]).
 
 pub mod address;
+pub mod block;
 pub mod engine;
 pub mod floor;
 pub mod root;
@@ -23,8 +24,10 @@ pub mod prediction;
 pub mod tx;
 
 pub use address::{contract_address, dev_account};
+pub use block::{AccessPredictor, AnalyzerPredictor, BlockExecution, BlockOptions, BlockReport, ContractShare};
+pub use chroma_analyzer::{ExecutionPlan, Strategy};
 pub use node::{CommittedBlock, Node, NodeError};
 pub use prediction::PredictionEnv;
-pub use runtime::{Contract, Runtime, Vm, VmError};
-pub use state::{AccessSet, StateError, StateOverlay, StateRead};
+pub use runtime::{nonce_key, Contract, Runtime, Vm, VmError};
+pub use state::{AccessSet, StateError, StateOverlay, StateRead, TxWrites, WriteOp};
 pub use tx::{Event, Outcome, Receipt, Transaction, TxKind};

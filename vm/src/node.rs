@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chroma_host_api::abi::Abi;
 use chroma_host_api::codec::Encode;
 use chroma_host_api::Address;
 
+use crate::block::{BlockExecution, BlockOptions, BlockReport};
 use crate::runtime::{Runtime, Vm, VmError};
 use crate::state::StateOverlay;
 use crate::store::{BlockCommit, StateDb, StoreError};
@@ -38,6 +40,10 @@ pub struct CommittedBlock {
     pub height: u64,
     pub root: [u8; 32],
     pub receipts: Vec<Receipt>,
+    /// How the block was planned and executed.
+    pub report: BlockReport,
+    /// Writing the block to disk (state, root, receipts), after execution.
+    pub commit: Duration,
 }
 
 /// The VM over a data directory.
@@ -131,14 +137,13 @@ impl Node {
         Ok(out)
     }
 
-    /// Executes `txs` in order as the next block and commits it atomically:
+    /// Executes `txs` in order as the next block (in parallel unless
+    /// `options.serial`; the result is the same) and commits it atomically:
     /// the state, the new code, the block and its receipts. On error nothing
     /// of the block is committed, and the node should be reopened.
-    pub fn execute_block(&mut self, txs: &[Transaction]) -> Result<CommittedBlock, NodeError> {
-        let mut receipts = Vec::with_capacity(txs.len());
-        for tx in txs {
-            receipts.push(self.vm.execute(tx)?);
-        }
+    pub fn execute_block(&mut self, txs: &[Transaction], options: &BlockOptions) -> Result<CommittedBlock, NodeError> {
+        let BlockExecution { receipts, report } = self.vm.execute_block(txs, options)?;
+        let started = Instant::now();
         let height = self.height + 1;
         let writes = self.vm.state().pending();
         let code = self.vm.take_new_code();
@@ -175,7 +180,7 @@ impl Node {
         self.vm.state().rebase(Arc::new(self.db.snapshot()?));
         self.height = height;
         self.root = root;
-        Ok(CommittedBlock { height, root, receipts })
+        Ok(CommittedBlock { height, root, receipts, report, commit: started.elapsed() })
     }
 
     /// Runs a read-only call against the committed state.

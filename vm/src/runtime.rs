@@ -3,24 +3,22 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use chroma_host_api::abi::{Abi, MethodKind};
 use chroma_host_api::codec::{Decode, Encode};
 use chroma_host_api::key::{storage_key, SYSTEM_SLOT};
 use chroma_host_api::limits::MAX_CALL_DEPTH;
 use chroma_host_api::{gas, Address, CallStatus};
-use chroma_analyzer::ContractSummary;
+use chroma_analyzer::{ContractSummary, PredictedAccess};
 use wasmtime::{Engine, InstancePre, Module, Store, StoreLimitsBuilder, Trap};
 
 use crate::address::contract_address;
 use crate::engine::{new_engine, MAX_MEMORY_BYTES};
 use crate::gatekeeper::{self, MEMORY_EXPORT};
 use crate::imports::{linker, Abort, Frame, StoreData};
-use crate::state::{Journal, StateError, StateOverlay, StateRead};
+use crate::state::{Journal, StateError, StateOverlay, StateRead, TxWrites, WriteOp};
 use crate::tx::{Outcome, Receipt, Transaction, TxKind};
-
-type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// The system record (under [`SYSTEM_SLOT`]) holding a contract's code hash.
 const CODE_HASH_RECORD: &[u8] = b"code_hash";
@@ -194,9 +192,18 @@ impl Runtime {
         if let Some(known) = self.summaries.read().unwrap_or_else(|p| p.into_inner()).get(code_hash) {
             return known.clone();
         }
-        let summary = Arc::new(chroma_analyzer::analyze(code).unwrap_or_else(|e| {
-            ContractSummary::unbounded(abi.methods.iter().map(|m| (m.name.clone(), m.kind.into())), &e.to_string())
-        }));
+        // The analysis is a pure function of the code: runtimes of one
+        // process (several VMs in tests and benches) share it.
+        static ANALYSED: OnceLock<Mutex<BTreeMap<[u8; 32], Arc<ContractSummary>>>> = OnceLock::new();
+        let analysed = ANALYSED.get_or_init(Mutex::default);
+        let known = analysed.lock().unwrap_or_else(|p| p.into_inner()).get(code_hash).cloned();
+        let summary = known.unwrap_or_else(|| {
+            let summary = Arc::new(chroma_analyzer::analyze(code).unwrap_or_else(|e| {
+                ContractSummary::unbounded(abi.methods.iter().map(|m| (m.name.clone(), m.kind.into())), &e.to_string())
+            }));
+            analysed.lock().unwrap_or_else(|p| p.into_inner()).insert(*code_hash, summary.clone());
+            summary
+        });
         self.summaries.write().unwrap_or_else(|p| p.into_inner()).insert(*code_hash, summary.clone());
         summary
     }
@@ -247,7 +254,7 @@ impl Runtime {
         Ok(used_cache)
     }
 
-    fn register(&self, contract: Arc<Contract>) {
+    pub(crate) fn register(&self, contract: Arc<Contract>) {
         self.contracts.write().unwrap_or_else(|p| p.into_inner()).insert(contract.address, contract);
     }
 
@@ -321,6 +328,147 @@ impl Runtime {
     }
 }
 
+/// What one transaction did, before its writes are applied.
+pub(crate) struct Executed {
+    pub receipt: Receipt,
+    /// The writes to apply: the call's (if it succeeded) and the sender's nonce.
+    pub writes: TxWrites,
+    /// Whether an access fell outside the plan's prediction (then nothing of
+    /// it may be applied).
+    pub mispredicted: bool,
+    /// A deployed contract to register, with its code.
+    pub deployed: Option<(Arc<Contract>, Vec<u8>)>,
+}
+
+/// The nonce `account`'s next transaction must carry, in `state`.
+pub(crate) fn nonce_in(state: &dyn StateRead, account: &Address) -> Result<u64, StateError> {
+    let record = state.get(&nonce_key(account))?;
+    Ok(record.and_then(|v| u64::decode(&v).ok()).unwrap_or(0))
+}
+
+/// The state key of `account`'s nonce (read and written by every transaction it sends).
+pub fn nonce_key(account: &Address) -> Vec<u8> {
+    storage_key(account, SYSTEM_SLOT, NONCE_RECORD)
+}
+
+/// Executes `tx` over `state` without applying anything. With `allowed`, every
+/// storage access is checked against it.
+pub(crate) fn execute_in(
+    runtime: &Arc<Runtime>,
+    state: &Arc<dyn StateRead>,
+    tx: &Transaction,
+    allowed: Option<Arc<PredictedAccess>>,
+) -> Result<Executed, VmError> {
+    let expected = nonce_in(&**state, &tx.sender)?;
+    if tx.nonce != expected {
+        let receipt = receipt(Outcome::InvalidNonce { expected, found: tx.nonce }, 0);
+        return Ok(Executed { receipt, writes: TxWrites::new(), mispredicted: false, deployed: None });
+    }
+    let mut executed = match &tx.kind {
+        TxKind::Call { contract, method, args } => {
+            let call = Call { sender: tx.sender, contract: *contract, method: method.clone(), input: args.clone(), read_only: false };
+            run(runtime, state, call, tx.gas_limit, None, allowed)?
+        }
+        TxKind::Deploy { code, init_args } => deploy(runtime, state, tx, code, init_args)?,
+    };
+    executed.writes.insert(nonce_key(&tx.sender), WriteOp::Set(Some((expected + 1).encode())));
+    if !executed.receipt.outcome.is_success() {
+        executed.receipt.events.clear();
+    }
+    Ok(executed)
+}
+
+/// A top-level call.
+struct Call {
+    sender: Address,
+    contract: Address,
+    method: String,
+    input: Vec<u8>,
+    read_only: bool,
+}
+
+/// Runs a top-level call in a fresh journal over `state`; the writes are
+/// empty unless it succeeded.
+fn run(
+    runtime: &Arc<Runtime>,
+    state: &Arc<dyn StateRead>,
+    call: Call,
+    gas_limit: u64,
+    init: Option<&Arc<Contract>>,
+    allowed: Option<Arc<PredictedAccess>>,
+) -> Result<Executed, VmError> {
+    let executed = |receipt, writes, mispredicted| Executed { receipt, writes, mispredicted, deployed: None };
+    if gas_limit < gas::TRANSACTION {
+        return Ok(executed(receipt(Outcome::OutOfGas, gas_limit), TxWrites::new(), false));
+    }
+    let journal = match allowed {
+        Some(allowed) => Journal::enforcing(state.clone(), allowed),
+        None => Journal::new(state.clone()),
+    };
+    let tx_state = Box::new(TxState { runtime: runtime.clone(), journal, depth: 0 });
+    let invocation = Invocation {
+        contract: call.contract,
+        caller: call.sender,
+        method: call.method,
+        input: call.input,
+        read_only: call.read_only,
+        fuel: gas_limit - gas::TRANSACTION,
+    };
+    let (tx_state, result) = runtime.invoke(tx_state, invocation, init);
+    let mispredicted = tx_state.journal.mispredicted();
+    let (writes, events, accesses) = tx_state.journal.finish()?;
+    let gas_used = gas_limit - result.fuel_left;
+    Ok(match result.outcome {
+        Ok(return_data) => executed(
+            Receipt { outcome: Outcome::Success, gas_used, return_data, events, deployed: None, accesses },
+            writes,
+            mispredicted,
+        ),
+        Err(failure) => {
+            let mut r = receipt(failure.into_outcome(), gas_used);
+            r.accesses = accesses;
+            executed(r, TxWrites::new(), mispredicted)
+        }
+    })
+}
+
+fn deploy(runtime: &Arc<Runtime>, state: &Arc<dyn StateRead>, tx: &Transaction, code: &[u8], init_args: &[u8]) -> Result<Executed, VmError> {
+    let failed = |receipt| Executed { receipt, writes: TxWrites::new(), mispredicted: false, deployed: None };
+    let deploy_cost = gas::TRANSACTION.saturating_add(gas::DEPLOY_PER_BYTE.saturating_mul(code.len() as u64));
+    if tx.gas_limit < deploy_cost {
+        return Ok(failed(receipt(Outcome::OutOfGas, tx.gas_limit)));
+    }
+    let address = contract_address(&tx.sender, tx.nonce);
+    let contract = match runtime.prepare(address, code) {
+        Ok(contract) => Arc::new(contract),
+        Err(message) => return Ok(failed(receipt(Outcome::InvalidModule(message), deploy_cost))),
+    };
+    let remaining = tx.gas_limit - deploy_cost + gas::TRANSACTION;
+    let mut executed = match contract.abi.init() {
+        Some(init) => {
+            let call = Call { sender: tx.sender, contract: address, method: init.name.clone(), input: init_args.to_vec(), read_only: false };
+            run(runtime, state, call, remaining, Some(&contract), None)?
+        }
+        None if init_args.is_empty() => Executed {
+            receipt: receipt(Outcome::Success, gas::TRANSACTION),
+            writes: TxWrites::new(),
+            mispredicted: false,
+            deployed: None,
+        },
+        None => {
+            let message = "the contract has no init method but init arguments were given";
+            failed(receipt(Outcome::BadInput(message.into()), gas::TRANSACTION))
+        }
+    };
+    executed.receipt.gas_used += deploy_cost - gas::TRANSACTION;
+    if executed.receipt.outcome.is_success() {
+        executed.writes.insert(storage_key(&address, SYSTEM_SLOT, CODE_HASH_RECORD), WriteOp::Set(Some(contract.code_hash.to_vec())));
+        executed.receipt.deployed = Some(address);
+        executed.deployed = Some((contract, code.to_vec()));
+    }
+    Ok(executed)
+}
+
 /// A VM over an in-memory state: executes transactions one after another,
 /// committing each.
 pub struct Vm {
@@ -356,8 +504,7 @@ impl Vm {
 
     /// The nonce the sender's next transaction must carry.
     pub fn nonce(&self, account: &Address) -> Result<u64, VmError> {
-        let record = self.state.get(&storage_key(account, SYSTEM_SLOT, NONCE_RECORD))?;
-        Ok(record.and_then(|v| u64::decode(&v).ok()).unwrap_or(0))
+        Ok(nonce_in(&*self.state, account)?)
     }
 
     pub fn contract(&self, address: &Address) -> Option<Arc<Contract>> {
@@ -368,105 +515,26 @@ impl Vm {
     /// succeeded (the sender's nonce advances either way, unless the nonce was
     /// wrong). An error means the state storage failed: nothing was applied.
     pub fn execute(&mut self, tx: &Transaction) -> Result<Receipt, VmError> {
-        let expected = self.nonce(&tx.sender)?;
-        if tx.nonce != expected {
-            return Ok(receipt(Outcome::InvalidNonce { expected, found: tx.nonce }, 0));
+        let state = self.state.clone() as Arc<dyn StateRead>;
+        let executed = execute_in(&self.runtime, &state, tx, None)?;
+        self.commit(executed)
+    }
+
+    /// Applies an executed transaction's writes and registers what it deployed.
+    pub(crate) fn commit(&mut self, executed: Executed) -> Result<Receipt, VmError> {
+        self.state.apply(&executed.writes)?;
+        if let Some((contract, code)) = executed.deployed {
+            self.new_code.insert(contract.code_hash, code);
+            self.runtime.register(contract);
         }
-        let (mut receipt, writes) = match &tx.kind {
-            TxKind::Call { contract, method, args } => {
-                self.run(tx.sender, *contract, method.clone(), args.clone(), tx.gas_limit, false, None)?
-            }
-            TxKind::Deploy { code, init_args } => self.deploy(tx, code, init_args)?,
-        };
-        let mut writes = writes.unwrap_or_default();
-        writes.insert(storage_key(&tx.sender, SYSTEM_SLOT, NONCE_RECORD), Some((expected + 1).encode()));
-        self.state.apply(writes);
-        if !receipt.outcome.is_success() {
-            receipt.events.clear();
-        }
-        Ok(receipt)
+        Ok(executed.receipt)
     }
 
     /// Runs `method` read-only (writes trap) without committing anything.
     pub fn query(&self, contract: Address, method: &str, args: Vec<u8>, gas_limit: u64) -> Result<Receipt, VmError> {
-        Ok(self.run(Address::ZERO, contract, method.to_string(), args, gas_limit, true, None)?.0)
-    }
-
-    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
-    fn run(
-        &self,
-        sender: Address,
-        contract: Address,
-        method: String,
-        input: Vec<u8>,
-        gas_limit: u64,
-        read_only: bool,
-        init: Option<&Arc<Contract>>,
-    ) -> Result<(Receipt, Option<Writes>), VmError> {
-        if gas_limit < gas::TRANSACTION {
-            return Ok((receipt(Outcome::OutOfGas, gas_limit), None));
-        }
-        let state = Box::new(TxState {
-            runtime: self.runtime.clone(),
-            journal: Journal::new(self.state.clone() as Arc<dyn StateRead>),
-            depth: 0,
-        });
-        let call = Invocation { contract, caller: sender, method, input, read_only, fuel: gas_limit - gas::TRANSACTION };
-        let (state, result) = self.runtime.invoke(state, call, init);
-        let (writes, events, accesses) = state.journal.finish()?;
-        let gas_used = gas_limit - result.fuel_left;
-        Ok(match result.outcome {
-            Ok(return_data) => (
-                Receipt { outcome: Outcome::Success, gas_used, return_data, events, deployed: None, accesses },
-                Some(writes),
-            ),
-            Err(failure) => {
-                let mut r = receipt(failure.into_outcome(), gas_used);
-                r.accesses = accesses;
-                (r, None)
-            }
-        })
-    }
-
-    fn deploy(&mut self, tx: &Transaction, code: &[u8], init_args: &[u8]) -> Result<(Receipt, Option<Writes>), VmError> {
-        let deploy_cost = gas::TRANSACTION.saturating_add(gas::DEPLOY_PER_BYTE.saturating_mul(code.len() as u64));
-        if tx.gas_limit < deploy_cost {
-            return Ok((receipt(Outcome::OutOfGas, tx.gas_limit), None));
-        }
-        let address = contract_address(&tx.sender, tx.nonce);
-        let contract = match self.runtime.prepare(address, code) {
-            Ok(contract) => Arc::new(contract),
-            Err(message) => return Ok((receipt(Outcome::InvalidModule(message), deploy_cost), None)),
-        };
-        let remaining = tx.gas_limit - deploy_cost + gas::TRANSACTION;
-        let (mut receipt, writes) = match contract.abi.init() {
-            Some(init) => {
-                let name = init.name.clone();
-                self.run(tx.sender, address, name, init_args.to_vec(), remaining, false, Some(&contract))?
-            }
-            None if init_args.is_empty() => (
-                Receipt {
-                    outcome: Outcome::Success,
-                    gas_used: gas::TRANSACTION,
-                    return_data: Vec::new(),
-                    events: Vec::new(),
-                    deployed: None,
-                    accesses: Default::default(),
-                },
-                Some(BTreeMap::new()),
-            ),
-            None => (
-                receipt(Outcome::BadInput("the contract has no init method but init arguments were given".into()), gas::TRANSACTION),
-                None,
-            ),
-        };
-        receipt.gas_used += deploy_cost - gas::TRANSACTION;
-        let Some(mut writes) = writes else { return Ok((receipt, None)) };
-        writes.insert(storage_key(&address, SYSTEM_SLOT, CODE_HASH_RECORD), Some(contract.code_hash.to_vec()));
-        self.new_code.insert(contract.code_hash, code.to_vec());
-        self.runtime.register(contract);
-        receipt.deployed = Some(address);
-        Ok((receipt, Some(writes)))
+        let state = self.state.clone() as Arc<dyn StateRead>;
+        let call = Call { sender: Address::ZERO, contract, method: method.to_string(), input: args, read_only: true };
+        Ok(run(&self.runtime, &state, call, gas_limit, None, None)?.receipt)
     }
 }
 

@@ -4,9 +4,31 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
+use chroma_analyzer::PredictedAccess;
 use chroma_host_api::codec::{Decode, Encode};
 
 use crate::tx::Event;
+
+/// A transaction's effect on one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    /// The key's new value (`None` removes it).
+    Set(Option<Vec<u8>>),
+    /// A commutative saturating add to the `u128` at the key, from a
+    /// transaction that neither read nor set the key: applied to whatever
+    /// value the key has when the transaction's writes are applied, so that
+    /// transactions adding to one key can run at the same time.
+    Add(u128),
+}
+
+/// A transaction's writes, by full key.
+pub type TxWrites = BTreeMap<Vec<u8>, WriteOp>;
+
+/// Adds `amount` to the stored `u128` `current` (absent or malformed counts as 0), saturating.
+fn added(current: Option<&[u8]>, amount: u128) -> Vec<u8> {
+    let current = current.and_then(|v| u128::decode(v).ok()).unwrap_or(0);
+    current.saturating_add(amount).encode()
+}
 
 /// Reading the state failed (the disk, not the contract): the block cannot go on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,17 +58,55 @@ impl StateOverlay {
         Arc::new(StateOverlay { base: RwLock::new(Some(base)), entries: RwLock::default() })
     }
 
-    /// Applies a transaction's writes (`None` removes).
-    pub fn apply(&self, writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+    /// Applies a transaction's writes, atomically for readers: adds are
+    /// applied to the values at this moment. An error (reading the base for an
+    /// add failed) leaves the overlay unchanged.
+    pub fn apply(&self, writes: &TxWrites) -> Result<(), StateError> {
+        let base = self.base.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let mut resolved = Vec::with_capacity(writes.len());
+        for (key, op) in writes {
+            let value = match op {
+                WriteOp::Set(value) => value.clone(),
+                WriteOp::Add(amount) => {
+                    let current = match entries.get(key) {
+                        Some(pending) => pending.clone(),
+                        None => match &base {
+                            Some(base) => base.get(key)?,
+                            None => None,
+                        },
+                    };
+                    Some(added(current.as_deref(), *amount))
+                }
+            };
+            resolved.push((key.clone(), value));
+        }
+        for (key, value) in resolved {
+            if value.is_none() && base.is_none() {
+                entries.remove(&key);
+            } else {
+                entries.insert(key, value);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies final values (another overlay's pending entries).
+    pub fn apply_values(&self, values: BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
         let has_base = self.base.read().unwrap_or_else(|p| p.into_inner()).is_some();
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        for (key, value) in writes {
+        for (key, value) in values {
             if value.is_none() && !has_base {
                 entries.remove(&key);
             } else {
                 entries.insert(key, value);
             }
         }
+    }
+
+    /// Takes the pending writes, leaving the overlay empty over its base.
+    pub fn take_pending(&self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        std::mem::take(&mut *self.entries.write().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Takes the pending writes and puts `base` (which now holds them) under the overlay.
@@ -107,13 +167,17 @@ pub struct Checkpoint {
 /// One transaction's pending writes over the base state.
 pub struct Journal {
     base: Arc<dyn StateRead>,
-    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    overlay: TxWrites,
     /// (key, the overlay's entry before the write) for rollback.
-    undo: Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>,
+    undo: Vec<(Vec<u8>, Option<WriteOp>)>,
     events: Vec<Event>,
     accesses: AccessSet,
     /// The first storage failure; the transaction's result is then void.
     failure: Option<StateError>,
+    /// In a parallel block: the accesses the plan allows this transaction.
+    allowed: Option<Arc<PredictedAccess>>,
+    /// Whether an access fell outside `allowed`.
+    mispredicted: bool,
 }
 
 impl Journal {
@@ -125,13 +189,32 @@ impl Journal {
             events: Vec::new(),
             accesses: AccessSet::default(),
             failure: None,
+            allowed: None,
+            mispredicted: false,
         }
     }
 
-    fn current(&mut self, key: &[u8]) -> Option<Vec<u8>> {
-        if let Some(pending) = self.overlay.get(key) {
-            return pending.clone();
+    /// A journal that checks every access against `allowed` (see [`Journal::mispredicted`]).
+    pub fn enforcing(base: Arc<dyn StateRead>, allowed: Arc<PredictedAccess>) -> Journal {
+        Journal { allowed: Some(allowed), ..Journal::new(base) }
+    }
+
+    /// Whether the transaction accessed a key its plan did not allow. Its
+    /// effects must then not be applied: it may have seen a state that the
+    /// serial order would not have shown it.
+    pub fn mispredicted(&self) -> bool {
+        self.mispredicted
+    }
+
+    fn check(&mut self, key: &[u8], kind: fn(&PredictedAccess) -> &[chroma_analyzer::KeyPattern]) {
+        if let Some(allowed) = &self.allowed {
+            if !allowed.unbounded && !kind(allowed).iter().any(|p| p.covers(key)) {
+                self.mispredicted = true;
+            }
         }
+    }
+
+    fn base_value(&mut self, key: &[u8]) -> Option<Vec<u8>> {
         match self.base.get(key) {
             Ok(value) => value,
             Err(e) => {
@@ -141,28 +224,43 @@ impl Journal {
         }
     }
 
-    fn put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let previous = self.overlay.insert(key.clone(), value);
+    fn put(&mut self, key: Vec<u8>, op: WriteOp) {
+        let previous = self.overlay.insert(key.clone(), op);
         self.undo.push((key, previous));
     }
 
     pub fn read(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        self.check(key, |a| &a.reads);
         self.accesses.reads.insert(key.to_vec());
-        self.current(key)
+        match self.overlay.get(key) {
+            Some(WriteOp::Set(value)) => value.clone(),
+            Some(&WriteOp::Add(amount)) => {
+                let base = self.base_value(key);
+                Some(added(base.as_deref(), amount))
+            }
+            None => self.base_value(key),
+        }
     }
 
     pub fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.check(&key, |a| &a.writes);
         self.accesses.writes.insert(key.clone());
-        self.put(key, value);
+        self.put(key, WriteOp::Set(value));
     }
 
     /// Saturating add to the `u128` at `key` (absent or malformed counts as 0).
-    /// Recorded as an add, not a read and a write: its result does not depend
-    /// on the order of adds.
+    /// Recorded as an add, not a read and a write, and kept as a delta unless
+    /// this transaction set the key: its result does not depend on the order
+    /// of adds, and it does not read the key.
     pub fn add(&mut self, key: Vec<u8>, amount: u128) {
+        self.check(&key, |a| &a.adds);
         self.accesses.adds.insert(key.clone());
-        let current = self.current(&key).and_then(|v| u128::decode(&v).ok()).unwrap_or(0);
-        self.put(key, Some(current.saturating_add(amount).encode()));
+        let op = match self.overlay.get(&key) {
+            Some(WriteOp::Set(value)) => WriteOp::Set(Some(added(value.as_deref(), amount))),
+            Some(&WriteOp::Add(pending)) => WriteOp::Add(pending.saturating_add(amount)),
+            None => WriteOp::Add(amount),
+        };
+        self.put(key, op);
     }
 
     pub fn emit(&mut self, event: Event) {
@@ -191,8 +289,7 @@ impl Journal {
     }
 
     /// The net writes, events and accesses, or the storage failure that voids them.
-    #[allow(clippy::type_complexity)]
-    pub fn finish(self) -> Result<(BTreeMap<Vec<u8>, Option<Vec<u8>>>, Vec<Event>, AccessSet), StateError> {
+    pub fn finish(self) -> Result<(TxWrites, Vec<Event>, AccessSet), StateError> {
         match self.failure {
             Some(e) => Err(e),
             None => Ok((self.overlay, self.events, self.accesses)),
@@ -207,7 +304,7 @@ mod tests {
     #[test]
     fn nested_rollback_restores_earlier_values() {
         let base = StateOverlay::new();
-        base.apply(BTreeMap::from([(b"k".to_vec(), Some(b"base".to_vec()))]));
+        base.apply_values(BTreeMap::from([(b"k".to_vec(), Some(b"base".to_vec()))]));
         let mut j = Journal::new(base.clone());
         j.write(b"k".to_vec(), Some(b"outer".to_vec()));
         let cp = j.checkpoint();
@@ -222,7 +319,7 @@ mod tests {
         assert_eq!(j.read(b"n"), None);
         assert_eq!(j.event_count(), 0);
         let (writes, _, accesses) = j.finish().expect("no storage failure");
-        assert_eq!(writes, BTreeMap::from([(b"k".to_vec(), Some(b"outer".to_vec()))]));
+        assert_eq!(writes, BTreeMap::from([(b"k".to_vec(), WriteOp::Set(Some(b"outer".to_vec())))]));
         assert!(accesses.writes.contains(&b"new".to_vec()), "accesses of rolled-back calls are kept");
         assert!(accesses.adds.contains(&b"n".to_vec()));
     }
@@ -245,9 +342,9 @@ mod tests {
     #[test]
     fn overlay_removals_shadow_the_base() {
         let base = StateOverlay::new();
-        base.apply(BTreeMap::from([(b"a".to_vec(), Some(vec![1])), (b"b".to_vec(), Some(vec![2]))]));
+        base.apply_values(BTreeMap::from([(b"a".to_vec(), Some(vec![1])), (b"b".to_vec(), Some(vec![2]))]));
         let top = StateOverlay::over(base.clone());
-        top.apply(BTreeMap::from([(b"a".to_vec(), None)]));
+        top.apply(&BTreeMap::from([(b"a".to_vec(), WriteOp::Set(None))])).expect("no base read");
         assert_eq!(top.get(b"a"), Ok(None));
         assert_eq!(top.get(b"b"), Ok(Some(vec![2])));
         assert_eq!(top.pending(), BTreeMap::from([(b"a".to_vec(), None)]));
@@ -256,12 +353,60 @@ mod tests {
     #[test]
     fn adds_saturate_and_treat_malformed_as_zero() {
         let base = StateOverlay::new();
-        base.apply(BTreeMap::from([(b"bad".to_vec(), Some(vec![1, 2, 3]))]));
+        base.apply_values(BTreeMap::from([(b"bad".to_vec(), Some(vec![1, 2, 3]))]));
         let mut j = Journal::new(base);
         j.add(b"bad".to_vec(), 7);
         j.add(b"max".to_vec(), u128::MAX - 1);
         j.add(b"max".to_vec(), 9);
         assert_eq!(j.read(b"bad"), Some(7u128.encode()));
         assert_eq!(j.read(b"max"), Some(u128::MAX.encode()));
+    }
+
+    /// Two transactions that add to one key, run from the same state, both count.
+    #[test]
+    fn adds_are_deltas_applied_to_the_value_at_apply_time() {
+        let key = b"total".to_vec();
+        let base = StateOverlay::new();
+        base.apply_values(BTreeMap::from([(key.clone(), Some(10u128.encode()))]));
+        let block = StateOverlay::over(base.clone());
+        let mut first = Journal::new(block.clone());
+        let mut second = Journal::new(block.clone());
+        first.add(key.clone(), 5);
+        second.add(key.clone(), 7);
+        second.add(key.clone(), 1);
+        for journal in [first, second] {
+            let (writes, _, accesses) = journal.finish().expect("no storage failure");
+            assert!(accesses.reads.is_empty(), "an add does not read");
+            block.apply(&writes).expect("the base is readable");
+        }
+        assert_eq!(block.get(&key), Ok(Some(23u128.encode())));
+
+        // Setting a key and then adding to it is a plain write of the sum.
+        let mut j = Journal::new(block.clone());
+        j.write(key.clone(), Some(2u128.encode()));
+        j.add(key.clone(), 3);
+        let (writes, _, _) = j.finish().expect("no storage failure");
+        assert_eq!(writes[&key], WriteOp::Set(Some(5u128.encode())));
+    }
+
+    #[test]
+    fn an_enforcing_journal_flags_accesses_outside_the_plan() {
+        use chroma_analyzer::KeyPattern;
+        let allowed = Arc::new(PredictedAccess {
+            reads: vec![KeyPattern::Exact(b"a".to_vec())],
+            writes: vec![KeyPattern::Prefix(b"s/".to_vec())],
+            adds: vec![KeyPattern::Exact(b"n".to_vec())],
+            unbounded: false,
+        });
+        let mut j = Journal::enforcing(StateOverlay::new(), allowed.clone());
+        j.read(b"a");
+        j.write(b"s/1".to_vec(), None);
+        j.add(b"n".to_vec(), 1);
+        assert!(!j.mispredicted());
+        j.add(b"a".to_vec(), 1);
+        assert!(j.mispredicted(), "a key allowed to be read is not allowed to be added to");
+        let mut j = Journal::enforcing(StateOverlay::new(), allowed);
+        j.read(b"s/1");
+        assert!(j.mispredicted());
     }
 }

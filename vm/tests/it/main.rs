@@ -9,3 +9,4 @@ mod flows;
 mod gatekeeper;
 mod host_functions;
 mod node;
+mod parallel;

@@ -1,7 +1,7 @@
 //! The persistent chain: atomic block commits, the state root, restarts.
 
 use chroma_host_api::{Address, Encode};
-use chroma_vm::{dev_account, Node, NodeError, Outcome, Transaction, TxKind};
+use chroma_vm::{dev_account, BlockOptions, Node, NodeError, Outcome, Transaction, TxKind};
 
 use crate::support::{wasm, GAS};
 
@@ -26,7 +26,7 @@ fn run_blocks(node: &mut Node, blocks: std::ops::Range<u64>, token: Option<Addre
         Some(t) => t,
         None => {
             let tx = deploy_tx(node, "alice", "token", ("TOK".to_string(), 1_000_000u128));
-            let block = node.execute_block(&[tx]).expect("block 1");
+            let block = node.execute_block(&[tx], &BlockOptions::serial()).expect("block 1");
             block.receipts[0].deployed.expect("deployed")
         }
     };
@@ -35,7 +35,7 @@ fn run_blocks(node: &mut Node, blocks: std::ops::Range<u64>, token: Option<Addre
         let txs: Vec<Transaction> = (0..5u64)
             .map(|i| call_tx("alice", base + i, token, "transfer", (dev_account(&format!("user{}", (b * 7 + i) % 11)), 10 + b as u128)))
             .collect();
-        let committed = node.execute_block(&txs).expect("block");
+        let committed = node.execute_block(&txs, &BlockOptions::serial()).expect("block");
         assert!(committed.receipts.iter().all(|r| r.outcome == Outcome::Success));
     }
     token
@@ -87,7 +87,7 @@ fn failed_transactions_change_only_the_nonce_and_the_root_tracks_it() {
     let token = run_blocks(&mut node, 0..0, None);
     let before = node.db().entries().expect("entries");
     let nonce = node.nonce(&dev_account("bob")).expect("nonce");
-    let block = node.execute_block(&[call_tx("bob", nonce, token, "transfer", (dev_account("alice"), 5u128))]).expect("block");
+    let block = node.execute_block(&[call_tx("bob", nonce, token, "transfer", (dev_account("alice"), 5u128))], &BlockOptions::serial()).expect("block");
     assert!(matches!(block.receipts[0].outcome, Outcome::Reverted(_)));
     let after = node.db().entries().expect("entries");
     assert_eq!(after.len(), before.len() + 1, "only bob's nonce record is new");

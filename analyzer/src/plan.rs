@@ -1,0 +1,535 @@
+//! Planning a block: the conflict graph of its transactions' predicted
+//! accesses, and the ordered groups it is colored into.
+//!
+//! # Conflicts
+//! Two transactions conflict when one writes what the other reads or writes.
+//! Commutative adds conflict only with reads and plain writes of the same
+//! key, never with other adds. A key pattern is a *resource*: an exact key,
+//! or a prefix (a slot, a contract, everything for an unbounded
+//! transaction). Prefixes and the keys under them are related like a lock
+//! hierarchy: an access to a key under a prefix that some transaction of the
+//! block uses also takes an *intention* on that prefix (intention-read,
+//! -write, -add). Intentions never conflict with each other (the keys below
+//! decide), but they conflict with direct accesses of the prefix the way the
+//! access below would.
+//!
+//! # Linear construction
+//! The graph is built in one pass over the transactions in block order,
+//! through an index from resource to the transactions that used it since
+//! its last plain write. A plain write conflicts with everything, so it is a
+//! barrier: later accesses of the resource need an edge to it only, and the
+//! earlier ones are reached through it. Only edges of this reduced graph are
+//! made, never all pairs: the work is proportional to accesses plus edges.
+//! (A long run of reads followed by a long run of adds of one key still
+//! needs an edge from every read to every add.)
+//!
+//! # Ordered groups
+//! Every edge goes from an earlier transaction to a later one, so one pass
+//! in block order gives each transaction its *level*: one more than the
+//! highest level among the transactions it conflicts with. Level `g` is
+//! group `g`; conflicting transactions are in different groups, the earlier
+//! one first, and a group's transactions can run together once the groups
+//! before it are done.
+
+use std::borrow::Borrow;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::cmp::Reverse;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::Direction;
+use serde::Serialize;
+
+use crate::predict::{KeyPattern, PredictedAccess};
+
+/// How the executor orders a plan's transactions on its threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Each transaction starts as soon as the transactions it conflicts with
+    /// and that come before it are done.
+    #[default]
+    Dataflow,
+    /// Groups run one after another; a group's transactions run together.
+    Barrier,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 2] = [Strategy::Dataflow, Strategy::Barrier];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Dataflow => "dataflow",
+            Strategy::Barrier => "barrier",
+        }
+    }
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Strategy::ALL
+            .into_iter()
+            .find(|strategy| strategy.name() == s)
+            .ok_or_else(|| format!("unknown strategy {s:?} (expected dataflow or barrier)"))
+    }
+}
+
+/// Access modes of one transaction on one resource, as bits.
+type Modes = u8;
+const READ: Modes = 1;
+const WRITE: Modes = 2;
+const ADD: Modes = 4;
+const INTENT_READ: Modes = 8;
+const INTENT_WRITE: Modes = 16;
+const INTENT_ADD: Modes = 32;
+const MODE_COUNT: usize = 6;
+
+/// For each mode bit, the modes it conflicts with (symmetric).
+const CONFLICTS: [Modes; MODE_COUNT] = [
+    /* read         */ WRITE | ADD | INTENT_WRITE | INTENT_ADD,
+    /* write        */ READ | WRITE | ADD | INTENT_READ | INTENT_WRITE | INTENT_ADD,
+    /* add          */ READ | WRITE | INTENT_READ | INTENT_WRITE,
+    /* intent read  */ WRITE | ADD,
+    /* intent write */ READ | WRITE | ADD,
+    /* intent add   */ READ | WRITE,
+];
+
+fn conflict_mask(modes: Modes) -> Modes {
+    (0..MODE_COUNT).filter(|bit| modes & (1 << bit) != 0).fold(0, |mask, bit| mask | CONFLICTS[bit])
+}
+
+/// The intention a direct access takes on the prefixes above it.
+fn intention(modes: Modes) -> Modes {
+    (modes & (READ | WRITE | ADD)) << 3
+}
+
+/// Who used a resource since its last plain write, by mode bit.
+#[derive(Default)]
+struct ResourceUsers {
+    by_mode: [Vec<u32>; MODE_COUNT],
+}
+
+/// Transactions as nodes (node `i` is the block's transaction `i`), an edge
+/// from each earlier transaction to each later one it must precede.
+#[derive(Debug, Clone)]
+pub struct ConflictGraph {
+    /// Edge weight: the resource (index into `resources`) that made the edge,
+    /// the first one found when several did.
+    pub graph: DiGraph<(), u32>,
+    /// Every key pattern of the block, by resource index.
+    pub resources: Vec<KeyPattern>,
+    /// How many edges each resource made (an edge made by two resources
+    /// counts for both).
+    pub edges_by_resource: Vec<u32>,
+}
+
+impl ConflictGraph {
+    /// The conflict graph of a block whose transactions access `accesses`, in block order.
+    pub fn build<A: Borrow<PredictedAccess>>(accesses: &[A]) -> ConflictGraph {
+        let mut resources: Vec<KeyPattern> = Vec::new();
+        let mut index: HashMap<KeyPattern, u32> = HashMap::new();
+        let mut intern = |pattern: &KeyPattern, resources: &mut Vec<KeyPattern>| -> u32 {
+            if let Some(&id) = index.get(pattern) {
+                return id;
+            }
+            let id = resources.len() as u32;
+            resources.push(pattern.clone());
+            index.insert(pattern.clone(), id);
+            id
+        };
+        let everything = KeyPattern::Prefix(Vec::new());
+
+        // The prefixes of the block, so keys below them take intentions.
+        let mut prefixes: HashMap<Vec<u8>, u32> = HashMap::new();
+        let mut prefix_lengths: BTreeSet<usize> = BTreeSet::new();
+        for access in accesses {
+            let access = access.borrow();
+            let unbounded = access.unbounded.then_some(&everything);
+            for pattern in access.reads.iter().chain(&access.writes).chain(&access.adds).chain(unbounded) {
+                if let KeyPattern::Prefix(bytes) = pattern {
+                    let id = intern(pattern, &mut resources);
+                    prefixes.insert(bytes.clone(), id);
+                    prefix_lengths.insert(bytes.len());
+                }
+            }
+        }
+
+        let mut users: Vec<ResourceUsers> = Vec::new();
+        let mut edges: Vec<(u32, u32, u32)> = Vec::new();
+        let mut edges_by_resource: Vec<u32> = Vec::new();
+        let mut touched: Vec<(u32, Modes)> = Vec::new();
+        let mut preds: Vec<(u32, u32)> = Vec::new();
+        for (tx, access) in accesses.iter().enumerate() {
+            let (tx, access) = (tx as u32, access.borrow());
+            touched.clear();
+            let direct = [(READ, &access.reads), (WRITE, &access.writes), (ADD, &access.adds)];
+            let unbounded = access.unbounded.then(|| std::slice::from_ref(&everything));
+            let all = direct.iter().flat_map(|(mode, list)| list.iter().map(move |p| (*mode, p)));
+            for (mode, pattern) in all.chain(unbounded.into_iter().flatten().map(|p| (WRITE, p))) {
+                touched.push((intern(pattern, &mut resources), mode));
+                let bytes = pattern.bytes();
+                for &len in &prefix_lengths {
+                    let strictly_inside = len < bytes.len() || (len == bytes.len() && pattern.is_exact());
+                    if len > bytes.len() || !strictly_inside {
+                        break;
+                    }
+                    if let Some(&prefix) = prefixes.get(&bytes[..len]) {
+                        touched.push((prefix, intention(mode)));
+                    }
+                }
+            }
+            touched.sort_unstable();
+            preds.clear();
+            let mut i = 0;
+            while i < touched.len() {
+                let resource = touched[i].0;
+                let mut modes = 0;
+                while i < touched.len() && touched[i].0 == resource {
+                    modes |= touched[i].1;
+                    i += 1;
+                }
+                if users.len() <= resource as usize {
+                    users.resize_with(resources.len(), ResourceUsers::default);
+                }
+                let entry = &mut users[resource as usize];
+                let mask = conflict_mask(modes);
+                for bit in 0..MODE_COUNT {
+                    if mask & (1 << bit) != 0 {
+                        preds.extend(entry.by_mode[bit].iter().map(|&earlier| (earlier, resource)));
+                    }
+                }
+                if modes & WRITE != 0 {
+                    for list in &mut entry.by_mode {
+                        list.clear();
+                    }
+                }
+                for bit in 0..MODE_COUNT {
+                    if modes & (1 << bit) != 0 {
+                        entry.by_mode[bit].push(tx);
+                    }
+                }
+            }
+            preds.sort_unstable();
+            preds.dedup();
+            edges_by_resource.resize(resources.len(), 0);
+            let mut last = None;
+            for &(earlier, resource) in &preds {
+                edges_by_resource[resource as usize] += 1;
+                if last != Some(earlier) {
+                    edges.push((earlier, tx, resource));
+                    last = Some(earlier);
+                }
+            }
+        }
+        edges_by_resource.resize(resources.len(), 0);
+
+        let mut graph = DiGraph::with_capacity(accesses.len(), edges.len());
+        for _ in accesses {
+            graph.add_node(());
+        }
+        for (from, to, resource) in edges {
+            graph.add_edge(NodeIndex::new(from as usize), NodeIndex::new(to as usize), resource);
+        }
+        ConflictGraph { graph, resources, edges_by_resource }
+    }
+
+    pub fn transactions(&self) -> usize {
+        self.graph.node_count()
+    }
+
+    pub fn edge_count(&self) -> usize {
+        self.graph.edge_count()
+    }
+
+    /// The earlier transactions `tx` conflicts with (directly, in the reduced graph).
+    pub fn predecessors(&self, tx: usize) -> impl Iterator<Item = usize> + '_ {
+        self.graph.neighbors_directed(NodeIndex::new(tx), Direction::Incoming).map(|n| n.index())
+    }
+
+    /// The later transactions that conflict with `tx`.
+    pub fn successors(&self, tx: usize) -> impl Iterator<Item = usize> + '_ {
+        self.graph.neighbors_directed(NodeIndex::new(tx), Direction::Outgoing).map(|n| n.index())
+    }
+
+    /// Every edge as (earlier, later, resource).
+    pub fn edges(&self) -> impl Iterator<Item = (usize, usize, u32)> + '_ {
+        self.graph.raw_edges().iter().map(|e| (e.source().index(), e.target().index(), e.weight))
+    }
+
+    /// The `limit` resources that made the most edges, most first (ties in resource order).
+    pub fn hottest(&self, limit: usize) -> Vec<(&KeyPattern, u32)> {
+        let mut ranked: Vec<(u32, usize)> =
+            self.edges_by_resource.iter().enumerate().filter(|(_, &n)| n > 0).map(|(r, &n)| (n, r)).collect();
+        ranked.sort_by_key(|&(n, r)| (Reverse(n), r));
+        ranked.into_iter().take(limit).map(|(n, r)| (&self.resources[r], n)).collect()
+    }
+}
+
+/// A block's conflict graph and its ordered groups.
+#[derive(Debug, Clone)]
+pub struct ExecutionPlan {
+    pub graph: ConflictGraph,
+    /// The group of each transaction.
+    pub group_of: Vec<u32>,
+    /// Each group's transactions, in block order.
+    pub groups: Vec<Vec<u32>>,
+}
+
+impl ExecutionPlan {
+    pub fn new<A: Borrow<PredictedAccess>>(accesses: &[A]) -> ExecutionPlan {
+        let graph = ConflictGraph::build(accesses);
+        let mut group_of = vec![0u32; accesses.len()];
+        let mut groups: Vec<Vec<u32>> = Vec::new();
+        for tx in 0..accesses.len() {
+            let group = graph.predecessors(tx).map(|p| group_of[p] + 1).max().unwrap_or(0);
+            group_of[tx] = group;
+            if groups.len() <= group as usize {
+                groups.push(Vec::new());
+            }
+            groups[group as usize].push(tx as u32);
+        }
+        ExecutionPlan { graph, group_of, groups }
+    }
+
+    pub fn len(&self) -> usize {
+        self.group_of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.group_of.is_empty()
+    }
+
+    /// The heaviest chain of conflicting transactions, with `weight` per
+    /// transaction (gas used, say): no schedule can be shorter.
+    pub fn critical_path(&self, weight: &[u64]) -> u64 {
+        let mut finish = vec![0u64; self.len()];
+        for tx in 0..self.len() {
+            let start = self.graph.predecessors(tx).map(|p| finish[p]).max().unwrap_or(0);
+            finish[tx] = start + weight[tx];
+        }
+        finish.into_iter().max().unwrap_or(0)
+    }
+
+    /// The length of the schedule `strategy` gives on `threads` threads when
+    /// transaction `i` takes `weight[i]`, each free thread taking the
+    /// earliest ready transaction in block order.
+    pub fn makespan(&self, strategy: Strategy, threads: usize, weight: &[u64]) -> u64 {
+        let threads = threads.max(1);
+        match strategy {
+            Strategy::Barrier => self
+                .groups
+                .iter()
+                .map(|group| list_schedule(group.iter().map(|&t| weight[t as usize]), threads))
+                .sum(),
+            Strategy::Dataflow => {
+                let mut waiting: Vec<usize> = (0..self.len()).map(|t| self.graph.predecessors(t).count()).collect();
+                let mut ready: BinaryHeap<Reverse<usize>> = (0..self.len()).filter(|&t| waiting[t] == 0).map(Reverse).collect();
+                let mut running: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
+                let mut now = 0;
+                let mut end = 0;
+                loop {
+                    while running.len() < threads {
+                        let Some(Reverse(tx)) = ready.pop() else { break };
+                        running.push(Reverse((now + weight[tx], tx)));
+                    }
+                    let Some(Reverse((finish, tx))) = running.pop() else { break };
+                    now = finish;
+                    end = end.max(finish);
+                    for next in self.graph.successors(tx) {
+                        waiting[next] -= 1;
+                        if waiting[next] == 0 {
+                            ready.push(Reverse(next));
+                        }
+                    }
+                }
+                end
+            }
+        }
+    }
+}
+
+/// Greedy list scheduling of independent jobs, in order, on `threads` threads.
+fn list_schedule(jobs: impl Iterator<Item = u64>, threads: usize) -> u64 {
+    let mut free_at: BinaryHeap<Reverse<u64>> = (0..threads).map(|_| Reverse(0)).collect();
+    let mut end = 0;
+    for job in jobs {
+        let Reverse(start) = free_at.pop().unwrap_or(Reverse(0));
+        end = end.max(start + job);
+        free_at.push(Reverse(start + job));
+    }
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exact(key: &[u8]) -> KeyPattern {
+        KeyPattern::Exact(key.to_vec())
+    }
+
+    fn access(reads: &[&[u8]], writes: &[&[u8]], adds: &[&[u8]]) -> PredictedAccess {
+        PredictedAccess {
+            reads: reads.iter().map(|k| exact(k)).collect(),
+            writes: writes.iter().map(|k| exact(k)).collect(),
+            adds: adds.iter().map(|k| exact(k)).collect(),
+            unbounded: false,
+        }
+    }
+
+    fn conflicts_of(plan: &ExecutionPlan) -> Vec<(usize, usize)> {
+        let mut edges: Vec<_> = plan.graph.edges().map(|(a, b, _)| (a, b)).collect();
+        edges.sort();
+        edges
+    }
+
+    /// Whether `later` is reachable from `earlier` in the graph.
+    fn ordered(plan: &ExecutionPlan, earlier: usize, later: usize) -> bool {
+        let mut stack = vec![earlier];
+        let mut seen = vec![false; plan.len()];
+        while let Some(tx) = stack.pop() {
+            if tx == later {
+                return true;
+            }
+            for next in plan.graph.successors(tx) {
+                if !seen[next] {
+                    seen[next] = true;
+                    stack.push(next);
+                }
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn adds_commute_with_adds_but_not_with_reads_or_writes() {
+        let plan = ExecutionPlan::new(&[
+            access(&[], &[], &[b"k"]),
+            access(&[], &[], &[b"k"]),
+            access(&[b"k"], &[], &[]),
+            access(&[b"k"], &[], &[]),
+            access(&[], &[b"k"], &[]),
+        ]);
+        // Adds stay listed until a plain write, so the write gets an edge from
+        // them too (each edge is a real conflict, some implied by others).
+        assert_eq!(conflicts_of(&plan), vec![(0, 2), (0, 3), (0, 4), (1, 2), (1, 3), (1, 4), (2, 4), (3, 4)]);
+        assert_eq!(plan.groups, vec![vec![0, 1], vec![2, 3], vec![4]]);
+    }
+
+    #[test]
+    fn a_write_is_a_barrier_so_chains_stay_linear() {
+        let block: Vec<_> = (0..100).map(|_| access(&[b"hot"], &[b"hot"], &[])).collect();
+        let plan = ExecutionPlan::new(&block);
+        assert_eq!(plan.graph.edge_count(), 99);
+        assert_eq!(plan.groups.len(), 100);
+        assert_eq!(plan.graph.hottest(1), vec![(&exact(b"hot"), 99)]);
+    }
+
+    #[test]
+    fn prefixes_conflict_with_the_keys_below_them_only() {
+        let slot = KeyPattern::Prefix(b"s1".to_vec());
+        let plan = ExecutionPlan::new(&[
+            access(&[], &[b"s1a"], &[]),
+            access(&[], &[b"s1b"], &[]),
+            PredictedAccess { reads: vec![slot.clone()], ..Default::default() },
+            access(&[b"s1a"], &[], &[]),
+            access(&[], &[b"s2a"], &[]),
+            PredictedAccess { adds: vec![slot], ..Default::default() },
+            access(&[], &[], &[b"s1c"]),
+        ]);
+        // 0 and 1 write different keys; the slot read waits for both; a read
+        // of s1a after it does not conflict with it; s2a is elsewhere; the
+        // slot add conflicts with the keys written and read below it and with
+        // the slot read, but not with the add below it.
+        assert_eq!(conflicts_of(&plan), vec![(0, 2), (0, 3), (0, 5), (1, 2), (1, 5), (2, 5), (2, 6), (3, 5)]);
+        assert_eq!(plan.group_of, vec![0, 0, 1, 1, 0, 2, 2]);
+    }
+
+    #[test]
+    fn unbounded_transactions_conflict_with_everything() {
+        let plan = ExecutionPlan::new(&[
+            access(&[b"a"], &[], &[]),
+            access(&[], &[], &[b"b"]),
+            PredictedAccess { unbounded: true, ..Default::default() },
+            access(&[b"c"], &[], &[]),
+        ]);
+        assert_eq!(conflicts_of(&plan), vec![(0, 2), (1, 2), (2, 3)]);
+        assert_eq!(plan.groups, vec![vec![0, 1], vec![2], vec![3]]);
+    }
+
+    /// Against the definition: every conflicting pair is ordered by a path,
+    /// and groups never hold a conflicting pair.
+    #[test]
+    fn every_conflicting_pair_is_ordered() {
+        let keys: [&[u8]; 4] = [b"p1x", b"p1y", b"p2x", b"q"];
+        let prefixes = [KeyPattern::Prefix(b"p1".to_vec()), KeyPattern::Prefix(b"p".to_vec())];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..200 {
+            let mut block = Vec::new();
+            for _ in 0..12 {
+                let mut a = PredictedAccess::default();
+                for _ in 0..next(3) + 1 {
+                    let pattern = if next(5) == 0 { prefixes[next(2) as usize].clone() } else { exact(keys[next(4) as usize]) };
+                    match next(3) {
+                        0 => a.reads.push(pattern),
+                        1 => a.writes.push(pattern),
+                        _ => a.adds.push(pattern),
+                    }
+                }
+                a.unbounded = next(40) == 0;
+                block.push(a);
+            }
+            let plan = ExecutionPlan::new(&block);
+            for (a, b, _) in plan.graph.edges() {
+                assert!(a < b && pair_conflicts(&block[a], &block[b]), "edge {a} -> {b} is not a conflict");
+            }
+            for i in 0..block.len() {
+                for j in i + 1..block.len() {
+                    if pair_conflicts(&block[i], &block[j]) {
+                        assert!(ordered(&plan, i, j), "{i} and {j} conflict but are not ordered: {block:?}");
+                        assert!(plan.group_of[i] < plan.group_of[j]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The definition of a conflict, pair by pair.
+    fn pair_conflicts(a: &PredictedAccess, b: &PredictedAccess) -> bool {
+        if a.unbounded || b.unbounded {
+            return true;
+        }
+        let any = |x: &[KeyPattern], y: &[KeyPattern]| x.iter().any(|p| y.iter().any(|q| p.overlaps(q)));
+        any(&a.writes, &b.reads)
+            || any(&a.writes, &b.writes)
+            || any(&a.writes, &b.adds)
+            || any(&a.reads, &b.writes)
+            || any(&a.reads, &b.adds)
+            || any(&a.adds, &b.writes)
+            || any(&a.adds, &b.reads)
+    }
+
+    #[test]
+    fn makespans() {
+        // 0 → 2, 1 independent; weights 4, 4, 2.
+        let plan = ExecutionPlan::new(&[access(&[], &[b"a"], &[]), access(&[], &[b"b"], &[]), access(&[b"a"], &[], &[])]);
+        let weight = [4, 4, 2];
+        assert_eq!(plan.critical_path(&weight), 6);
+        assert_eq!(plan.makespan(Strategy::Dataflow, 1, &weight), 10);
+        assert_eq!(plan.makespan(Strategy::Dataflow, 2, &weight), 6);
+        assert_eq!(plan.makespan(Strategy::Barrier, 2, &weight), 6);
+        // Barriers wait for the slowest member of a group.
+        let plan = ExecutionPlan::new(&[access(&[], &[b"a"], &[]), access(&[], &[b"b"], &[]), access(&[b"b"], &[], &[])]);
+        let weight = [1, 5, 5];
+        assert_eq!(plan.makespan(Strategy::Dataflow, 2, &weight), 10);
+        let weight = [5, 1, 5];
+        assert_eq!(plan.makespan(Strategy::Dataflow, 2, &weight), 6);
+        assert_eq!(plan.makespan(Strategy::Barrier, 2, &weight), 10);
+    }
+}

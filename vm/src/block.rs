@@ -1,0 +1,444 @@
+//! Executing a block in parallel, with the result of executing it serially.
+//!
+//! 1. **Predict.** Each transaction's access templates are filled in
+//!    ([`AccessPredictor`], by default the analyzer's [`chroma_analyzer::predict`])
+//!    and the sender's nonce key is added (every transaction reads and writes
+//!    it). A deploy may access anything and changes which contracts exist, so
+//!    the block is cut into *segments* at deploys; deploys run alone.
+//! 2. **Plan.** The segment's [`ExecutionPlan`]: the conflict graph and its
+//!    ordered groups (`chroma_analyzer::plan`).
+//! 3. **Execute.** On a rayon pool, by [`Strategy`]: group after group, or
+//!    each transaction as soon as the ones it conflicts with are done. Every
+//!    transaction runs in its own store and journal over the block's overlay
+//!    (the state before the block plus the writes of the transactions done so
+//!    far). Its journal checks every access against its prediction. Its
+//!    writes go to the overlay when it finishes; adds are kept as deltas
+//!    (`WriteOp::Add`), so transactions adding to one key can run together.
+//! 4. **Check.** A transaction whose accesses left its prediction is a
+//!    *misprediction*: its effects are not applied, and no later transaction
+//!    of the segment can be trusted (it may have missed the mispredicted
+//!    one's writes). The transactions before the first misprediction are
+//!    correct: each saw exactly the writes of the earlier transactions it
+//!    conflicts with, and only writes it does not touch from others. Their
+//!    effects are applied in block order; the mispredicted transaction runs
+//!    again alone, on the exact state, and the rest of the segment is planned
+//!    again. After [`MAX_REPLANS`] mispredictions in a block the rest runs
+//!    serially. Either way the result is the serial one.
+//!
+//! Receipts, gas and events are those of serial execution: each transaction
+//! sees the state the serial order would show it, and gas depends only on
+//! the instructions executed and the bytes read.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use chroma_analyzer::{ExecutionPlan, KeyPattern, PredictedAccess, Strategy};
+use chroma_host_api::Address;
+use rayon::prelude::*;
+use rayon::ThreadPool;
+
+use crate::prediction::PredictionEnv;
+use crate::runtime::{execute_in, nonce_key, Executed, Runtime, Vm, VmError};
+use crate::state::{StateOverlay, StateRead};
+use crate::tx::{Receipt, Transaction, TxKind};
+
+/// Mispredictions after which the rest of a block runs serially: each one
+/// costs a re-plan and the re-execution of what ran after it.
+pub const MAX_REPLANS: usize = 8;
+
+/// The most threads a block runs on (the instance pool is sized for it, see
+/// `engine::POOLED_INSTANCES`).
+pub const MAX_THREADS: usize = 64;
+
+/// How to execute a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockOptions {
+    /// Threads for parallel execution (1 ..= [`MAX_THREADS`]).
+    pub threads: usize,
+    pub strategy: Strategy,
+    /// Execute one transaction after another (the reference), still planning
+    /// the block for its report.
+    pub serial: bool,
+}
+
+impl Default for BlockOptions {
+    /// Parallel, dataflow, on every core.
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        BlockOptions { threads: cores.min(MAX_THREADS), strategy: Strategy::default(), serial: false }
+    }
+}
+
+impl BlockOptions {
+    pub fn serial() -> BlockOptions {
+        BlockOptions { serial: true, threads: 1, ..BlockOptions::default() }
+    }
+}
+
+/// Predicts what a transaction may access. The planner trusts it only as far
+/// as execution confirms it: a wrong prediction costs time, never correctness.
+pub trait AccessPredictor: Sync {
+    /// The accesses of the call transaction `tx` (deploys are never asked).
+    fn predict(&self, env: &PredictionEnv<'_>, tx: &Transaction) -> PredictedAccess;
+}
+
+/// The analyzer's prediction from the contracts' summaries.
+pub struct AnalyzerPredictor;
+
+impl AccessPredictor for AnalyzerPredictor {
+    fn predict(&self, env: &PredictionEnv<'_>, tx: &Transaction) -> PredictedAccess {
+        match &tx.kind {
+            TxKind::Call { contract, method, args } => chroma_analyzer::predict(env, &tx.sender, contract, method, args),
+            TxKind::Deploy { .. } => PredictedAccess { unbounded: true, ..PredictedAccess::default() },
+        }
+    }
+}
+
+/// A block's receipts and what happened while executing it.
+#[derive(Debug, Clone)]
+pub struct BlockExecution {
+    pub receipts: Vec<Receipt>,
+    pub report: BlockReport,
+}
+
+/// What the planner predicted and how execution went.
+#[derive(Debug, Clone)]
+pub struct BlockReport {
+    pub options: BlockOptions,
+    /// The plan of the whole block, from the predictions execution used
+    /// (deploys as transactions that may access anything).
+    pub plan: ExecutionPlan,
+    /// Each transaction's prediction, nonce key included.
+    pub predictions: Vec<Arc<PredictedAccess>>,
+    /// The contract each transaction called (`None` for a deploy).
+    pub targets: Vec<Option<Address>>,
+    /// Gas used by each transaction.
+    pub gas: Vec<u64>,
+    /// Transactions whose accesses left their prediction, in block order.
+    pub mispredicted: Vec<usize>,
+    /// Filling templates in and building plans.
+    pub planning: Duration,
+    /// Running transactions and applying their writes to the block's state.
+    pub execution: Duration,
+    /// Plans made (one per segment between deploys, plus one per misprediction).
+    pub plans: usize,
+}
+
+impl BlockReport {
+    pub fn transactions(&self) -> usize {
+        self.gas.len()
+    }
+
+    /// Transactions whose prediction was a set of single keys.
+    pub fn exact_predictions(&self) -> usize {
+        self.predictions.iter().filter(|p| p.is_exact()).count()
+    }
+
+    /// The gas on the heaviest chain of conflicting transactions.
+    pub fn critical_path_gas(&self) -> u64 {
+        self.plan.critical_path(&self.gas)
+    }
+
+    /// Serial time over the time of the plan's schedule on `threads` threads,
+    /// both measured in gas: the speedup the plan allows if time follows gas.
+    pub fn predicted_speedup(&self, threads: usize) -> f64 {
+        let total: u64 = self.gas.iter().sum();
+        let makespan = self.plan.makespan(self.options.strategy, threads, &self.gas);
+        if makespan == 0 {
+            return 1.0;
+        }
+        total as f64 / makespan as f64
+    }
+
+    /// Per contract called: transactions, gas, conflict edges into its
+    /// transactions, exact predictions; deploys under `None`.
+    pub fn by_contract(&self) -> BTreeMap<Option<Address>, ContractShare> {
+        let mut shares: BTreeMap<Option<Address>, ContractShare> = BTreeMap::new();
+        for (tx, target) in self.targets.iter().enumerate() {
+            let share = shares.entry(*target).or_default();
+            share.transactions += 1;
+            share.gas += self.gas[tx];
+            share.conflicts += self.plan.graph.predecessors(tx).count();
+            share.exact += usize::from(self.predictions[tx].is_exact());
+            share.mispredicted += usize::from(self.mispredicted.binary_search(&tx).is_ok());
+        }
+        shares
+    }
+}
+
+/// One contract's part of a block.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContractShare {
+    pub transactions: usize,
+    pub gas: u64,
+    /// Conflict edges ending at its transactions.
+    pub conflicts: usize,
+    pub exact: usize,
+    pub mispredicted: usize,
+}
+
+/// A rayon pool per thread count, shared by every block of the process:
+/// creating threads per block would cost more than small blocks take.
+fn pool(threads: usize) -> Result<Arc<ThreadPool>, VmError> {
+    static POOLS: OnceLock<Mutex<BTreeMap<usize, Arc<ThreadPool>>>> = OnceLock::new();
+    let mut pools = POOLS.get_or_init(Mutex::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(pool) = pools.get(&threads) {
+        return Ok(pool.clone());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("chroma-exec-{i}"))
+        .build()
+        .map_err(|e| VmError::Engine(format!("cannot start {threads} threads: {e}")))?;
+    let pool = Arc::new(pool);
+    pools.insert(threads, pool.clone());
+    Ok(pool)
+}
+
+impl Vm {
+    /// Executes `txs` in order as one block with the analyzer's predictions,
+    /// applying their effects to the state. The receipts and the resulting
+    /// state are those of [`Vm::execute`] on each transaction in turn.
+    pub fn execute_block(&mut self, txs: &[Transaction], options: &BlockOptions) -> Result<BlockExecution, VmError> {
+        self.execute_block_with(txs, options, &AnalyzerPredictor)
+    }
+
+    /// [`Vm::execute_block`] with another predictor (for fault injection and experiments).
+    pub fn execute_block_with(
+        &mut self,
+        txs: &[Transaction],
+        options: &BlockOptions,
+        predictor: &dyn AccessPredictor,
+    ) -> Result<BlockExecution, VmError> {
+        let threads = options.threads.clamp(1, MAX_THREADS);
+        let options = BlockOptions { threads, ..*options };
+        let pool = if options.serial { None } else { Some(pool(threads)?) };
+        let mut receipts: Vec<Option<Receipt>> = vec![None; txs.len()];
+        let mut predictions: Vec<Option<Arc<PredictedAccess>>> = vec![None; txs.len()];
+        let mut mispredicted = Vec::new();
+        let (mut planning, mut execution, mut plans) = (Duration::ZERO, Duration::ZERO, 0);
+        let mut segment_plan: Option<ExecutionPlan> = None;
+        let mut next = 0;
+        while next < txs.len() {
+            if let TxKind::Deploy { .. } = txs[next].kind {
+                predictions[next] = Some(Arc::new(PredictedAccess { unbounded: true, ..PredictedAccess::default() }));
+                let started = Instant::now();
+                receipts[next] = Some(self.execute(&txs[next])?);
+                execution += started.elapsed();
+                next += 1;
+                continue;
+            }
+            let end = txs[next..].iter().position(|tx| matches!(tx.kind, TxKind::Deploy { .. })).map_or(txs.len(), |p| next + p);
+            let segment = &txs[next..end];
+
+            let started = Instant::now();
+            let predicted = self.predict(segment, predictor, pool.as_deref());
+            let plan = ExecutionPlan::new(&predicted);
+            planning += started.elapsed();
+            plans += 1;
+
+            let started = Instant::now();
+            let run = match &pool {
+                Some(pool) if mispredicted.len() < MAX_REPLANS => self.run_parallel(pool, segment, &predicted, &plan, options.strategy)?,
+                _ => {
+                    let mut done = Vec::with_capacity(segment.len());
+                    for tx in segment {
+                        done.push(self.execute(tx)?);
+                    }
+                    SegmentRun::Applied(done)
+                }
+            };
+            execution += started.elapsed();
+            let whole_block = next == 0 && end == txs.len();
+            for (i, prediction) in predicted.into_iter().enumerate() {
+                predictions[next + i] = Some(prediction);
+            }
+            match run {
+                SegmentRun::Applied(done) => {
+                    for (i, receipt) in done.into_iter().enumerate() {
+                        receipts[next + i] = Some(receipt);
+                    }
+                    if whole_block {
+                        segment_plan = Some(plan);
+                    }
+                    next = end;
+                }
+                SegmentRun::Mispredicted { done, at } => {
+                    for (i, receipt) in done.into_iter().enumerate() {
+                        receipts[next + i] = Some(receipt);
+                    }
+                    let index = next + at;
+                    mispredicted.push(index);
+                    let started = Instant::now();
+                    receipts[index] = Some(self.execute(&txs[index])?);
+                    execution += started.elapsed();
+                    next = index + 1;
+                }
+            }
+        }
+        let predictions: Vec<Arc<PredictedAccess>> = predictions.into_iter().flatten().collect();
+        let receipts: Vec<Receipt> = receipts.into_iter().flatten().collect();
+        debug_assert_eq!(receipts.len(), txs.len());
+        let plan = match segment_plan {
+            Some(plan) => plan,
+            None => ExecutionPlan::new(&predictions),
+        };
+        let report = BlockReport {
+            options,
+            plan,
+            targets: txs
+                .iter()
+                .map(|tx| match &tx.kind {
+                    TxKind::Call { contract, .. } => Some(*contract),
+                    TxKind::Deploy { .. } => None,
+                })
+                .collect(),
+            gas: receipts.iter().map(|r| r.gas_used).collect(),
+            predictions,
+            mispredicted,
+            planning,
+            execution,
+            plans,
+        };
+        Ok(BlockExecution { receipts, report })
+    }
+
+    /// Each transaction's predicted accesses over the current state, with its
+    /// nonce key.
+    fn predict(&self, segment: &[Transaction], predictor: &dyn AccessPredictor, pool: Option<&ThreadPool>) -> Vec<Arc<PredictedAccess>> {
+        let state = self.state().clone();
+        let env = PredictionEnv::new(self.runtime(), &*state);
+        let one = |tx: &Transaction| {
+            let mut access = predictor.predict(&env, tx);
+            let nonce = KeyPattern::Exact(nonce_key(&tx.sender));
+            access.reads.push(nonce.clone());
+            access.writes.push(nonce);
+            Arc::new(access)
+        };
+        match pool {
+            Some(pool) if segment.len() >= 64 => pool.install(|| segment.par_iter().with_min_len(32).map(one).collect()),
+            _ => segment.iter().map(one).collect(),
+        }
+    }
+
+    /// Runs a planned segment on `pool`. Applies the effects of the
+    /// transactions before the first misprediction (all of them if none).
+    fn run_parallel(
+        &mut self,
+        pool: &ThreadPool,
+        segment: &[Transaction],
+        predicted: &[Arc<PredictedAccess>],
+        plan: &ExecutionPlan,
+        strategy: Strategy,
+    ) -> Result<SegmentRun, VmError> {
+        let overlay = StateOverlay::over(self.state().clone());
+        let run = Parallel {
+            runtime: self.runtime().clone(),
+            view: overlay.clone(),
+            overlay,
+            segment,
+            predicted,
+            plan,
+            results: (0..segment.len()).map(|_| OnceLock::new()).collect(),
+            first_bad: AtomicUsize::new(usize::MAX),
+        };
+        match strategy {
+            Strategy::Barrier => run.barrier(pool),
+            Strategy::Dataflow => run.dataflow(pool),
+        }
+        let Parallel { overlay, results, first_bad, .. } = run;
+        let first_bad = first_bad.into_inner();
+        let mut executed = Vec::with_capacity(segment.len().min(first_bad));
+        for (i, slot) in results.into_iter().enumerate() {
+            match slot.into_inner() {
+                Some(Err(error)) => return Err(error),
+                Some(Ok(done)) if i < first_bad => executed.push(done),
+                _ => {}
+            }
+        }
+        if first_bad == usize::MAX {
+            // The overlay holds exactly the segment's effects.
+            self.state().apply_values(overlay.take_pending());
+            let receipts = executed.into_iter().map(|e| e.receipt).collect();
+            return Ok(SegmentRun::Applied(receipts));
+        }
+        let mut done = Vec::with_capacity(executed.len());
+        for e in executed {
+            self.state().apply(&e.writes)?;
+            done.push(e.receipt);
+        }
+        Ok(SegmentRun::Mispredicted { done, at: first_bad })
+    }
+}
+
+/// How a planned segment went.
+enum SegmentRun {
+    /// Every transaction ran within its prediction; effects applied.
+    Applied(Vec<Receipt>),
+    /// Transaction `at` (of the segment) left its prediction: the receipts of
+    /// those before it, whose effects are applied.
+    Mispredicted { done: Vec<Receipt>, at: usize },
+}
+
+/// One segment being executed on a pool.
+struct Parallel<'a> {
+    runtime: Arc<Runtime>,
+    /// The block's state so far, as transactions read it.
+    view: Arc<dyn StateRead>,
+    overlay: Arc<StateOverlay>,
+    segment: &'a [Transaction],
+    predicted: &'a [Arc<PredictedAccess>],
+    plan: &'a ExecutionPlan,
+    results: Vec<OnceLock<Result<Executed, VmError>>>,
+    /// The first transaction that mispredicted or failed; later ones are skipped.
+    first_bad: AtomicUsize,
+}
+
+impl Parallel<'_> {
+    /// Runs transaction `i` unless an earlier one already went wrong, and
+    /// applies its writes if it stayed within its prediction.
+    fn run(&self, i: usize) {
+        if i > self.first_bad.load(Ordering::Acquire) {
+            return;
+        }
+        let result = match execute_in(&self.runtime, &self.view, &self.segment[i], Some(self.predicted[i].clone())) {
+            Ok(done) if !done.mispredicted => self.overlay.apply(&done.writes).map(|()| done).map_err(VmError::State),
+            other => other,
+        };
+        if result.as_ref().map_or(true, |done| done.mispredicted) {
+            self.first_bad.fetch_min(i, Ordering::AcqRel);
+        }
+        // Each transaction runs once; the slot is empty until now.
+        let _ = self.results[i].set(result);
+    }
+
+    fn barrier(&self, pool: &ThreadPool) {
+        for group in &self.plan.groups {
+            pool.install(|| group.par_iter().for_each(|&i| self.run(i as usize)));
+        }
+    }
+
+    fn dataflow(&self, pool: &ThreadPool) {
+        let waiting: Vec<AtomicU32> =
+            (0..self.segment.len()).map(|i| AtomicU32::new(self.plan.graph.predecessors(i).count() as u32)).collect();
+        let waiting = &waiting;
+        pool.scope(|scope| {
+            // Ready transactions in block order: workers take them from the
+            // front, and successors are pushed as they become ready.
+            for i in (0..self.segment.len()).rev().filter(|&i| waiting[i].load(Ordering::Relaxed) == 0) {
+                scope.spawn(move |scope| self.run_then_release(scope, waiting, i));
+            }
+        });
+    }
+
+    fn run_then_release<'s>(&'s self, scope: &rayon::Scope<'s>, waiting: &'s [AtomicU32], i: usize) {
+        self.run(i);
+        for next in self.plan.graph.successors(i) {
+            if waiting[next].fetch_sub(1, Ordering::AcqRel) == 1 {
+                scope.spawn(move |scope| self.run_then_release(scope, waiting, next));
+            }
+        }
+    }
+}

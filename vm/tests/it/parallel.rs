@@ -1,0 +1,184 @@
+//! Parallel block execution against serial execution: random blocks over the
+//! example contracts (every workload, Zipf-skewed users, hot pools, reverts,
+//! out-of-gas, bad input, wrong nonces, missing contracts and methods,
+//! cross-contract calls) run with 1, 2, 4 and 8 threads under both
+//! strategies must give the receipts (gas, events, return values, accesses)
+//! and the state root of serial execution, block after block. The same must
+//! hold when the predictions are deliberately wrong.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chroma_analyzer::{KeyPattern, PredictedAccess};
+use chroma_vm::root::StateHash;
+use chroma_vm::{
+    AccessPredictor, AnalyzerPredictor, BlockExecution, BlockOptions, Outcome, PredictionEnv, Receipt, Strategy, Transaction, TxKind,
+    Vm,
+};
+use chroma_workloads::{Rng, Workload, World, WorldConfig};
+
+fn root(vm: &Vm) -> [u8; 32] {
+    let entries = vm.state().snapshot();
+    StateHash::of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).root()
+}
+
+/// A VM with the world's set-up blocks executed.
+fn set_up(setup: &[Vec<Transaction>]) -> Vm {
+    let mut vm = Vm::new().expect("engine");
+    for block in setup {
+        let done = vm.execute_block(block, &BlockOptions::serial()).expect("storage works");
+        for (tx, receipt) in block.iter().zip(&done.receipts) {
+            assert_eq!(receipt.outcome, Outcome::Success, "set-up transaction {tx:?}");
+        }
+    }
+    vm
+}
+
+/// The configurations compared with serial execution.
+fn configurations() -> Vec<BlockOptions> {
+    let mut all = Vec::new();
+    for threads in [1, 2, 4, 8] {
+        for strategy in Strategy::ALL {
+            all.push(BlockOptions { threads, strategy, serial: false });
+        }
+    }
+    all
+}
+
+/// Runs `blocks` blocks on a serial VM and on one VM per configuration,
+/// asserting after each block that everything equals serial. Returns the
+/// total number of mispredictions.
+fn compare(seed: u64, blocks: usize, predictor: &dyn AccessPredictor) -> (usize, usize) {
+    let config = WorldConfig { users: 40, pools: 3, seed, failures_per_mille: 80, observations_per_mille: 80 };
+    let (mut world, setup) = World::new(config);
+    let mut serial = set_up(&setup);
+    let configurations = configurations();
+    let mut parallel: Vec<Vm> = configurations.iter().map(|_| set_up(&setup)).collect();
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let (mut mispredictions, mut transactions) = (0, 0);
+    for b in 0..blocks {
+        let workload = Workload::ALL[rng.below(Workload::ALL.len() as u64) as usize];
+        let size = 1 + rng.below(48) as usize;
+        let block = world.block(workload, size);
+        transactions += block.len();
+        let expected = serial.execute_block(&block, &BlockOptions::serial()).expect("storage works");
+        let expected_root = root(&serial);
+        for (options, vm) in configurations.iter().zip(&mut parallel) {
+            let BlockExecution { receipts, report } = vm.execute_block_with(&block, options, predictor).expect("storage works");
+            assert_same(&expected.receipts, &receipts, &block, &format!("seed {seed}, block {b} ({workload}), {options:?}"));
+            assert_eq!(root(vm), expected_root, "seed {seed}, block {b} ({workload}), {options:?}: state root");
+            assert_eq!(report.transactions(), block.len());
+            mispredictions += report.mispredicted.len();
+        }
+    }
+    (mispredictions, transactions)
+}
+
+fn assert_same(expected: &[Receipt], actual: &[Receipt], block: &[Transaction], context: &str) {
+    assert_eq!(expected.len(), actual.len(), "{context}: receipts");
+    for (i, (e, a)) in expected.iter().zip(actual).enumerate() {
+        assert_eq!(e, a, "{context}: transaction {i} {:?}", block[i]);
+    }
+}
+
+#[test]
+fn random_blocks_in_parallel_equal_serial() {
+    let blocks = 1000;
+    let (mispredictions, transactions) = compare(11, blocks, &AnalyzerPredictor);
+    eprintln!("{blocks} blocks, {transactions} transactions, each run in {} configurations: {mispredictions} mispredictions", configurations().len());
+    assert_eq!(mispredictions, 0, "the analyzer's predictions are sound, so nothing may be mispredicted");
+}
+
+/// A wrong analyzer: drops about a third of each prediction's key patterns
+/// (never the nonce, which the executor adds itself).
+struct DroppingPredictor {
+    calls: AtomicUsize,
+}
+
+impl AccessPredictor for DroppingPredictor {
+    fn predict(&self, env: &PredictionEnv<'_>, tx: &Transaction) -> PredictedAccess {
+        let honest = AnalyzerPredictor.predict(env, tx);
+        let mut rng = Rng::new(tx.nonce.wrapping_mul(31) ^ u64::from(tx.sender.0[0]) ^ self.calls.fetch_add(1, Ordering::Relaxed) as u64);
+        let mut keep = |_: &KeyPattern| rng.below(3) != 0;
+        PredictedAccess {
+            reads: honest.reads.into_iter().filter(&mut keep).collect(),
+            writes: honest.writes.into_iter().filter(&mut keep).collect(),
+            adds: honest.adds.into_iter().filter(&mut keep).collect(),
+            unbounded: false,
+        }
+    }
+}
+
+#[test]
+fn wrong_predictions_are_caught_and_the_result_still_equals_serial() {
+    let predictor = DroppingPredictor { calls: AtomicUsize::new(0) };
+    let (mispredictions, transactions) = compare(23, 200, &predictor);
+    eprintln!("fault injection: {transactions} transactions, {mispredictions} mispredictions caught");
+    assert!(mispredictions > 0, "dropping accesses must cause mispredictions");
+}
+
+#[test]
+fn a_block_with_deploys_and_calls_to_what_it_deploys_equals_serial() {
+    let config = WorldConfig { users: 8, pools: 1, seed: 5, ..WorldConfig::default() };
+    let (world, mut setup) = World::new(config);
+    // The deploys, the funding and some transfers as one block: calls to
+    // contracts deployed earlier in the same block, and one to a contract
+    // deployed later in it (which must fail as it does serially).
+    let deploys = setup.remove(0);
+    let late_contract = deploys.last().and_then(|tx| match &tx.kind {
+        TxKind::Deploy { .. } => Some(chroma_vm::contract_address(&tx.sender, tx.nonce)),
+        TxKind::Call { .. } => None,
+    });
+    let mut block = Vec::new();
+    let early_call = Transaction {
+        sender: world.users[0],
+        nonce: 0,
+        kind: TxKind::Call { contract: late_contract.expect("a deploy"), method: "add".into(), args: chroma_host_api::Encode::encode(&(1u128,)) },
+        gas_limit: chroma_workloads::GAS,
+    };
+    block.push(early_call);
+    block.extend(deploys);
+    block.extend(setup.remove(0));
+    let mut serial = Vm::new().expect("engine");
+    let expected = serial.execute_block(&block, &BlockOptions::serial()).expect("storage works");
+    assert!(matches!(expected.receipts[0].outcome, Outcome::NoSuchContract(_)));
+    for options in configurations() {
+        let mut vm = Vm::new().expect("engine");
+        let done = vm.execute_block(&block, &options).expect("storage works");
+        assert_same(&expected.receipts, &done.receipts, &block, &format!("{options:?}"));
+        assert_eq!(root(&vm), root(&serial));
+        assert!(done.report.plans >= 2, "deploys cut the block into segments");
+    }
+}
+
+#[test]
+fn a_fully_dependent_block_is_one_chain_and_still_correct() {
+    let (mut world, setup) = World::new(WorldConfig { users: 30, pools: 1, seed: 9, ..WorldConfig::default() });
+    let mut serial = set_up(&setup);
+    let mut parallel = set_up(&setup);
+    let block = world.block(Workload::Chain, 200);
+    let expected = serial.execute_block(&block, &BlockOptions::serial()).expect("storage works");
+    let done = parallel.execute_block(&block, &BlockOptions { threads: 4, ..BlockOptions::default() }).expect("storage works");
+    assert_same(&expected.receipts, &done.receipts, &block, "chain");
+    assert_eq!(root(&parallel), root(&serial));
+    assert_eq!(done.report.plan.groups.len(), 200, "every increment depends on the one before");
+    assert!(done.report.predicted_speedup(8) < 1.0001);
+}
+
+#[test]
+fn independent_transfers_form_one_group() {
+    let (mut world, setup) = World::new(WorldConfig { users: 400, pools: 1, seed: 3, ..WorldConfig::default() });
+    let mut vm = set_up(&setup);
+    // Disjoint pairs: user 2i sends to user 2i+1.
+    let block: Vec<Transaction> = (0..200)
+        .map(|i| {
+            let (from, to) = (world.users[2 * i], world.users[2 * i + 1]);
+            world.call(from, world.usd, "transfer", chroma_host_api::Encode::encode(&(to, 5u128)))
+        })
+        .collect();
+    let done = vm.execute_block(&block, &BlockOptions { threads: 2, ..BlockOptions::default() }).expect("storage works");
+    assert!(done.receipts.iter().all(|r| r.outcome == Outcome::Success), "{:?}", done.receipts[0].outcome);
+    assert_eq!(done.report.plan.graph.edge_count(), 0);
+    assert_eq!(done.report.plan.groups.len(), 1);
+    assert_eq!(done.report.exact_predictions(), 200);
+    assert!(done.report.predicted_speedup(2) > 1.9);
+}
