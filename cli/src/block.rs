@@ -58,6 +58,7 @@ impl ExecutionArgs {
             threads: self.threads.map_or(default.threads, |t| t as usize),
             strategy: self.strategy,
             serial: self.serial,
+            adaptive: true,
         }
     }
 

@@ -61,13 +61,16 @@ pub struct BlockOptions {
     /// Execute one transaction after another (the reference), still planning
     /// the block for its report.
     pub serial: bool,
+    /// Run a segment serially when its plan has almost no parallelism
+    /// (`false`: always on the pool, as tests of the parallel path want).
+    pub adaptive: bool,
 }
 
 impl Default for BlockOptions {
     /// Parallel, dataflow, on every core.
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        BlockOptions { threads: cores.min(MAX_THREADS), strategy: Strategy::default(), serial: false }
+        BlockOptions { threads: cores.min(MAX_THREADS), strategy: Strategy::default(), serial: false, adaptive: true }
     }
 }
 
@@ -124,6 +127,10 @@ pub struct BlockReport {
     pub execution: Duration,
     /// Plans made (one per segment between deploys, plus one per misprediction).
     pub plans: usize,
+    /// Planned segments run serially because their plan had almost no
+    /// parallelism (a chain): running them on threads would only add the
+    /// cost of handing transactions between threads.
+    pub serial_segments: usize,
 }
 
 impl BlockReport {
@@ -179,6 +186,22 @@ pub struct ContractShare {
     pub mispredicted: usize,
 }
 
+/// Least speedup, in transactions per schedule step, worth running a plan
+/// in parallel for (per mille: 1150 = 1.15x).
+const MIN_PARALLEL_SPEEDUP_PER_MILLE: usize = 1_150;
+
+/// Whether `plan` on `options.threads` threads would run meaningfully
+/// faster than one transaction after another, counting transactions (gas
+/// is not known before execution).
+fn worth_parallel(plan: &ExecutionPlan, options: BlockOptions) -> bool {
+    if !options.adaptive {
+        return true;
+    }
+    let unit = vec![1u64; plan.len()];
+    let steps = plan.makespan(options.strategy, options.threads.max(2), &unit).max(1) as usize;
+    plan.len() * 1_000 >= steps * MIN_PARALLEL_SPEEDUP_PER_MILLE
+}
+
 /// A rayon pool per thread count, shared by every block of the process:
 /// creating threads per block would cost more than small blocks take.
 fn pool(threads: usize) -> Result<Arc<ThreadPool>, VmError> {
@@ -218,7 +241,7 @@ impl Vm {
         let mut receipts: Vec<Option<Receipt>> = vec![None; txs.len()];
         let mut predictions: Vec<Option<Arc<PredictedAccess>>> = vec![None; txs.len()];
         let mut mispredicted = Vec::new();
-        let (mut planning, mut execution, mut plans) = (Duration::ZERO, Duration::ZERO, 0);
+        let (mut planning, mut execution, mut plans, mut serial_segments) = (Duration::ZERO, Duration::ZERO, 0, 0);
         let mut segment_plan: Option<ExecutionPlan> = None;
         let mut next = 0;
         while next < txs.len() {
@@ -240,8 +263,14 @@ impl Vm {
             plans += 1;
 
             let started = Instant::now();
+            let worth_it = worth_parallel(&plan, options);
+            if !worth_it && pool.is_some() {
+                serial_segments += 1;
+            }
             let run = match &pool {
-                Some(pool) if mispredicted.len() < MAX_REPLANS => self.run_parallel(pool, segment, &predicted, &plan, options.strategy)?,
+                Some(pool) if mispredicted.len() < MAX_REPLANS && worth_it => {
+                    self.run_parallel(pool, segment, &predicted, &plan, options.strategy)?
+                }
                 _ => {
                     let mut done = Vec::with_capacity(segment.len());
                     for tx in segment {
@@ -301,8 +330,16 @@ impl Vm {
             planning,
             execution,
             plans,
+            serial_segments,
         };
         Ok(BlockExecution { receipts, report })
+    }
+
+    /// The plan the executor would make for `txs` now (for benchmarks and
+    /// tools): predictions over the current state, then the conflict graph.
+    pub fn plan(&self, txs: &[Transaction], threads: usize) -> Result<ExecutionPlan, VmError> {
+        let pool = pool(threads.clamp(1, MAX_THREADS))?;
+        Ok(ExecutionPlan::new(&self.predict(txs, &AnalyzerPredictor, Some(&pool))))
     }
 
     /// Each transaction's predicted accesses over the current state, with its

@@ -38,7 +38,7 @@ fn configurations() -> Vec<BlockOptions> {
     let mut all = Vec::new();
     for threads in [1, 2, 4, 8] {
         for strategy in Strategy::ALL {
-            all.push(BlockOptions { threads, strategy, serial: false });
+            all.push(BlockOptions { threads, strategy, serial: false, adaptive: false });
         }
     }
     all
@@ -161,6 +161,7 @@ fn a_fully_dependent_block_is_one_chain_and_still_correct() {
     assert_same(&expected.receipts, &done.receipts, &block, "chain");
     assert_eq!(root(&parallel), root(&serial));
     assert_eq!(done.report.plan.groups.len(), 200, "every increment depends on the one before");
+    assert_eq!(done.report.serial_segments, 1, "a chain runs serially: threads could only add hand-over costs");
     assert!(done.report.predicted_speedup(8) < 1.0001);
 }
 

@@ -1,0 +1,83 @@
+//! Parallel block execution against serial execution, on the same state and
+//! the same blocks, measured in interleaved rounds of one run: serial
+//! execution, parallel execution with each strategy on all cores, and
+//! planning alone (filling in templates, building the conflict graph and the
+//! groups). Prints medians and ratios.
+//!
+//! `cargo bench -p chroma-benches --bench block` (10,000-transaction blocks;
+//! under `cargo test` the same code runs once on small blocks).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chroma_vm::{BlockOptions, StateOverlay, Strategy, Transaction, Vm};
+use chroma_workloads::{Workload, World, WorldConfig};
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// A VM over a frozen copy of `base`'s state, sharing its contracts.
+fn fork(base: &Vm, frozen: &Arc<StateOverlay>) -> Vm {
+    Vm::with_state(base.runtime().clone(), StateOverlay::over(frozen.clone()))
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (users, size, chain_size, rounds) = if full { (10_000, 10_000, 2_000, 7) } else { (200, 300, 100, 1) };
+    let threads = BlockOptions::default().threads;
+    let config = WorldConfig { users, pools: 100, seed: 42, ..WorldConfig::default() };
+    let (_, setup) = World::new(config);
+    let mut base = Vm::new().expect("engine");
+    for block in &setup {
+        let done = base.execute_block(block, &BlockOptions::default()).expect("set-up");
+        assert!(done.receipts.iter().all(|r| r.outcome.is_success()), "set-up failed");
+    }
+    // Freeze the set-up state: every round starts from it.
+    let frozen = StateOverlay::new();
+    frozen.apply_values(base.state().snapshot().into_iter().map(|(k, v)| (k, Some(v))).collect());
+
+    println!("{threads} threads; medians of {rounds} interleaved rounds; times per block");
+    println!("{:<16} {:>6} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9}", "workload", "txs", "serial", "dataflow", "barrier", "planning", "df/ser", "bar/ser", "plan/df");
+    for workload in [Workload::Transfers, Workload::TransfersZipf, Workload::Swaps, Workload::DefiMix, Workload::Lending, Workload::Chain] {
+        // A fresh generator per workload: its nonces continue from the set-up.
+        let (mut world, _) = World::new(config);
+        let txs: Vec<Transaction> = world.block(workload, if workload == Workload::Chain { chain_size } else { size });
+        let (mut serial, mut dataflow, mut barrier, mut planning) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            for (samples, options) in [
+                (&mut serial, BlockOptions::serial()),
+                (&mut dataflow, BlockOptions { threads, strategy: Strategy::Dataflow, ..BlockOptions::default() }),
+                (&mut barrier, BlockOptions { threads, strategy: Strategy::Barrier, ..BlockOptions::default() }),
+            ] {
+                let mut vm = fork(&base, &frozen);
+                let started = Instant::now();
+                let done = vm.execute_block(&txs, &options).expect("block");
+                let elapsed = started.elapsed();
+                // Serial "execution" includes the report's plan; count execution alone.
+                samples.push(if options.serial { done.report.execution } else { elapsed });
+                assert!(done.report.mispredicted.is_empty());
+            }
+            let vm = fork(&base, &frozen);
+            let started = Instant::now();
+            let plan = vm.plan(&txs, threads).expect("plan");
+            planning.push(started.elapsed());
+            assert_eq!(plan.len(), txs.len());
+        }
+        let (s, d, b, p) = (median(serial), median(dataflow), median(barrier), median(planning));
+        let ms = |d: Duration| format!("{:.2}ms", d.as_secs_f64() * 1e3);
+        println!(
+            "{:<16} {:>6} {:>10} {:>10} {:>10} {:>10} {:>8.2}x {:>8.2}x {:>8.1}%",
+            workload.name(),
+            txs.len(),
+            ms(s),
+            ms(d),
+            ms(b),
+            ms(p),
+            s.as_secs_f64() / d.as_secs_f64(),
+            s.as_secs_f64() / b.as_secs_f64(),
+            100.0 * p.as_secs_f64() / d.as_secs_f64()
+        );
+    }
+}
