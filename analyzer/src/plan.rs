@@ -34,11 +34,12 @@
 //! before it are done.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap};
 use std::cmp::Reverse;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::predict::{KeyPattern, PredictedAccess};
@@ -109,6 +110,24 @@ fn intention(modes: Modes) -> Modes {
 /// plain write of it (see `ConflictGraph::build`).
 const MAX_EDGES_PER_ACCESS: usize = 32;
 
+/// Resource ids of the block's key patterns, borrowed while building. The
+/// map is only looked up, never iterated, so its order cannot leak.
+#[derive(Default)]
+struct Interner<'a> {
+    index: FxHashMap<&'a KeyPattern, u32>,
+    resources: Vec<&'a KeyPattern>,
+}
+
+impl<'a> Interner<'a> {
+    fn intern(&mut self, pattern: &'a KeyPattern) -> u32 {
+        let resources = &mut self.resources;
+        *self.index.entry(pattern).or_insert_with(|| {
+            resources.push(pattern);
+            resources.len() as u32 - 1
+        })
+    }
+}
+
 /// Who used a resource since its last plain write, by mode bit.
 #[derive(Default)]
 struct ResourceUsers {
@@ -132,29 +151,20 @@ pub struct ConflictGraph {
 impl ConflictGraph {
     /// The conflict graph of a block whose transactions access `accesses`, in block order.
     pub fn build<A: Borrow<PredictedAccess>>(accesses: &[A]) -> ConflictGraph {
-        let mut resources: Vec<KeyPattern> = Vec::new();
-        let mut index: HashMap<KeyPattern, u32> = HashMap::new();
-        let mut intern = |pattern: &KeyPattern, resources: &mut Vec<KeyPattern>| -> u32 {
-            if let Some(&id) = index.get(pattern) {
-                return id;
-            }
-            let id = resources.len() as u32;
-            resources.push(pattern.clone());
-            index.insert(pattern.clone(), id);
-            id
-        };
         let everything = KeyPattern::Prefix(Vec::new());
+        let mut interner = Interner::default();
+        interner.index.reserve(accesses.len() * 4);
 
         // The prefixes of the block, so keys below them take intentions.
-        let mut prefixes: HashMap<Vec<u8>, u32> = HashMap::new();
+        let mut prefixes: FxHashMap<&[u8], u32> = FxHashMap::default();
         let mut prefix_lengths: BTreeSet<usize> = BTreeSet::new();
         for access in accesses {
             let access = access.borrow();
             let unbounded = access.unbounded.then_some(&everything);
             for pattern in access.reads.iter().chain(&access.writes).chain(&access.adds).chain(unbounded) {
                 if let KeyPattern::Prefix(bytes) = pattern {
-                    let id = intern(pattern, &mut resources);
-                    prefixes.insert(bytes.clone(), id);
+                    let id = interner.intern(pattern);
+                    prefixes.insert(bytes.as_slice(), id);
                     prefix_lengths.insert(bytes.len());
                 }
             }
@@ -172,7 +182,7 @@ impl ConflictGraph {
             let unbounded = access.unbounded.then(|| std::slice::from_ref(&everything));
             let all = direct.iter().flat_map(|(mode, list)| list.iter().map(move |p| (*mode, p)));
             for (mode, pattern) in all.chain(unbounded.into_iter().flatten().map(|p| (WRITE, p))) {
-                touched.push((intern(pattern, &mut resources), mode));
+                touched.push((interner.intern(pattern), mode));
                 let bytes = pattern.bytes();
                 for &len in &prefix_lengths {
                     let strictly_inside = len < bytes.len() || (len == bytes.len() && pattern.is_exact());
@@ -195,7 +205,7 @@ impl ConflictGraph {
                     i += 1;
                 }
                 if users.len() <= resource as usize {
-                    users.resize_with(resources.len(), ResourceUsers::default);
+                    users.resize_with(interner.resources.len(), ResourceUsers::default);
                 }
                 let entry = &mut users[resource as usize];
                 let mut mask = conflict_mask(modes);
@@ -228,7 +238,7 @@ impl ConflictGraph {
             }
             preds.sort_unstable();
             preds.dedup();
-            edges_by_resource.resize(resources.len(), 0);
+            edges_by_resource.resize(interner.resources.len(), 0);
             let mut last = None;
             for &(earlier, resource) in &preds {
                 edges_by_resource[resource as usize] += 1;
@@ -238,7 +248,7 @@ impl ConflictGraph {
                 }
             }
         }
-        edges_by_resource.resize(resources.len(), 0);
+        edges_by_resource.resize(interner.resources.len(), 0);
 
         let mut graph = DiGraph::with_capacity(accesses.len(), edges.len());
         for _ in accesses {
@@ -247,6 +257,7 @@ impl ConflictGraph {
         for (from, to, resource) in edges {
             graph.add_edge(NodeIndex::new(from as usize), NodeIndex::new(to as usize), resource);
         }
+        let resources = interner.resources.into_iter().cloned().collect();
         ConflictGraph { graph, resources, edges_by_resource }
     }
 

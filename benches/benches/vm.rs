@@ -16,6 +16,12 @@ use chroma_vm::floor::{instantiate_once, WarmInstance};
 use chroma_vm::{dev_account, BlockOptions, Node, Outcome, Transaction, TxKind};
 use criterion::{BatchSize, Criterion};
 
+/// glibc's malloc serialises threads that allocate and free each other's
+/// memory (transactions' writes are made on one thread and applied on
+/// another): with it, parallel blocks ran slower than serial ones.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn transfer_paths(c: &mut Criterion) {
     let (mut vm, token) = vm_with_token();
     let mut nonce = 1;

@@ -16,6 +16,12 @@ use clap::{Parser, Subcommand};
 
 use chain::{CallArgs, Ctx, DeployArgs, DEFAULT_GAS};
 
+/// glibc's malloc serialises threads that allocate and free each other's
+/// memory (transactions' writes are made on one thread and applied on
+/// another): with it, parallel blocks ran slower than serial ones.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Chroma: a WebAssembly smart-contract VM that finds a block's parallelism before running it.
 ///
 /// Commands that submit a transaction (deploy, call) commit it as a block and exit

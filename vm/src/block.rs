@@ -41,7 +41,7 @@ use rayon::ThreadPool;
 
 use crate::prediction::PredictionEnv;
 use crate::runtime::{execute_in, nonce_key, Executed, Runtime, Vm, VmError};
-use crate::state::{StateOverlay, StateRead};
+use crate::state::{BlockOverlay, StateRead};
 use crate::tx::{Receipt, Transaction, TxKind};
 
 /// Mispredictions after which the rest of a block runs serially: each one
@@ -338,8 +338,14 @@ impl Vm {
     /// The plan the executor would make for `txs` now (for benchmarks and
     /// tools): predictions over the current state, then the conflict graph.
     pub fn plan(&self, txs: &[Transaction], threads: usize) -> Result<ExecutionPlan, VmError> {
+        Ok(ExecutionPlan::new(&self.predict_block(txs, threads)?))
+    }
+
+    /// The analyzer's predictions for `txs` now, nonce keys included, filled
+    /// in on `threads` threads.
+    pub fn predict_block(&self, txs: &[Transaction], threads: usize) -> Result<Vec<Arc<PredictedAccess>>, VmError> {
         let pool = pool(threads.clamp(1, MAX_THREADS))?;
-        Ok(ExecutionPlan::new(&self.predict(txs, &AnalyzerPredictor, Some(&pool))))
+        Ok(self.predict(txs, &AnalyzerPredictor, Some(&pool)))
     }
 
     /// Each transaction's predicted accesses over the current state, with its
@@ -370,7 +376,7 @@ impl Vm {
         plan: &ExecutionPlan,
         strategy: Strategy,
     ) -> Result<SegmentRun, VmError> {
-        let overlay = StateOverlay::over(self.state().clone());
+        let overlay = BlockOverlay::over(self.state().clone());
         let run = Parallel {
             runtime: self.runtime().clone(),
             view: overlay.clone(),
@@ -424,7 +430,7 @@ struct Parallel<'a> {
     runtime: Arc<Runtime>,
     /// The block's state so far, as transactions read it.
     view: Arc<dyn StateRead>,
-    overlay: Arc<StateOverlay>,
+    overlay: Arc<BlockOverlay>,
     segment: &'a [Transaction],
     predicted: &'a [Arc<PredictedAccess>],
     plan: &'a ExecutionPlan,

@@ -4,7 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
+use std::hash::Hasher;
+
 use chroma_analyzer::PredictedAccess;
+use rustc_hash::{FxHashMap, FxHasher};
 use chroma_host_api::codec::{Decode, Encode};
 
 use crate::tx::Event;
@@ -145,6 +148,70 @@ impl StateRead for StateOverlay {
             Some(base) => base.get(key),
             None => Ok(None),
         }
+    }
+}
+
+/// Shards of a [`BlockOverlay`]: enough that two threads rarely want the same lock.
+const OVERLAY_SHARDS: usize = 64;
+
+/// The writes of a block being executed in parallel, over the state before
+/// it. Sharded by key, so that threads reading and applying different keys
+/// rarely meet on one lock (with one lock, every finished transaction's
+/// writes stopped every reader). Applying is atomic per key, which is all
+/// the executor needs: a transaction that conflicts with another starts
+/// only after that one's writes are all applied, and one that does not
+/// conflict never reads them.
+pub struct BlockOverlay {
+    base: Arc<dyn StateRead>,
+    shards: Vec<RwLock<FxHashMap<Vec<u8>, Option<Vec<u8>>>>>,
+}
+
+impl BlockOverlay {
+    pub fn over(base: Arc<dyn StateRead>) -> Arc<BlockOverlay> {
+        Arc::new(BlockOverlay { base, shards: (0..OVERLAY_SHARDS).map(|_| RwLock::default()).collect() })
+    }
+
+    fn shard(&self, key: &[u8]) -> &RwLock<FxHashMap<Vec<u8>, Option<Vec<u8>>>> {
+        let mut hasher = FxHasher::default();
+        hasher.write(key);
+        &self.shards[(hasher.finish() >> 32) as usize % OVERLAY_SHARDS]
+    }
+
+    /// Applies a transaction's writes; adds to the value each key has now.
+    pub fn apply(&self, writes: &TxWrites) -> Result<(), StateError> {
+        for (key, op) in writes {
+            let mut shard = self.shard(key).write().unwrap_or_else(|p| p.into_inner());
+            let value = match op {
+                WriteOp::Set(value) => value.clone(),
+                WriteOp::Add(amount) => {
+                    let current = match shard.get(key) {
+                        Some(pending) => pending.clone(),
+                        None => self.base.get(key)?,
+                    };
+                    Some(added(current.as_deref(), *amount))
+                }
+            };
+            shard.insert(key.clone(), value);
+        }
+        Ok(())
+    }
+
+    /// Takes every pending write, in key order.
+    pub fn take_pending(&self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        let mut all = BTreeMap::new();
+        for shard in &self.shards {
+            all.extend(std::mem::take(&mut *shard.write().unwrap_or_else(|p| p.into_inner())));
+        }
+        all
+    }
+}
+
+impl StateRead for BlockOverlay {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        if let Some(pending) = self.shard(key).read().unwrap_or_else(|p| p.into_inner()).get(key) {
+            return Ok(pending.clone());
+        }
+        self.base.get(key)
     }
 }
 

@@ -1,0 +1,41 @@
+//! Plans the same 10,000-transaction block over and over, for a profiler:
+//! `cargo run --release -p chroma-benches --example plan_profile -- [workload] [rounds]`.
+
+use chroma_vm::{BlockOptions, Vm};
+use chroma_workloads::{Workload, World, WorldConfig};
+
+/// glibc's malloc serialises threads that allocate and free each other's
+/// memory (transactions' writes are made on one thread and applied on
+/// another): with it, parallel blocks ran slower than serial ones.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let workload: Workload = args.next().map_or(Ok(Workload::Transfers), |w| w.parse()).unwrap_or(Workload::Transfers);
+    let rounds: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(20);
+    let config = WorldConfig { users: 10_000, pools: 100, seed: 42, ..WorldConfig::default() };
+    let (mut world, setup) = World::new(config);
+    let mut vm = Vm::new().expect("engine");
+    for block in &setup {
+        vm.execute_block(block, &BlockOptions::default()).expect("set-up");
+    }
+    let txs = world.block(workload, 10_000);
+    let threads = BlockOptions::default().threads;
+    let (mut predicting, mut planning) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    for _ in 0..rounds {
+        let started = std::time::Instant::now();
+        let predictions = vm.predict_block(&txs, threads).expect("predict");
+        predicting += started.elapsed();
+        let started = std::time::Instant::now();
+        std::hint::black_box(chroma_vm::ExecutionPlan::new(&predictions));
+        planning += started.elapsed();
+    }
+    let per_block = |d: std::time::Duration| d.as_secs_f64() * 1e3 / rounds as f64;
+    println!(
+        "{workload}: {} transactions: predicting {:.2} ms ({threads} threads), conflict graph and groups {:.2} ms",
+        txs.len(),
+        per_block(predicting),
+        per_block(planning)
+    );
+}
