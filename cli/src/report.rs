@@ -79,7 +79,7 @@ pub fn text(report: &BlockReport, names: Names<'_>, extras: &Extras) -> String {
     let _ = writeln!(out, "block          {n} transactions, {} conflict edges, {} groups; executed {mode}", plan.graph.edge_count(), plan.groups.len());
     let _ = writeln!(
         out,
-        "predictions    {} exact ({:.1}%), {} mispredicted, {} plan{}",
+        "predictions    {} of single keys only ({:.1}%), {} mispredicted, {} plan{}",
         report.exact_predictions(),
         percent(report.exact_predictions() as f64, n as f64),
         report.mispredicted.len(),
@@ -124,12 +124,17 @@ pub fn text(report: &BlockReport, names: Names<'_>, extras: &Extras) -> String {
             let _ = writeln!(out, "  {edges:>7}  {}", describe(pattern, names));
         }
     }
-    let _ = writeln!(out, "\n{:<14} {:>6} {:>12} {:>10} {:>7} {:>13}", "contract", "txs", "gas", "conflicts", "exact", "mispredicted");
-    for (contract, share) in report.by_contract() {
-        let label = contract.map_or_else(|| "(deploys)".to_string(), |c| address(&c, names));
+    let _ = writeln!(out, "\n{:<14} {:>6} {:>12} {:>10} {:>10} {:>13}", "contract", "txs", "gas", "conflicts", "single-key", "mispredicted");
+    let mut shares: Vec<(String, chroma_vm::ContractShare)> = report
+        .by_contract()
+        .into_iter()
+        .map(|(contract, share)| (contract.map_or_else(|| "(deploys)".to_string(), |c| address(&c, names)), share))
+        .collect();
+    shares.sort_by(|(a, x), (b, y)| y.transactions.cmp(&x.transactions).then_with(|| a.cmp(b)));
+    for (label, share) in shares {
         let _ = writeln!(
             out,
-            "{label:<14} {:>6} {:>12} {:>10} {:>6.1}% {:>13}",
+            "{label:<14} {:>6} {:>12} {:>10} {:>9.1}% {:>13}",
             share.transactions,
             share.gas,
             share.conflicts,
@@ -266,7 +271,7 @@ td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
 <h2>Hottest keys</h2>
 <table><tr><th>conflict edges</th><th>key</th></tr>{hot}</table>
 <h2>Contracts</h2>
-<table><tr><th>contract</th><th>transactions</th><th>gas</th><th>conflicts</th><th>exact predictions</th><th>mispredicted</th></tr>{contracts}</table>
+<table><tr><th>contract</th><th>transactions</th><th>gas</th><th>conflicts</th><th>single-key predictions</th><th>mispredicted</th></tr>{contracts}</table>
 </body></html>
 "#,
         groups = sizes.len(),
