@@ -128,10 +128,12 @@ impl<'a> Interner<'a> {
     }
 }
 
-/// Who used a resource since its last plain write, by mode bit.
-#[derive(Default)]
+/// Who used a resource since its last plain write: that write, and the
+/// other accesses since, by mode bit (allocated only when there are any:
+/// most keys of a block see one or two writes).
 struct ResourceUsers {
-    by_mode: [Vec<u32>; MODE_COUNT],
+    writer: Option<u32>,
+    since: Option<Box<[Vec<u32>; MODE_COUNT]>>,
 }
 
 /// Transactions as nodes (node `i` is the block's transaction `i`), an edge
@@ -205,7 +207,7 @@ impl ConflictGraph {
                     i += 1;
                 }
                 if users.len() <= resource as usize {
-                    users.resize_with(interner.resources.len(), ResourceUsers::default);
+                    users.resize_with(interner.resources.len(), || ResourceUsers { writer: None, since: None });
                 }
                 let entry = &mut users[resource as usize];
                 let mut mask = conflict_mask(modes);
@@ -215,24 +217,35 @@ impl ConflictGraph {
                 // access counts as a plain write instead: the same edges
                 // once, then the lists empty, and later accesses need one
                 // edge. Ordering more is always safe.
-                let needed: usize = (0..MODE_COUNT).filter(|bit| mask & (1 << bit) != 0).map(|bit| entry.by_mode[bit].len()).sum();
-                if needed > MAX_EDGES_PER_ACCESS {
-                    modes |= WRITE;
-                    mask = conflict_mask(modes);
+                if let Some(since) = &entry.since {
+                    let needed: usize = (0..MODE_COUNT).filter(|bit| mask & (1 << bit) != 0).map(|bit| since[bit].len()).sum();
+                    if needed > MAX_EDGES_PER_ACCESS {
+                        modes |= WRITE;
+                        mask = conflict_mask(modes);
+                    }
                 }
-                for bit in 0..MODE_COUNT {
-                    if mask & (1 << bit) != 0 {
-                        preds.extend(entry.by_mode[bit].iter().map(|&earlier| (earlier, resource)));
+                // Every mode conflicts with a plain write.
+                preds.extend(entry.writer.map(|writer| (writer, resource)));
+                if let Some(since) = &entry.since {
+                    for bit in 0..MODE_COUNT {
+                        if mask & (1 << bit) != 0 {
+                            preds.extend(since[bit].iter().map(|&earlier| (earlier, resource)));
+                        }
                     }
                 }
                 if modes & WRITE != 0 {
-                    for list in &mut entry.by_mode {
-                        list.clear();
+                    // A plain write conflicts with everything after it too:
+                    // it alone stands for what came before.
+                    entry.writer = Some(tx);
+                    if let Some(since) = &mut entry.since {
+                        since.iter_mut().for_each(Vec::clear);
                     }
-                }
-                for bit in 0..MODE_COUNT {
-                    if modes & (1 << bit) != 0 {
-                        entry.by_mode[bit].push(tx);
+                } else {
+                    let since = entry.since.get_or_insert_with(Default::default);
+                    for bit in 0..MODE_COUNT {
+                        if modes & (1 << bit) != 0 {
+                            since[bit].push(tx);
+                        }
                     }
                 }
             }

@@ -114,9 +114,32 @@ pub fn predict(env: &impl Environment, sender: &Address, contract: &Address, met
     filler.out
 }
 
+/// How many bytes from `start` continue the source of `bytes[start]` one
+/// offset at a time (1 for a byte that is not an input or address byte).
+fn run_length(bytes: &[Byte], start: usize) -> usize {
+    let next = |b: Byte| match b {
+        Byte::Input(i) => i.checked_add(1).map(Byte::Input),
+        Byte::Caller(i) => i.checked_add(1).map(Byte::Caller),
+        Byte::Contract(i) => i.checked_add(1).map(Byte::Contract),
+        _ => None,
+    };
+    let mut len = 1;
+    let mut expected = next(bytes[start]);
+    while let Some(b) = expected {
+        if bytes.get(start + len) != Some(&b) {
+            break;
+        }
+        len += 1;
+        expected = next(b);
+    }
+    len
+}
+
 /// A call's input bytes as far as they are known.
 enum Args<'a> {
     Known(&'a [u8]),
+    /// Every byte known (a nested call's arguments).
+    Owned(Vec<u8>),
     Partial(Vec<Option<u8>>),
     Unknown,
 }
@@ -125,6 +148,7 @@ impl Args<'_> {
     fn byte(&self, i: usize) -> Option<u8> {
         match self {
             Args::Known(bytes) => bytes.get(i).copied(),
+            Args::Owned(bytes) => bytes.get(i).copied(),
             Args::Partial(bytes) => bytes.get(i).copied().flatten(),
             Args::Unknown => None,
         }
@@ -265,18 +289,21 @@ impl<E: Environment> Filler<'_, E> {
     }
 
     fn nested(&mut self, frame: &mut Frame<'_, '_>, call: &CallTemplate, depth: u32) {
-        let mut callee = [0u8; ADDRESS_LEN];
-        for (i, b) in call.callee.iter().enumerate().take(ADDRESS_LEN) {
-            match self.byte(frame, *b, 0) {
-                Some(v) => callee[i] = v,
-                None => {
-                    self.out.unbounded = true;
-                    return;
+        let mut callee = Vec::with_capacity(ADDRESS_LEN);
+        self.bytes(frame, &call.callee[..call.callee.len().min(ADDRESS_LEN)], 0, &mut callee);
+        let Ok(callee) = <[u8; ADDRESS_LEN]>::try_from(callee.as_slice()) else {
+            self.out.unbounded = true;
+            return;
+        };
+        let args = match &call.args {
+            Some(bytes) => {
+                let mut known = Vec::with_capacity(bytes.len());
+                if self.bytes(frame, bytes, 0, &mut known) {
+                    Args::Owned(known)
+                } else {
+                    Args::Partial(bytes.iter().map(|b| self.byte(frame, *b, 0)).collect())
                 }
             }
-        }
-        let args = match &call.args {
-            Some(bytes) => Args::Partial(bytes.iter().map(|b| self.byte(frame, *b, 0)).collect()),
             None => Args::Unknown,
         };
         let contract = *frame.contract;
@@ -289,17 +316,50 @@ impl<E: Environment> Filler<'_, E> {
         };
         let mut full = Vec::with_capacity(KEY_PREFIX_LEN + key.bytes.len());
         full.extend_from_slice(&slot_prefix(frame.contract, slot));
-        for b in &key.bytes {
-            match self.byte(frame, *b, depth) {
-                Some(v) => full.push(v),
-                None => return KeyPattern::Prefix(full),
-            }
+        if !self.bytes(frame, &key.bytes, depth, &mut full) {
+            return KeyPattern::Prefix(full);
         }
         if key.exact {
             KeyPattern::Exact(full)
         } else {
             KeyPattern::Prefix(full)
         }
+    }
+
+    /// Appends the values of `bytes` to `out`, up to the first unknown one;
+    /// returns whether all were known. Keys and arguments are mostly runs of
+    /// consecutive bytes of one source (an address argument, the caller),
+    /// which are copied as slices.
+    fn bytes(&mut self, frame: &mut Frame<'_, '_>, bytes: &[Byte], depth: u32, out: &mut Vec<u8>) -> bool {
+        let mut j = 0;
+        while j < bytes.len() {
+            let run = run_length(bytes, j);
+            let range = |i: usize| i..i + run;
+            let copied = match (bytes[j], frame.args) {
+                (Byte::Caller(i), _) => frame.caller.as_bytes().get(range(i as usize)).map(|s| out.extend_from_slice(s)),
+                (Byte::Contract(i), _) => frame.contract.as_bytes().get(range(i as usize)).map(|s| out.extend_from_slice(s)),
+                (Byte::Input(i), Args::Known(input)) => input.get(range(i as usize)).map(|s| out.extend_from_slice(s)),
+                (Byte::Input(i), Args::Owned(input)) => input.get(range(i as usize)).map(|s| out.extend_from_slice(s)),
+                (Byte::Input(i), Args::Partial(input)) => match input.get(range(i as usize)) {
+                    Some(known) if known.iter().all(Option::is_some) => {
+                        out.extend(known.iter().flatten());
+                        Some(())
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            if copied.is_none() {
+                for &b in &bytes[j..j + run] {
+                    match self.byte(frame, b, depth) {
+                        Some(v) => out.push(v),
+                        None => return false,
+                    }
+                }
+            }
+            j += run;
+        }
+        true
     }
 
     fn byte(&mut self, frame: &mut Frame<'_, '_>, b: Byte, depth: u32) -> Option<u8> {

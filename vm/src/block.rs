@@ -2,7 +2,7 @@
 //!
 //! 1. **Predict.** Each transaction's access templates are filled in
 //!    ([`AccessPredictor`], by default the analyzer's [`chroma_analyzer::predict`])
-//!    and the sender's nonce key is added (every transaction reads and writes
+//!    and the sender's nonce key is added as a write (every transaction reads and writes
 //!    it). A deploy may access anything and changes which contracts exist, so
 //!    the block is cut into *segments* at deploys; deploys run alone.
 //! 2. **Plan.** The segment's [`ExecutionPlan`]: the conflict graph and its
@@ -41,7 +41,7 @@ use rayon::ThreadPool;
 
 use crate::prediction::PredictionEnv;
 use crate::runtime::{execute_in, nonce_key, Executed, Runtime, Vm, VmError};
-use crate::state::{BlockOverlay, StateRead};
+use crate::state::{BlockOverlay, StateOverlay, StateRead};
 use crate::tx::{Receipt, Transaction, TxKind};
 
 /// Mispredictions after which the rest of a block runs serially: each one
@@ -121,7 +121,10 @@ pub struct BlockReport {
     pub gas: Vec<u64>,
     /// Transactions whose accesses left their prediction, in block order.
     pub mispredicted: Vec<usize>,
-    /// Filling templates in and building plans.
+    /// Filling templates in and building plans. When a segment turns out to
+    /// be a chain after its first transactions are planned, it runs serially
+    /// while the rest is planned on another thread: then planning and
+    /// execution overlap.
     pub planning: Duration,
     /// Running transactions and applying their writes to the block's state.
     pub execution: Duration,
@@ -185,6 +188,9 @@ pub struct ContractShare {
     pub exact: usize,
     pub mispredicted: usize,
 }
+
+/// Transactions planned before deciding whether a segment runs in parallel.
+const PROBE_LEN: usize = 256;
 
 /// Least speedup, in transactions per schedule step, worth running a plan
 /// in parallel for (per mille: 1150 = 1.15x).
@@ -256,30 +262,65 @@ impl Vm {
             let end = txs[next..].iter().position(|tx| matches!(tx.kind, TxKind::Deploy { .. })).map_or(txs.len(), |p| next + p);
             let segment = &txs[next..end];
 
+            // Plan a first stretch: if even that is a chain, the segment runs
+            // serially at once, and the rest is planned (for the report) on
+            // another thread meanwhile, so that a block with no parallelism
+            // costs no more than serial execution.
             let started = Instant::now();
-            let predicted = self.predict(segment, predictor, pool.as_deref());
-            let plan = ExecutionPlan::new(&predicted);
+            let probe = segment.len().min(PROBE_LEN);
+            let mut predicted = predict_with(self.runtime(), self.state(), &segment[..probe], predictor, pool.as_deref());
+            let probe_plan = ExecutionPlan::new(&predicted);
             planning += started.elapsed();
             plans += 1;
-
-            let started = Instant::now();
-            let worth_it = worth_parallel(&plan, options);
-            if !worth_it && pool.is_some() {
-                serial_segments += 1;
-            }
-            let run = match &pool {
-                Some(pool) if mispredicted.len() < MAX_REPLANS && worth_it => {
-                    self.run_parallel(pool, segment, &predicted, &plan, options.strategy)?
+            let serially = pool.is_none() || mispredicted.len() >= MAX_REPLANS || !worth_parallel(&probe_plan, options);
+            let (plan, run) = if serially && probe < segment.len() {
+                let (runtime, state) = (self.runtime().clone(), self.state().clone());
+                let probe_predictions = std::mem::take(&mut predicted);
+                if pool.is_some() {
+                    serial_segments += 1;
                 }
-                _ => {
-                    let mut done = Vec::with_capacity(segment.len());
-                    for tx in segment {
-                        done.push(self.execute(tx)?);
+                let started = Instant::now();
+                let (planned, done) = std::thread::scope(|scope| {
+                    let planner = scope.spawn(|| {
+                        let started = Instant::now();
+                        let mut all = probe_predictions;
+                        all.extend(predict_with(&runtime, &state, &segment[probe..], predictor, None));
+                        let plan = ExecutionPlan::new(&all);
+                        (all, plan, started.elapsed())
+                    });
+                    let done = self.execute_serially(segment);
+                    (planner.join(), done)
+                });
+                execution += started.elapsed();
+                let (all, plan, took) = planned.map_err(|_| VmError::Engine("the planning thread panicked".into()))?;
+                planning += took;
+                predicted = all;
+                (plan, SegmentRun::Applied(done?))
+            } else {
+                let plan = if probe < segment.len() {
+                    let started = Instant::now();
+                    predicted.extend(predict_with(self.runtime(), self.state(), &segment[probe..], predictor, pool.as_deref()));
+                    let plan = ExecutionPlan::new(&predicted);
+                    planning += started.elapsed();
+                    plan
+                } else {
+                    probe_plan
+                };
+                let started = Instant::now();
+                let run = match &pool {
+                    Some(pool) if !serially && worth_parallel(&plan, options) => {
+                        self.run_parallel(pool, segment, &predicted, &plan, options.strategy)?
                     }
-                    SegmentRun::Applied(done)
-                }
+                    _ => {
+                        if pool.is_some() {
+                            serial_segments += 1;
+                        }
+                        SegmentRun::Applied(self.execute_serially(segment)?)
+                    }
+                };
+                execution += started.elapsed();
+                (plan, run)
             };
-            execution += started.elapsed();
             let whole_block = next == 0 && end == txs.len();
             for (i, prediction) in predicted.into_iter().enumerate() {
                 predictions[next + i] = Some(prediction);
@@ -345,25 +386,12 @@ impl Vm {
     /// in on `threads` threads.
     pub fn predict_block(&self, txs: &[Transaction], threads: usize) -> Result<Vec<Arc<PredictedAccess>>, VmError> {
         let pool = pool(threads.clamp(1, MAX_THREADS))?;
-        Ok(self.predict(txs, &AnalyzerPredictor, Some(&pool)))
+        Ok(predict_with(self.runtime(), self.state(), txs, &AnalyzerPredictor, Some(&pool)))
     }
 
-    /// Each transaction's predicted accesses over the current state, with its
-    /// nonce key.
-    fn predict(&self, segment: &[Transaction], predictor: &dyn AccessPredictor, pool: Option<&ThreadPool>) -> Vec<Arc<PredictedAccess>> {
-        let state = self.state().clone();
-        let env = PredictionEnv::new(self.runtime(), &*state);
-        let one = |tx: &Transaction| {
-            let mut access = predictor.predict(&env, tx);
-            let nonce = KeyPattern::Exact(nonce_key(&tx.sender));
-            access.reads.push(nonce.clone());
-            access.writes.push(nonce);
-            Arc::new(access)
-        };
-        match pool {
-            Some(pool) if segment.len() >= 64 => pool.install(|| segment.par_iter().with_min_len(32).map(one).collect()),
-            _ => segment.iter().map(one).collect(),
-        }
+    /// Executes `segment` one transaction after another, applying each.
+    fn execute_serially(&mut self, segment: &[Transaction]) -> Result<Vec<Receipt>, VmError> {
+        segment.iter().map(|tx| self.execute(tx)).collect()
     }
 
     /// Runs a planned segment on `pool`. Applies the effects of the
@@ -413,6 +441,41 @@ impl Vm {
             done.push(e.receipt);
         }
         Ok(SegmentRun::Mispredicted { done, at: first_bad })
+    }
+}
+
+/// Each transaction's predicted accesses over `state`, with its nonce key,
+/// filled in on `pool` when there is one and the segment is long enough.
+fn predict_with(
+    runtime: &Runtime,
+    state: &Arc<StateOverlay>,
+    segment: &[Transaction],
+    predictor: &dyn AccessPredictor,
+    pool: Option<&ThreadPool>,
+) -> Vec<Arc<PredictedAccess>> {
+    let env = PredictionEnv::new(runtime, &**state);
+    let one = |env: &mut PredictionEnv<'_>, tx: &Transaction| {
+        let mut access = predictor.predict(env, tx);
+        // The executor reads and writes the nonce outside the journal;
+        // as a plain write it orders the sender's transactions.
+        access.writes.push(KeyPattern::Exact(nonce_key(&tx.sender)));
+        Arc::new(access)
+    };
+    match pool {
+        Some(pool) if segment.len() >= 64 => {
+            let (summaries, state) = env.parts();
+            pool.install(|| {
+                segment
+                    .par_iter()
+                    .with_min_len(256)
+                    .map_init(|| PredictionEnv::assemble(summaries.clone(), state), one)
+                    .collect()
+            })
+        }
+        _ => {
+            let mut env = env;
+            segment.iter().map(|tx| one(&mut env, tx)).collect()
+        }
     }
 }
 

@@ -2,30 +2,54 @@
 //! deployed contracts and the committed state, for
 //! [`chroma_analyzer::predict`].
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chroma_analyzer::{ContractSummary, Environment};
 use chroma_host_api::Address;
+use rustc_hash::FxHashMap;
 
 use crate::runtime::Runtime;
 use crate::state::StateRead;
 
+type Summaries = BTreeMap<Address, Arc<ContractSummary>>;
+
+/// One thread's view (it caches what it reads, so it is not shared between
+/// threads: make one per thread with [`PredictionEnv::fork`]).
 pub struct PredictionEnv<'s> {
-    summaries: BTreeMap<Address, Arc<ContractSummary>>,
+    summaries: Arc<Summaries>,
     state: &'s dyn StateRead,
+    /// Values read so far. The predictor reads only slots that no entry
+    /// point but the constructor writes, so they cannot change while a block
+    /// is planned; every swap of a pool reads the same token addresses.
+    cache: RefCell<FxHashMap<Vec<u8>, Option<Vec<u8>>>>,
 }
 
 impl<'s> PredictionEnv<'s> {
     /// The contracts deployed in `runtime` now, over `state`.
     pub fn new(runtime: &Runtime, state: &'s dyn StateRead) -> PredictionEnv<'s> {
-        PredictionEnv { summaries: runtime.summaries(), state }
+        PredictionEnv { summaries: Arc::new(runtime.summaries()), state, cache: RefCell::default() }
+    }
+
+    /// The same view with a cache of its own, for another thread.
+    pub fn fork(&self) -> PredictionEnv<'s> {
+        PredictionEnv { summaries: self.summaries.clone(), state: self.state, cache: RefCell::default() }
+    }
+
+    /// The parts another thread needs to [`PredictionEnv::assemble`] its own view.
+    pub fn parts(&self) -> (Arc<Summaries>, &'s dyn StateRead) {
+        (self.summaries.clone(), self.state)
+    }
+
+    pub fn assemble(summaries: Arc<Summaries>, state: &'s dyn StateRead) -> PredictionEnv<'s> {
+        PredictionEnv { summaries, state, cache: RefCell::default() }
     }
 
     /// Adds a contract that will exist when later transactions run (one
     /// deployed earlier in the same block).
     pub fn add_contract(&mut self, address: Address, summary: Arc<ContractSummary>) {
-        self.summaries.insert(address, summary);
+        Arc::make_mut(&mut self.summaries).insert(address, summary);
     }
 }
 
@@ -37,6 +61,11 @@ impl Environment for PredictionEnv<'_> {
     /// A storage error reads as "no value": the prediction then stays wide
     /// (the key cannot be resolved), never wrong.
     fn storage(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.state.get(key).ok().flatten()
+        if let Some(known) = self.cache.borrow().get(key) {
+            return known.clone();
+        }
+        let value = self.state.get(key).ok().flatten();
+        self.cache.borrow_mut().insert(key.to_vec(), value.clone());
+        value
     }
 }

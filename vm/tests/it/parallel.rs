@@ -155,12 +155,12 @@ fn a_fully_dependent_block_is_one_chain_and_still_correct() {
     let (mut world, setup) = World::new(WorldConfig { users: 30, pools: 1, seed: 9, ..WorldConfig::default() });
     let mut serial = set_up(&setup);
     let mut parallel = set_up(&setup);
-    let block = world.block(Workload::Chain, 200);
+    let block = world.block(Workload::Chain, 400);
     let expected = serial.execute_block(&block, &BlockOptions::serial()).expect("storage works");
     let done = parallel.execute_block(&block, &BlockOptions { threads: 4, ..BlockOptions::default() }).expect("storage works");
     assert_same(&expected.receipts, &done.receipts, &block, "chain");
     assert_eq!(root(&parallel), root(&serial));
-    assert_eq!(done.report.plan.groups.len(), 200, "every increment depends on the one before");
+    assert_eq!(done.report.plan.groups.len(), 400, "every increment depends on the one before");
     assert_eq!(done.report.serial_segments, 1, "a chain runs serially: threads could only add hand-over costs");
     assert!(done.report.predicted_speedup(8) < 1.0001);
 }
