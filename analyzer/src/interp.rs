@@ -1018,7 +1018,7 @@ impl<'m> Interpreter<'m> {
                     bytes.into_iter().map(|b| if b.is_nameable() { b } else { Byte::Unknown }).collect()
                 };
                 for callee in callees {
-                    let call = CallTemplate { callee: public(callee), method: method.clone(), args: args.clone().map(public) };
+                    let call = CallTemplate { callee: public(callee).into(), method: method.clone(), args: args.clone().map(|a| public(a).into()) };
                     let i = insert(&mut self.effects.calls, call);
                     self.note_guard(AccessKind::Call, i, &st);
                 }

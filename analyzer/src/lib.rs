@@ -29,7 +29,7 @@ pub use module::contract_features;
 pub use plan::{ConflictGraph, ExecutionPlan, Strategy};
 pub use predict::{predict, Environment, KeyPattern, PredictedAccess};
 pub use render::{describe_call, describe_key, ArgNames};
-pub use summary::{AccessKind, AccessSummary, CallTemplate, Comparison, Condition, ContractSummary, EntryKind, Guard, KeyTemplate, Literal};
+pub use summary::{AccessKind, AccessSummary, ByteTemplate, CallTemplate, Comparison, Condition, ContractSummary, EntryKind, Guard, KeyTemplate, Literal, Run};
 
 use crate::interp::{Interpreter, ENTRY_BUDGET};
 use crate::module::Module;

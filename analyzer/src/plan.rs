@@ -36,10 +36,13 @@
 use std::borrow::Borrow;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::cmp::Reverse;
+use std::hash::{Hash, Hasher};
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
-use rustc_hash::FxHashMap;
+
+use rayon::prelude::*;
+use rustc_hash::{FxHashMap, FxHasher};
 use serde::Serialize;
 
 use crate::predict::{KeyPattern, PredictedAccess};
@@ -110,22 +113,70 @@ fn intention(modes: Modes) -> Modes {
 /// plain write of it (see `ConflictGraph::build`).
 const MAX_EDGES_PER_ACCESS: usize = 32;
 
-/// Resource ids of the block's key patterns, borrowed while building. The
-/// map is only looked up, never iterated, so its order cannot leak.
-#[derive(Default)]
-struct Interner<'a> {
-    index: FxHashMap<&'a KeyPattern, u32>,
-    resources: Vec<&'a KeyPattern>,
+/// Resources are split into this many shards by fingerprint, each indexed
+/// on its own (in parallel): a resource's edges depend only on the
+/// accesses of that resource. A constant, so that resource numbering (and
+/// with it the report) does not depend on the thread count.
+const SHARDS: usize = 8;
+
+/// Transactions whose accesses are fingerprinted by one task.
+const CHUNK: usize = 512;
+
+/// A resource's identity while building: a 64-bit fingerprint of its key
+/// pattern. The tables then hold and compare words, not key bytes. Two
+/// patterns with one fingerprint become one resource, which can only add
+/// conflicts, so a collision (even a crafted one) orders more transactions,
+/// never fewer.
+fn fingerprint(pattern: &KeyPattern) -> u64 {
+    let mut hasher = FxHasher::default();
+    pattern.hash(&mut hasher);
+    hasher.finish()
 }
 
-impl<'a> Interner<'a> {
-    fn intern(&mut self, pattern: &'a KeyPattern) -> u32 {
-        let resources = &mut self.resources;
-        *self.index.entry(pattern).or_insert_with(|| {
-            resources.push(pattern);
-            resources.len() as u32 - 1
-        })
+fn shard_of(fingerprint: u64) -> usize {
+    // The high bits: FxHasher mixes them best.
+    (fingerprint >> 61) as usize % SHARDS
+}
+
+/// The prefix patterns of a block, by their bytes and by length.
+#[derive(Default)]
+struct Prefixes<'a> {
+    by_bytes: FxHashMap<&'a [u8], &'a KeyPattern>,
+    lengths: BTreeSet<usize>,
+}
+
+impl<'a> Prefixes<'a> {
+    /// Calls `f` with each prefix of the block strictly above `pattern`.
+    fn above(&self, pattern: &KeyPattern, mut f: impl FnMut(&'a KeyPattern)) {
+        let bytes = pattern.bytes();
+        for &len in &self.lengths {
+            let strictly_inside = len < bytes.len() || (len == bytes.len() && pattern.is_exact());
+            if len > bytes.len() || !strictly_inside {
+                break;
+            }
+            if let Some(&prefix) = self.by_bytes.get(&bytes[..len]) {
+                f(prefix);
+            }
+        }
     }
+}
+
+/// A transaction's accesses by mode; an unbounded one writes `everything`.
+fn accessed<'a>(access: &'a PredictedAccess, everything: &'a KeyPattern) -> impl Iterator<Item = (Modes, &'a KeyPattern)> + 'a {
+    let direct = [(READ, &access.reads), (WRITE, &access.writes), (ADD, &access.adds)];
+    let unbounded = access.unbounded.then(|| std::slice::from_ref(everything));
+    let all = direct.into_iter().flat_map(|(mode, list)| list.iter().map(move |p| (mode, p)));
+    all.chain(unbounded.into_iter().flatten().map(|p| (WRITE, p)))
+}
+
+/// One access of one transaction to one resource, on its way to the
+/// resource's shard.
+#[derive(Clone, Copy)]
+struct Touch<'a> {
+    tx: u32,
+    modes: Modes,
+    fingerprint: u64,
+    pattern: &'a KeyPattern,
 }
 
 /// Who used a resource since its last plain write: that write, and the
@@ -136,6 +187,101 @@ struct ResourceUsers {
     since: Option<Box<[Vec<u32>; MODE_COUNT]>>,
 }
 
+/// What one shard found: its resources (first pattern and first
+/// occurrence), and for each transaction in block order the earlier
+/// transactions it must follow, with the (shard-local) resource why.
+struct ShardEdges<'a> {
+    resources: Vec<(&'a KeyPattern, (u32, u32))>,
+    edges_by_resource: Vec<u32>,
+    /// (later, earlier, local resource), sorted, without repeats.
+    preds: Vec<(u32, u32, u32)>,
+}
+
+/// Indexes the accesses of one shard's resources, in block order (see
+/// `ConflictGraph::build`). `touches` are the shard's accesses, chunk by
+/// chunk, each in block order.
+fn shard_edges<'a>(touches: &[&[Touch<'a>]]) -> ShardEdges<'a> {
+    let total: usize = touches.iter().map(|chunk| chunk.len()).sum();
+    let mut index: FxHashMap<u64, u32> = FxHashMap::with_capacity_and_hasher(total, Default::default());
+    let mut out = ShardEdges { resources: Vec::with_capacity(total), edges_by_resource: Vec::new(), preds: Vec::new() };
+    let mut users: Vec<ResourceUsers> = Vec::with_capacity(total);
+    let mut touched: Vec<(u32, Modes)> = Vec::new();
+    let mut preds: Vec<(u32, u32)> = Vec::new();
+    let mut all = touches.iter().flat_map(|chunk| chunk.iter()).enumerate().peekable();
+    while let Some(&(_, first)) = all.peek() {
+        let tx = first.tx;
+        touched.clear();
+        while let Some((position, touch)) = all.next_if(|(_, t)| t.tx == tx) {
+            let resources = &mut out.resources;
+            let id = *index.entry(touch.fingerprint).or_insert_with(|| {
+                resources.push((touch.pattern, (tx, position as u32)));
+                users.push(ResourceUsers { writer: None, since: None });
+                resources.len() as u32 - 1
+            });
+            touched.push((id, touch.modes));
+        }
+        touched.sort_unstable();
+        preds.clear();
+        let mut i = 0;
+        while i < touched.len() {
+            let resource = touched[i].0;
+            let mut modes = 0;
+            while i < touched.len() && touched[i].0 == resource {
+                modes |= touched[i].1;
+                i += 1;
+            }
+            let entry = &mut users[resource as usize];
+            let mut mask = conflict_mask(modes);
+            // Long runs of one mode followed by another (reads of a total
+            // after many adds to it) would need an edge from every member
+            // of one run to every member of the other. Past a bound the
+            // access counts as a plain write instead: the same edges once,
+            // then the lists empty, and later accesses need one edge.
+            // Ordering more is always safe.
+            if let Some(since) = &entry.since {
+                let needed: usize = (0..MODE_COUNT).filter(|bit| mask & (1 << bit) != 0).map(|bit| since[bit].len()).sum();
+                if needed > MAX_EDGES_PER_ACCESS {
+                    modes |= WRITE;
+                    mask = conflict_mask(modes);
+                }
+            }
+            // Every mode conflicts with a plain write.
+            preds.extend(entry.writer.map(|writer| (writer, resource)));
+            if let Some(since) = &entry.since {
+                for bit in 0..MODE_COUNT {
+                    if mask & (1 << bit) != 0 {
+                        preds.extend(since[bit].iter().map(|&earlier| (earlier, resource)));
+                    }
+                }
+            }
+            if modes & WRITE != 0 {
+                // A plain write conflicts with everything after it too: it
+                // alone stands for what came before.
+                entry.writer = Some(tx);
+                if let Some(since) = &mut entry.since {
+                    since.iter_mut().for_each(Vec::clear);
+                }
+            } else {
+                let since = entry.since.get_or_insert_with(Default::default);
+                for bit in 0..MODE_COUNT {
+                    if modes & (1 << bit) != 0 {
+                        since[bit].push(tx);
+                    }
+                }
+            }
+        }
+        preds.sort_unstable();
+        preds.dedup();
+        out.edges_by_resource.resize(out.resources.len(), 0);
+        for &(earlier, resource) in &preds {
+            out.edges_by_resource[resource as usize] += 1;
+            out.preds.push((tx, earlier, resource));
+        }
+    }
+    out.edges_by_resource.resize(out.resources.len(), 0);
+    out
+}
+
 /// Transactions as nodes (node `i` is the block's transaction `i`), an edge
 /// from each earlier transaction to each later one it must precede.
 #[derive(Debug, Clone)]
@@ -143,135 +289,124 @@ pub struct ConflictGraph {
     /// Edge weight: the resource (index into `resources`) that made the edge,
     /// the first one found when several did.
     pub graph: DiGraph<(), u32>,
-    /// Every key pattern of the block, by resource index.
+    /// The key patterns that made edges, by resource index.
     pub resources: Vec<KeyPattern>,
-    /// How many edges each resource made (an edge made by two resources
+    /// How many edges each of them made (an edge made by two resources
     /// counts for both).
     pub edges_by_resource: Vec<u32>,
 }
 
 impl ConflictGraph {
-    /// The conflict graph of a block whose transactions access `accesses`, in block order.
-    pub fn build<A: Borrow<PredictedAccess>>(accesses: &[A]) -> ConflictGraph {
-        let everything = KeyPattern::Prefix(Vec::new());
-        let mut interner = Interner::default();
-        interner.index.reserve(accesses.len() * 4);
+    /// The conflict graph of a block whose transactions access `accesses`,
+    /// in block order. Runs on the current rayon pool; the result does not
+    /// depend on how many threads it has.
+    pub fn build<A: Borrow<PredictedAccess> + Sync>(accesses: &[A]) -> ConflictGraph {
+        Self::build_from(accesses, &KeyPattern::Prefix(Vec::new())).0
+    }
 
-        // The prefixes of the block, so keys below them take intentions.
-        let mut prefixes: FxHashMap<&[u8], u32> = FxHashMap::default();
-        let mut prefix_lengths: BTreeSet<usize> = BTreeSet::new();
-        for access in accesses {
-            let access = access.borrow();
-            let unbounded = access.unbounded.then_some(&everything);
-            for pattern in access.reads.iter().chain(&access.writes).chain(&access.adds).chain(unbounded) {
-                if let KeyPattern::Prefix(bytes) = pattern {
-                    let id = interner.intern(pattern);
-                    prefixes.insert(bytes.as_slice(), id);
-                    prefix_lengths.insert(bytes.len());
+    /// The graph, and each transaction's level: one more than the highest
+    /// level among the transactions it must follow (0 for none).
+    fn build_from<'a, A: Borrow<PredictedAccess> + Sync>(accesses: &'a [A], everything: &'a KeyPattern) -> (ConflictGraph, Vec<u32>) {
+        let patterns = |access: &'a A| accessed(access.borrow(), everything);
+        // Every access (and intention), fingerprinted and sent to its
+        // resource's shard, chunk by chunk in block order. Keys below a
+        // prefix that the block uses also take an intention on it; most
+        // blocks have no prefixes, and are fingerprinted once.
+        let no_prefixes = Prefixes::default();
+        let touches = |prefixes: &Prefixes<'a>| -> Vec<([Vec<Touch<'a>>; SHARDS], Vec<&'a KeyPattern>)> {
+            accesses
+                .par_chunks(CHUNK)
+                .enumerate()
+                .map(|(c, chunk)| {
+                    // Sized for an even spread (grown on a skewed chunk).
+                    let expected: usize = chunk.iter().map(|a| a.borrow()).map(|a| a.reads.len() + a.writes.len() + a.adds.len() + 1).sum::<usize>() * 5 / 4 / SHARDS;
+                    let mut shards: [Vec<Touch<'a>>; SHARDS] = std::array::from_fn(|_| Vec::with_capacity(expected + 4));
+                    let mut found = Vec::new();
+                    for (i, access) in chunk.iter().enumerate() {
+                        let tx = (c * CHUNK + i) as u32;
+                        for (mode, pattern) in patterns(access) {
+                            let mut send = |pattern: &'a KeyPattern, modes: Modes| {
+                                let fingerprint = fingerprint(pattern);
+                                shards[shard_of(fingerprint)].push(Touch { tx, modes, fingerprint, pattern });
+                            };
+                            send(pattern, mode);
+                            if !pattern.is_exact() {
+                                found.push(pattern);
+                            }
+                            prefixes.above(pattern, |prefix| send(prefix, intention(mode)));
+                        }
+                    }
+                    (shards, found)
+                })
+                .collect()
+        };
+        let mut chunks = touches(&no_prefixes);
+        let mut prefixes = Prefixes::default();
+        for (_, found) in &chunks {
+            for prefix in found {
+                prefixes.by_bytes.entry(prefix.bytes()).or_insert(prefix);
+                prefixes.lengths.insert(prefix.bytes().len());
+            }
+        }
+        if !prefixes.by_bytes.is_empty() {
+            chunks = touches(&prefixes);
+        }
+        let shards: Vec<ShardEdges<'_>> = (0..SHARDS)
+            .into_par_iter()
+            .map(|shard| shard_edges(&chunks.iter().map(|(c, _)| c[shard].as_slice()).collect::<Vec<_>>()))
+            .collect();
+
+        // Resources that made edges, numbered in order of first use (the
+        // report names them; most keys of a block are touched by one
+        // transaction, and copying them all would cost as much as the rest).
+        let mut kept: Vec<((u32, u32), usize, u32)> = Vec::new();
+        for (s, shard) in shards.iter().enumerate() {
+            for (local, &(_, first)) in shard.resources.iter().enumerate() {
+                if shard.edges_by_resource[local] > 0 {
+                    kept.push((first, s, local as u32));
                 }
             }
         }
+        kept.sort_unstable();
+        let mut global: Vec<Vec<u32>> = shards.iter().map(|shard| vec![u32::MAX; shard.resources.len()]).collect();
+        let mut resources = Vec::with_capacity(kept.len());
+        let mut edges_by_resource = Vec::with_capacity(kept.len());
+        for (id, &(_, s, local)) in kept.iter().enumerate() {
+            global[s][local as usize] = id as u32;
+            resources.push(shards[s].resources[local as usize].0.clone());
+            edges_by_resource.push(shards[s].edges_by_resource[local as usize]);
+        }
 
-        let mut users: Vec<ResourceUsers> = Vec::new();
-        let mut edges: Vec<(u32, u32, u32)> = Vec::new();
-        let mut edges_by_resource: Vec<u32> = Vec::new();
-        let mut touched: Vec<(u32, Modes)> = Vec::new();
+        // Each transaction's predecessors from every shard: one edge per
+        // earlier transaction, named by the first resource that made it.
+        let mut graph = DiGraph::with_capacity(accesses.len(), 0);
+        for _ in accesses {
+            graph.add_node(());
+        }
+        let mut cursors = vec![0usize; SHARDS];
         let mut preds: Vec<(u32, u32)> = Vec::new();
-        for (tx, access) in accesses.iter().enumerate() {
-            let (tx, access) = (tx as u32, access.borrow());
-            touched.clear();
-            let direct = [(READ, &access.reads), (WRITE, &access.writes), (ADD, &access.adds)];
-            let unbounded = access.unbounded.then(|| std::slice::from_ref(&everything));
-            let all = direct.iter().flat_map(|(mode, list)| list.iter().map(move |p| (*mode, p)));
-            for (mode, pattern) in all.chain(unbounded.into_iter().flatten().map(|p| (WRITE, p))) {
-                touched.push((interner.intern(pattern), mode));
-                let bytes = pattern.bytes();
-                for &len in &prefix_lengths {
-                    let strictly_inside = len < bytes.len() || (len == bytes.len() && pattern.is_exact());
-                    if len > bytes.len() || !strictly_inside {
-                        break;
-                    }
-                    if let Some(&prefix) = prefixes.get(&bytes[..len]) {
-                        touched.push((prefix, intention(mode)));
-                    }
-                }
-            }
-            touched.sort_unstable();
+        let mut levels = vec![0u32; accesses.len()];
+        for tx in 0..accesses.len() as u32 {
             preds.clear();
-            let mut i = 0;
-            while i < touched.len() {
-                let resource = touched[i].0;
-                let mut modes = 0;
-                while i < touched.len() && touched[i].0 == resource {
-                    modes |= touched[i].1;
-                    i += 1;
-                }
-                if users.len() <= resource as usize {
-                    users.resize_with(interner.resources.len(), || ResourceUsers { writer: None, since: None });
-                }
-                let entry = &mut users[resource as usize];
-                let mut mask = conflict_mask(modes);
-                // Long runs of one mode followed by another (reads of a total
-                // after many adds to it) would need an edge from every member
-                // of one run to every member of the other. Past a bound the
-                // access counts as a plain write instead: the same edges
-                // once, then the lists empty, and later accesses need one
-                // edge. Ordering more is always safe.
-                if let Some(since) = &entry.since {
-                    let needed: usize = (0..MODE_COUNT).filter(|bit| mask & (1 << bit) != 0).map(|bit| since[bit].len()).sum();
-                    if needed > MAX_EDGES_PER_ACCESS {
-                        modes |= WRITE;
-                        mask = conflict_mask(modes);
-                    }
-                }
-                // Every mode conflicts with a plain write.
-                preds.extend(entry.writer.map(|writer| (writer, resource)));
-                if let Some(since) = &entry.since {
-                    for bit in 0..MODE_COUNT {
-                        if mask & (1 << bit) != 0 {
-                            preds.extend(since[bit].iter().map(|&earlier| (earlier, resource)));
-                        }
-                    }
-                }
-                if modes & WRITE != 0 {
-                    // A plain write conflicts with everything after it too:
-                    // it alone stands for what came before.
-                    entry.writer = Some(tx);
-                    if let Some(since) = &mut entry.since {
-                        since.iter_mut().for_each(Vec::clear);
-                    }
-                } else {
-                    let since = entry.since.get_or_insert_with(Default::default);
-                    for bit in 0..MODE_COUNT {
-                        if modes & (1 << bit) != 0 {
-                            since[bit].push(tx);
-                        }
-                    }
+            for (s, shard) in shards.iter().enumerate() {
+                let cursor = &mut cursors[s];
+                while let Some(&(later, earlier, local)) = shard.preds.get(*cursor).filter(|p| p.0 == tx) {
+                    debug_assert_eq!(later, tx);
+                    preds.push((earlier, global[s][local as usize]));
+                    *cursor += 1;
                 }
             }
             preds.sort_unstable();
-            preds.dedup();
-            edges_by_resource.resize(interner.resources.len(), 0);
             let mut last = None;
             for &(earlier, resource) in &preds {
-                edges_by_resource[resource as usize] += 1;
                 if last != Some(earlier) {
-                    edges.push((earlier, tx, resource));
+                    graph.add_edge(NodeIndex::new(earlier as usize), NodeIndex::new(tx as usize), resource);
+                    levels[tx as usize] = levels[tx as usize].max(levels[earlier as usize] + 1);
                     last = Some(earlier);
                 }
             }
         }
-        edges_by_resource.resize(interner.resources.len(), 0);
-
-        let mut graph = DiGraph::with_capacity(accesses.len(), edges.len());
-        for _ in accesses {
-            graph.add_node(());
-        }
-        for (from, to, resource) in edges {
-            graph.add_edge(NodeIndex::new(from as usize), NodeIndex::new(to as usize), resource);
-        }
-        let resources = interner.resources.into_iter().cloned().collect();
-        ConflictGraph { graph, resources, edges_by_resource }
+        (ConflictGraph { graph, resources, edges_by_resource }, levels)
     }
 
     pub fn transactions(&self) -> usize {
@@ -317,13 +452,10 @@ pub struct ExecutionPlan {
 }
 
 impl ExecutionPlan {
-    pub fn new<A: Borrow<PredictedAccess>>(accesses: &[A]) -> ExecutionPlan {
-        let graph = ConflictGraph::build(accesses);
-        let mut group_of = vec![0u32; accesses.len()];
+    pub fn new<A: Borrow<PredictedAccess> + Sync>(accesses: &[A]) -> ExecutionPlan {
+        let (graph, group_of) = ConflictGraph::build_from(accesses, &KeyPattern::Prefix(Vec::new()));
         let mut groups: Vec<Vec<u32>> = Vec::new();
-        for tx in 0..accesses.len() {
-            let group = graph.predecessors(tx).map(|p| group_of[p] + 1).max().unwrap_or(0);
-            group_of[tx] = group;
+        for (tx, &group) in group_of.iter().enumerate() {
             if groups.len() <= group as usize {
                 groups.push(Vec::new());
             }

@@ -13,7 +13,7 @@ use chroma_host_api::{Address, ADDRESS_LEN};
 use serde::Serialize;
 
 use crate::domain::Byte;
-use crate::summary::{AccessKind, AccessSummary, CallTemplate, Condition, ContractSummary, EntryKind, KeyTemplate, Literal};
+use crate::summary::{AccessKind, AccessSummary, ByteTemplate, CallTemplate, Run, Condition, ContractSummary, EntryKind, KeyTemplate, Literal};
 
 /// Templates one prediction may fill in all (bounds recursive call fan-out).
 const FILL_BUDGET: usize = 4096;
@@ -108,31 +108,13 @@ impl PredictedAccess {
 /// Predicts the accesses of a call of `method` on `contract` by `sender`
 /// with encoded arguments `input`.
 pub fn predict(env: &impl Environment, sender: &Address, contract: &Address, method: &str, input: &[u8]) -> PredictedAccess {
-    let mut filler = Filler { env, out: PredictedAccess::default(), budget: FILL_BUDGET };
+    // Room for a typical call tree's keys (and the nonce the executor adds)
+    // without growing the lists key by key.
+    let out = PredictedAccess { reads: Vec::with_capacity(8), writes: Vec::with_capacity(8), adds: Vec::with_capacity(4), unbounded: false };
+    let mut filler = Filler { env, out, budget: FILL_BUDGET };
     filler.call(contract, Some(method), &Args::Known(input), sender, 1);
     filler.out.normalize();
     filler.out
-}
-
-/// How many bytes from `start` continue the source of `bytes[start]` one
-/// offset at a time (1 for a byte that is not an input or address byte).
-fn run_length(bytes: &[Byte], start: usize) -> usize {
-    let next = |b: Byte| match b {
-        Byte::Input(i) => i.checked_add(1).map(Byte::Input),
-        Byte::Caller(i) => i.checked_add(1).map(Byte::Caller),
-        Byte::Contract(i) => i.checked_add(1).map(Byte::Contract),
-        _ => None,
-    };
-    let mut len = 1;
-    let mut expected = next(bytes[start]);
-    while let Some(b) = expected {
-        if bytes.get(start + len) != Some(&b) {
-            break;
-        }
-        len += 1;
-        expected = next(b);
-    }
-    len
 }
 
 /// A call's input bytes as far as they are known.
@@ -151,6 +133,39 @@ impl Args<'_> {
             Args::Owned(bytes) => bytes.get(i).copied(),
             Args::Partial(bytes) => bytes.get(i).copied().flatten(),
             Args::Unknown => None,
+        }
+    }
+}
+
+/// A call template evaluated in one call: its callee, its method (`None`:
+/// any), its arguments as far as known.
+struct ResolvedCall<'s> {
+    callee: [u8; ADDRESS_LEN],
+    method: Option<&'s str>,
+    args: Args<'static>,
+}
+
+impl ResolvedCall<'_> {
+    /// Whether filling `self` in predicts at least what filling `other` in
+    /// does: the same callee, a method at least as wide, and arguments known
+    /// at most where `other`'s are, with the same values there.
+    fn subsumes(&self, other: &ResolvedCall<'_>) -> bool {
+        if self.callee != other.callee || (self.method.is_some() && self.method != other.method) {
+            return false;
+        }
+        let known = |args: &Args<'_>| match args {
+            Args::Known(bytes) => Some(bytes.to_vec()),
+            Args::Owned(bytes) => Some(bytes.clone()),
+            _ => None,
+        };
+        match (&self.args, &other.args) {
+            (Args::Unknown, _) => true,
+            (_, Args::Unknown) => false,
+            (Args::Owned(a), Args::Owned(b)) => a == b,
+            (Args::Partial(a), Args::Partial(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.is_none() || x == y),
+            (Args::Partial(a), _) => known(&other.args).is_some_and(|b| a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.is_none_or(|x| x == *y))),
+            // Fully known arguments subsume only the same arguments.
+            _ => known(&self.args).is_some() && known(&self.args) == known(&other.args),
         }
     }
 }
@@ -184,12 +199,17 @@ impl<E: Environment> Filler<'_, E> {
             // No contract there: the call fails before any access.
             return;
         };
-        let entries: Vec<&AccessSummary> = match method {
-            Some(name) => summary.entry(name).into_iter().collect(),
-            None => summary.entries.iter().filter(|e| e.kind != EntryKind::Init).collect(),
-        };
-        for entry in entries {
-            self.entry(contract, summary, entry, args, caller, depth);
+        match method {
+            Some(name) => {
+                if let Some(entry) = summary.entry(name) {
+                    self.entry(contract, summary, entry, args, caller, depth);
+                }
+            }
+            None => {
+                for entry in summary.entries.iter().filter(|e| e.kind != EntryKind::Init) {
+                    self.entry(contract, summary, entry, args, caller, depth);
+                }
+            }
         }
     }
 
@@ -206,8 +226,10 @@ impl<E: Environment> Filler<'_, E> {
             args,
             summary,
             entry,
-            stored: vec![None; entry.reads.len()],
-            conditions: vec![None; entry.conditions.len()],
+            // Sized when first needed: most calls resolve no stored value
+            // and decide no condition.
+            stored: Vec::new(),
+            conditions: Vec::new(),
         };
         for (i, key) in entry.reads.iter().enumerate() {
             if self.may_happen(&mut frame, AccessKind::Read, i) {
@@ -227,13 +249,32 @@ impl<E: Environment> Filler<'_, E> {
                 self.out.adds.push(pattern);
             }
         }
+        let mut calls = Vec::new();
         for (i, call) in entry.calls.iter().enumerate() {
             if !self.may_happen(&mut frame, AccessKind::Call, i) {
                 continue;
             }
-            self.nested(&mut frame, call, depth);
-            if self.out.unbounded {
-                return;
+            match self.resolve_call(&mut frame, call) {
+                // A call to an address with no contract accesses nothing.
+                Some(resolved) if self.env.summary(&Address(resolved.callee)).is_none() => {}
+                Some(resolved) => calls.push(resolved),
+                None => {
+                    self.out.unbounded = true;
+                    return;
+                }
+            }
+        }
+        // Paths that differ only in what they know of a call's arguments
+        // leave several templates of one call (`transfer(caller ‖ 1)` and
+        // `transfer(caller ‖ ???)`): filling in the widest is enough, since
+        // knowing fewer argument bytes can only widen a prediction.
+        for (i, call) in calls.iter().enumerate() {
+            let redundant = calls.iter().enumerate().any(|(j, other)| j != i && other.subsumes(call) && (j < i || !call.subsumes(other)));
+            if !redundant {
+                self.call(&Address(call.callee), call.method, &call.args, frame.contract, depth + 1);
+                if self.out.unbounded {
+                    return;
+                }
             }
         }
     }
@@ -257,8 +298,9 @@ impl<E: Environment> Filler<'_, E> {
         if depth > 16 {
             return None;
         }
-        let value = match frame.entry.conditions.get(index)?.clone() {
-            Condition::Compare { op, width, lhs, rhs } => {
+        let entry = frame.entry;
+        let value = match *entry.conditions.get(index)? {
+            Condition::Compare { op, width, ref lhs, ref rhs } => {
                 let word = |this: &mut Self, frame: &mut Frame<'_, '_>, bytes: &[Byte]| -> Option<u64> {
                     let mut v = 0u64;
                     for (i, b) in bytes.iter().enumerate().take(8) {
@@ -266,7 +308,7 @@ impl<E: Environment> Filler<'_, E> {
                     }
                     Some(v)
                 };
-                match (word(self, frame, &lhs), word(self, frame, &rhs)) {
+                match (word(self, frame, lhs), word(self, frame, rhs)) {
                     (Some(a), Some(b)) => Some(op.eval(width, a, b)),
                     _ => None,
                 }
@@ -282,19 +324,22 @@ impl<E: Environment> Filler<'_, E> {
                 _ => None,
             },
         };
+        if frame.conditions.len() <= index {
+            frame.conditions.resize(entry.conditions.len(), None);
+        }
         if let Some(slot) = frame.conditions.get_mut(index) {
             *slot = Some(value);
         }
         value
     }
 
-    fn nested(&mut self, frame: &mut Frame<'_, '_>, call: &CallTemplate, depth: u32) {
-        let mut callee = Vec::with_capacity(ADDRESS_LEN);
-        self.bytes(frame, &call.callee[..call.callee.len().min(ADDRESS_LEN)], 0, &mut callee);
-        let Ok(callee) = <[u8; ADDRESS_LEN]>::try_from(callee.as_slice()) else {
-            self.out.unbounded = true;
-            return;
-        };
+    /// A call template's callee and arguments in this call; `None` when the
+    /// callee cannot be resolved (the call may reach any contract).
+    fn resolve_call<'s>(&mut self, frame: &mut Frame<'_, 's>, call: &'s CallTemplate) -> Option<ResolvedCall<'s>> {
+        let mut callee = Vec::with_capacity(call.callee.len());
+        self.bytes(frame, &call.callee, 0, &mut callee);
+        callee.truncate(ADDRESS_LEN);
+        let callee = <[u8; ADDRESS_LEN]>::try_from(callee.as_slice()).ok()?;
         let args = match &call.args {
             Some(bytes) => {
                 let mut known = Vec::with_capacity(bytes.len());
@@ -306,8 +351,7 @@ impl<E: Environment> Filler<'_, E> {
             }
             None => Args::Unknown,
         };
-        let contract = *frame.contract;
-        self.call(&Address(callee), call.method.as_deref(), &args, &contract, depth + 1);
+        Some(ResolvedCall { callee, method: call.method.as_deref(), args })
     }
 
     fn key(&mut self, frame: &mut Frame<'_, '_>, key: &KeyTemplate, depth: u32) -> KeyPattern {
@@ -326,38 +370,52 @@ impl<E: Environment> Filler<'_, E> {
         }
     }
 
-    /// Appends the values of `bytes` to `out`, up to the first unknown one;
-    /// returns whether all were known. Keys and arguments are mostly runs of
-    /// consecutive bytes of one source (an address argument, the caller),
-    /// which are copied as slices.
-    fn bytes(&mut self, frame: &mut Frame<'_, '_>, bytes: &[Byte], depth: u32, out: &mut Vec<u8>) -> bool {
-        let mut j = 0;
-        while j < bytes.len() {
-            let run = run_length(bytes, j);
-            let range = |i: usize| i..i + run;
-            let copied = match (bytes[j], frame.args) {
-                (Byte::Caller(i), _) => frame.caller.as_bytes().get(range(i as usize)).map(|s| out.extend_from_slice(s)),
-                (Byte::Contract(i), _) => frame.contract.as_bytes().get(range(i as usize)).map(|s| out.extend_from_slice(s)),
-                (Byte::Input(i), Args::Known(input)) => input.get(range(i as usize)).map(|s| out.extend_from_slice(s)),
-                (Byte::Input(i), Args::Owned(input)) => input.get(range(i as usize)).map(|s| out.extend_from_slice(s)),
-                (Byte::Input(i), Args::Partial(input)) => match input.get(range(i as usize)) {
-                    Some(known) if known.iter().all(Option::is_some) => {
-                        out.extend(known.iter().flatten());
-                        Some(())
-                    }
-                    _ => None,
-                },
-                _ => None,
-            };
-            if copied.is_none() {
-                for &b in &bytes[j..j + run] {
-                    match self.byte(frame, b, depth) {
-                        Some(v) => out.push(v),
-                        None => return false,
-                    }
+    /// Appends the values of `template`'s bytes to `out`, up to the first
+    /// unknown one; returns whether all were known. Keys and arguments are
+    /// mostly runs of consecutive bytes of one source (an address argument,
+    /// the caller), which are copied as slices.
+    fn bytes(&mut self, frame: &mut Frame<'_, '_>, template: &ByteTemplate, depth: u32, out: &mut Vec<u8>) -> bool {
+        /// Appends what `source` has of `start .. start + len`; whether it had all.
+        fn copy(out: &mut Vec<u8>, source: &[u8], start: usize, len: usize) -> bool {
+            let available = source.get(start..).unwrap_or_default();
+            let n = available.len().min(len);
+            out.extend_from_slice(&available[..n]);
+            n == len
+        }
+        for run in template.runs() {
+            let complete = match *run {
+                Run::Const(ref consts) => {
+                    out.extend_from_slice(consts);
+                    true
                 }
+                Run::Caller { start, len } => copy(out, frame.caller.as_bytes(), start, len),
+                Run::Contract { start, len } => copy(out, frame.contract.as_bytes(), start, len),
+                Run::Input { start, len } => match frame.args {
+                    Args::Known(input) => copy(out, input, start, len),
+                    Args::Owned(input) => copy(out, input, start, len),
+                    Args::Partial(input) => {
+                        let known = input.get(start..).unwrap_or_default().iter().take(len).map_while(|b| *b);
+                        let before = out.len();
+                        out.extend(known);
+                        out.len() - before == len
+                    }
+                    Args::Unknown => false,
+                },
+                Run::Stored { read, offset, len } => match self.stored(frame, read, depth) {
+                    Some(value) => copy(out, value, offset, len),
+                    None => false,
+                },
+                Run::Other(byte) => match self.byte(frame, byte, depth) {
+                    Some(v) => {
+                        out.push(v);
+                        true
+                    }
+                    None => false,
+                },
+            };
+            if !complete {
+                return false;
             }
-            j += run;
         }
         true
     }
@@ -379,7 +437,13 @@ impl<E: Environment> Filler<'_, E> {
     /// The current value read by `frame.entry.reads[read]`, when that is
     /// also the value the call will see.
     fn stored<'f>(&mut self, frame: &'f mut Frame<'_, '_>, read: usize, depth: u32) -> Option<&'f Vec<u8>> {
-        if frame.stored.get(read)?.is_none() {
+        if read >= frame.entry.reads.len() {
+            return None;
+        }
+        if frame.stored.len() <= read {
+            frame.stored.resize(frame.entry.reads.len(), None);
+        }
+        if frame.stored[read].is_none() {
             let resolved = self.resolve_stored(frame, read, depth);
             frame.stored[read] = Some(resolved);
         }
@@ -387,17 +451,101 @@ impl<E: Environment> Filler<'_, E> {
     }
 
     fn resolve_stored(&mut self, frame: &mut Frame<'_, '_>, read: usize, depth: u32) -> Option<Vec<u8>> {
-        let key = &frame.entry.reads[read];
+        let entry = frame.entry;
+        let key = &entry.reads[read];
         // The constructor writes what it then reads; other entries cannot
         // change a fixed slot, so the committed value is the one they see.
         let fixed = frame.entry.kind != EntryKind::Init && key.slot.is_some_and(|s| frame.summary.fixed_slots.contains(&s));
         if !fixed || !key.exact || depth >= 4 {
             return None;
         }
-        let key = key.clone();
-        match self.key(frame, &key, depth + 1) {
+        match self.key(frame, key, depth + 1) {
             KeyPattern::Exact(full) => self.env.storage(&full),
             KeyPattern::Prefix(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::summary::EntryKind;
+
+    /// Two contracts: `caller.go` calls `callee.take(caller ‖ amount)` in
+    /// several templates that know more or less of the arguments, and
+    /// `callee.take` reads and writes a key of the first argument and adds
+    /// to one keyed by the amount.
+    struct Chain {
+        caller: Address,
+        summaries: Vec<(Address, ContractSummary)>,
+    }
+
+    fn entry(name: &str, reads: Vec<KeyTemplate>, writes: Vec<KeyTemplate>, adds: Vec<KeyTemplate>, calls: Vec<CallTemplate>) -> AccessSummary {
+        AccessSummary {
+            name: name.into(),
+            kind: EntryKind::Mutating,
+            reads,
+            writes,
+            adds,
+            calls,
+            conditions: Vec::new(),
+            guards: Vec::new(),
+            unbounded: None,
+            steps: 0,
+        }
+    }
+
+    fn chain(calls: Vec<CallTemplate>) -> Chain {
+        let (caller, callee) = (Address([1; ADDRESS_LEN]), Address([2; ADDRESS_LEN]));
+        let first_arg = KeyTemplate::from_bytes(Some(3), &(0..32).map(Byte::Input).collect::<Vec<_>>());
+        let amount = KeyTemplate::from_bytes(Some(4), &(32..48).map(Byte::Input).collect::<Vec<_>>());
+        let take = entry("take", vec![first_arg.clone()], vec![first_arg], vec![amount], Vec::new());
+        let go = entry("go", Vec::new(), Vec::new(), Vec::new(), calls);
+        let summary = |entries| ContractSummary { entries, fixed_slots: BTreeSet::new() };
+        Chain { caller, summaries: vec![(caller, summary(vec![go])), (callee, summary(vec![take]))] }
+    }
+
+    impl Environment for Chain {
+        fn summary(&self, contract: &Address) -> Option<&ContractSummary> {
+            self.summaries.iter().find(|(a, _)| a == contract).map(|(_, s)| s)
+        }
+        fn storage(&self, _: &[u8]) -> Option<Vec<u8>> {
+            None
+        }
+    }
+
+    fn call_take(callee: &Address, args: Vec<Byte>) -> CallTemplate {
+        CallTemplate { callee: callee.as_bytes().iter().map(|&b| Byte::Const(b)).collect::<Vec<_>>().into(), method: Some("take".into()), args: Some(args.into()) }
+    }
+
+    #[test]
+    fn redundant_call_templates_predict_what_the_widest_alone_does() {
+        let callee = Address([2; ADDRESS_LEN]);
+        let sender = Address([9; ADDRESS_LEN]);
+        let me = (0..32).map(Byte::Contract);
+        let known_amount: Vec<Byte> = me.clone().chain((0..16).map(|i| Byte::Const(i as u8))).collect();
+        let unknown_amount: Vec<Byte> = me.clone().chain((0..16).map(|_| Byte::Unknown)).collect();
+        let other_amount: Vec<Byte> = me.chain((0..16).map(|_| Byte::Const(0xee))).collect();
+        let predict_go = |calls| {
+            let env = chain(calls);
+            predict(&env, &sender, &env.caller, "go", &[])
+        };
+        // The template knowing nothing of the amount covers the one knowing it.
+        let both = predict_go(vec![call_take(&callee, known_amount.clone()), call_take(&callee, unknown_amount.clone())]);
+        let widest = predict_go(vec![call_take(&callee, unknown_amount.clone())]);
+        assert_eq!(both, widest);
+        assert!(!both.is_exact(), "the unknown amount leaves a prefix");
+        // A template that knows a different amount is not covered by another exact one.
+        let two = predict_go(vec![call_take(&callee, known_amount.clone()), call_take(&callee, other_amount)]);
+        assert_eq!(two.adds.len(), 2);
+        assert!(two.is_exact());
+        // Identical templates are filled in once, and give what one gives.
+        let twice = predict_go(vec![call_take(&callee, known_amount.clone()), call_take(&callee, known_amount.clone())]);
+        assert_eq!(twice, predict_go(vec![call_take(&callee, known_amount)]));
+        // A call to an address with no contract accesses nothing.
+        let nowhere = predict_go(vec![call_take(&Address([0; ADDRESS_LEN]), unknown_amount)]);
+        assert_eq!(nowhere, PredictedAccess::default());
     }
 }

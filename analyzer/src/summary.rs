@@ -18,14 +18,14 @@ use crate::domain::Byte;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct KeyTemplate {
     pub slot: Option<u32>,
-    pub bytes: Vec<Byte>,
+    pub bytes: ByteTemplate,
     pub exact: bool,
 }
 
 impl KeyTemplate {
     /// Any key of the contract.
     pub fn any() -> KeyTemplate {
-        KeyTemplate { slot: None, bytes: Vec::new(), exact: false }
+        KeyTemplate { slot: None, bytes: ByteTemplate::default(), exact: false }
     }
 
     /// The template for key bytes as far as they are known: cut at the first
@@ -35,8 +35,8 @@ impl KeyTemplate {
             return KeyTemplate::any();
         }
         match bytes.iter().position(|b| !b.is_nameable()) {
-            Some(cut) => KeyTemplate { slot, bytes: bytes[..cut].to_vec(), exact: false },
-            None => KeyTemplate { slot, bytes: bytes.to_vec(), exact: true },
+            Some(cut) => KeyTemplate { slot, bytes: bytes[..cut].to_vec().into(), exact: false },
+            None => KeyTemplate { slot, bytes: bytes.to_vec().into(), exact: true },
         }
     }
 
@@ -47,21 +47,149 @@ impl KeyTemplate {
     }
 }
 
+/// A template's bytes, with the runs they form precomputed: filling a
+/// template in copies runs (an address argument, the caller, a stored
+/// address) as slices instead of looking at every byte. Serialised, compared
+/// and hashed as its bytes alone.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(from = "Vec<Byte>", into = "Vec<Byte>")]
+pub struct ByteTemplate {
+    bytes: Vec<Byte>,
+    runs: Box<[Run]>,
+}
+
+/// Consecutive template bytes of one source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Run {
+    Const(Box<[u8]>),
+    /// `len` input bytes from `start`.
+    Input { start: usize, len: usize },
+    Caller { start: usize, len: usize },
+    Contract { start: usize, len: usize },
+    /// `len` bytes from `offset` of the value of the entry's read `read`.
+    Stored { read: usize, offset: usize, len: usize },
+    /// A byte that is none of those (it cannot be named).
+    Other(Byte),
+}
+
+impl ByteTemplate {
+    pub fn runs(&self) -> &[Run] {
+        &self.runs
+    }
+}
+
+impl From<Vec<Byte>> for ByteTemplate {
+    fn from(bytes: Vec<Byte>) -> ByteTemplate {
+        let mut runs: Vec<Run> = Vec::new();
+        for &byte in &bytes {
+            let extended = match (runs.last_mut(), byte) {
+                (Some(Run::Const(consts)), Byte::Const(c)) => {
+                    let mut grown = std::mem::take(consts).into_vec();
+                    grown.push(c);
+                    *consts = grown.into_boxed_slice();
+                    true
+                }
+                (Some(Run::Input { start, len }), Byte::Input(i)) if *start + *len == usize::from(i) => {
+                    *len += 1;
+                    true
+                }
+                (Some(Run::Caller { start, len }), Byte::Caller(i)) if *start + *len == usize::from(i) => {
+                    *len += 1;
+                    true
+                }
+                (Some(Run::Contract { start, len }), Byte::Contract(i)) if *start + *len == usize::from(i) => {
+                    *len += 1;
+                    true
+                }
+                (Some(Run::Stored { read, offset, len }), Byte::Stored { read: r, offset: o })
+                    if *read == usize::from(r) && *offset + *len == usize::from(o) =>
+                {
+                    *len += 1;
+                    true
+                }
+                _ => false,
+            };
+            if !extended {
+                runs.push(match byte {
+                    Byte::Const(c) => Run::Const(Box::new([c])),
+                    Byte::Input(i) => Run::Input { start: i.into(), len: 1 },
+                    Byte::Caller(i) => Run::Caller { start: i.into(), len: 1 },
+                    Byte::Contract(i) => Run::Contract { start: i.into(), len: 1 },
+                    Byte::Stored { read, offset } => Run::Stored { read: read.into(), offset: offset.into(), len: 1 },
+                    other => Run::Other(other),
+                });
+            }
+        }
+        ByteTemplate { bytes, runs: runs.into_boxed_slice() }
+    }
+}
+
+impl From<ByteTemplate> for Vec<Byte> {
+    fn from(template: ByteTemplate) -> Vec<Byte> {
+        template.bytes
+    }
+}
+
+impl std::ops::Deref for ByteTemplate {
+    type Target = [Byte];
+    fn deref(&self) -> &[Byte] {
+        &self.bytes
+    }
+}
+
+impl std::fmt::Debug for ByteTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.bytes.fmt(f)
+    }
+}
+
+impl PartialEq for ByteTemplate {
+    fn eq(&self, other: &ByteTemplate) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for ByteTemplate {}
+
+impl PartialEq<Vec<Byte>> for ByteTemplate {
+    fn eq(&self, other: &Vec<Byte>) -> bool {
+        &self.bytes == other
+    }
+}
+
+impl PartialOrd for ByteTemplate {
+    fn partial_cmp(&self, other: &ByteTemplate) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByteTemplate {
+    fn cmp(&self, other: &ByteTemplate) -> std::cmp::Ordering {
+        self.bytes.cmp(&other.bytes)
+    }
+}
+
+impl std::hash::Hash for ByteTemplate {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes.hash(state)
+    }
+}
+
 /// A call to another contract (or to this one).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct CallTemplate {
     /// The callee's 32 address bytes.
-    pub callee: Vec<Byte>,
+    pub callee: ByteTemplate,
     /// The method, when it is a constant.
     pub method: Option<String>,
     /// The callee's input bytes, when their length is a constant.
-    pub args: Option<Vec<Byte>>,
+    pub args: Option<ByteTemplate>,
 }
 
 impl CallTemplate {
     /// A call to anything.
     pub fn unknown() -> CallTemplate {
-        CallTemplate { callee: vec![Byte::Unknown; chroma_host_api::ADDRESS_LEN], method: None, args: None }
+        CallTemplate { callee: vec![Byte::Unknown; chroma_host_api::ADDRESS_LEN].into(), method: None, args: None }
     }
 }
 
@@ -274,7 +402,53 @@ impl ContractSummary {
 
 #[cfg(test)]
 mod tests {
-    use super::Comparison;
+    use super::{ByteTemplate, Comparison, Run};
+    use crate::domain::Byte;
+
+    #[test]
+    fn templates_group_their_bytes_into_runs_of_one_source() {
+        let bytes = vec![
+            Byte::Const(7),
+            Byte::Const(8),
+            Byte::Input(4),
+            Byte::Input(5),
+            Byte::Input(7), // not consecutive: a new run
+            Byte::Caller(0),
+            Byte::Caller(1),
+            Byte::Stored { read: 1, offset: 0 },
+            Byte::Stored { read: 1, offset: 1 },
+            Byte::Stored { read: 2, offset: 2 }, // another read
+            Byte::Unknown,
+            Byte::Contract(31),
+        ];
+        let template = ByteTemplate::from(bytes.clone());
+        assert_eq!(
+            template.runs(),
+            [
+                Run::Const(Box::new([7, 8])),
+                Run::Input { start: 4, len: 2 },
+                Run::Input { start: 7, len: 1 },
+                Run::Caller { start: 0, len: 2 },
+                Run::Stored { read: 1, offset: 0, len: 2 },
+                Run::Stored { read: 2, offset: 2, len: 1 },
+                Run::Other(Byte::Unknown),
+                Run::Contract { start: 31, len: 1 },
+            ]
+        );
+        // Runs cover every byte, and the template is its bytes to everything else.
+        let covered: usize = template
+            .runs()
+            .iter()
+            .map(|run| match run {
+                Run::Const(c) => c.len(),
+                Run::Input { len, .. } | Run::Caller { len, .. } | Run::Contract { len, .. } | Run::Stored { len, .. } => *len,
+                Run::Other(_) => 1,
+            })
+            .sum();
+        assert_eq!(covered, bytes.len());
+        assert!(template == bytes && *template == bytes[..]);
+        assert_eq!(serde_json::to_string(&template).unwrap(), serde_json::to_string(&bytes).unwrap());
+    }
 
     #[test]
     fn comparisons_follow_wasm_at_their_width() {

@@ -21,21 +21,25 @@ fn main() {
         vm.execute_block(block, &BlockOptions::default()).expect("set-up");
     }
     let txs = world.block(workload, 10_000);
-    let threads = BlockOptions::default().threads;
-    let (mut predicting, mut planning) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    let threads = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(BlockOptions::default().threads);
+    let (mut predicting, mut planning) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let started = std::time::Instant::now();
         let predictions = vm.predict_block(&txs, threads).expect("predict");
-        predicting += started.elapsed();
+        predicting.push(started.elapsed());
         let started = std::time::Instant::now();
-        std::hint::black_box(chroma_vm::ExecutionPlan::new(&predictions));
-        planning += started.elapsed();
+        let plan = chroma_vm::ExecutionPlan::new(&predictions);
+        planning.push(started.elapsed());
+        drop((plan, predictions));
     }
-    let per_block = |d: std::time::Duration| d.as_secs_f64() * 1e3 / rounds as f64;
+    let median = |mut d: Vec<std::time::Duration>| {
+        d.sort();
+        d[d.len() / 2].as_secs_f64() * 1e3
+    };
     println!(
-        "{workload}: {} transactions: predicting {:.2} ms ({threads} threads), conflict graph and groups {:.2} ms",
+        "{workload}: {} transactions, medians of {rounds}: predicting {:.2} ms ({threads} threads), conflict graph and groups {:.2} ms",
         txs.len(),
-        per_block(predicting),
-        per_block(planning)
+        median(predicting),
+        median(planning)
     );
 }

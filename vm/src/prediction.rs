@@ -3,7 +3,6 @@
 //! [`chroma_analyzer::predict`].
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chroma_analyzer::{ContractSummary, Environment};
@@ -13,7 +12,8 @@ use rustc_hash::FxHashMap;
 use crate::runtime::Runtime;
 use crate::state::StateRead;
 
-type Summaries = BTreeMap<Address, Arc<ContractSummary>>;
+/// Looked up only, never iterated, so a hash map's order cannot leak.
+type Summaries = FxHashMap<Address, Arc<ContractSummary>>;
 
 /// One thread's view (it caches what it reads, so it is not shared between
 /// threads: make one per thread with [`PredictionEnv::fork`]).
@@ -29,7 +29,7 @@ pub struct PredictionEnv<'s> {
 impl<'s> PredictionEnv<'s> {
     /// The contracts deployed in `runtime` now, over `state`.
     pub fn new(runtime: &Runtime, state: &'s dyn StateRead) -> PredictionEnv<'s> {
-        PredictionEnv { summaries: Arc::new(runtime.summaries()), state, cache: RefCell::default() }
+        PredictionEnv { summaries: Arc::new(runtime.summaries().into_iter().collect()), state, cache: RefCell::default() }
     }
 
     /// The same view with a cache of its own, for another thread.
