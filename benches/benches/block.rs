@@ -9,11 +9,11 @@
 //! (10,000-transaction blocks, 7 rounds or `ROUNDS`; under `cargo test` the
 //! same code runs once on small blocks).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chroma_vm::{BlockOptions, StateOverlay, Strategy, Transaction, Vm};
-use chroma_workloads::{Workload, World, WorldConfig};
+use chroma_benches::{median, SetUpWorld};
+use chroma_vm::{BlockOptions, Strategy, Transaction};
+use chroma_workloads::{Workload, WorldConfig};
 
 /// glibc's malloc serialises threads that allocate and free each other's
 /// memory (transactions' writes are made on one thread and applied on
@@ -21,30 +21,12 @@ use chroma_workloads::{Workload, World, WorldConfig};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-/// A VM over a frozen copy of `base`'s state, sharing its contracts.
-fn fork(base: &Vm, frozen: &Arc<StateOverlay>) -> Vm {
-    Vm::with_state(base.runtime().clone(), StateOverlay::over(frozen.clone()))
-}
-
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (users, size, chain_size, rounds) = if full { (10_000, 10_000, 2_000, 7) } else { (200, 300, 100, 1) };
     let threads = BlockOptions::default().threads;
     let config = WorldConfig { users, pools: 100, seed: 42, ..WorldConfig::default() };
-    let (_, setup) = World::new(config);
-    let mut base = Vm::new().expect("engine");
-    for block in &setup {
-        let done = base.execute_block(block, &BlockOptions::default()).expect("set-up");
-        assert!(done.receipts.iter().all(|r| r.outcome.is_success()), "set-up failed");
-    }
-    // Freeze the set-up state: every round starts from it.
-    let frozen = StateOverlay::new();
-    frozen.apply_values(base.state().snapshot().into_iter().map(|(k, v)| (k, Some(v))).collect());
+    let base = SetUpWorld::new(config);
 
     println!("{threads} threads; medians of {rounds} interleaved rounds; times per block");
     println!("planning: inside the dataflow runs; plan/exec: over the execution it planned; plan/ser: over serial execution");
@@ -60,7 +42,7 @@ fn main() {
             continue;
         }
         // A fresh generator per workload: its nonces continue from the set-up.
-        let (mut world, _) = World::new(config);
+        let mut world = base.world();
         let txs: Vec<Transaction> = world.block(workload, if workload == Workload::Chain { chain_size } else { size });
         let (mut serial, mut dataflow, mut barrier) = (Vec::new(), Vec::new(), Vec::new());
         let (mut planning, mut executing) = (Vec::new(), Vec::new());
@@ -70,7 +52,7 @@ fn main() {
                 (&mut dataflow, BlockOptions { threads, strategy: Strategy::Dataflow, ..BlockOptions::default() }),
                 (&mut barrier, BlockOptions { threads, strategy: Strategy::Barrier, ..BlockOptions::default() }),
             ] {
-                let mut vm = fork(&base, &frozen);
+                let mut vm = base.fork();
                 let started = Instant::now();
                 let done = vm.execute_block(&txs, &options).expect("block");
                 let elapsed = started.elapsed();

@@ -1,9 +1,12 @@
 //! Shared set-up for Chroma's benchmarks.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use chroma_host_api::{Address, Encode};
-use chroma_vm::{dev_account, Outcome, Transaction, TxKind, Vm};
+use chroma_vm::{dev_account, BlockOptions, Outcome, StateOverlay, Transaction, TxKind, Vm};
+use chroma_workloads::{World, WorldConfig};
 
 pub const GAS: u64 = 10_000_000;
 
@@ -35,5 +38,44 @@ pub fn transfer(token: Address, nonce: u64) -> Transaction {
         nonce,
         kind: TxKind::Call { contract: token, method: "transfer".into(), args: (dev_account("bob"), 1u128).encode() },
         gas_limit: GAS,
+    }
+}
+
+/// The median of some timings.
+pub fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// A world of `chroma-workloads` set up once, frozen, and forked for each
+/// run: every run of a block starts from the same state.
+pub struct SetUpWorld {
+    pub vm: Vm,
+    pub config: WorldConfig,
+    frozen: Arc<StateOverlay>,
+}
+
+impl SetUpWorld {
+    /// Runs the world's set-up blocks and freezes the resulting state.
+    pub fn new(config: WorldConfig) -> SetUpWorld {
+        let (_, setup) = World::new(config);
+        let mut vm = Vm::new().expect("engine");
+        for block in &setup {
+            let done = vm.execute_block(block, &BlockOptions::default()).expect("set-up");
+            assert!(done.receipts.iter().all(|r| r.outcome.is_success()), "set-up failed");
+        }
+        let frozen = StateOverlay::new();
+        frozen.apply_values(vm.state().snapshot().into_iter().map(|(k, v)| (k, Some(v))).collect());
+        SetUpWorld { vm, config, frozen }
+    }
+
+    /// A VM over a copy of the set-up state, sharing the deployed contracts.
+    pub fn fork(&self) -> Vm {
+        Vm::with_state(self.vm.runtime().clone(), StateOverlay::over(self.frozen.clone()))
+    }
+
+    /// A generator of blocks whose nonces continue from the set-up.
+    pub fn world(&self) -> World {
+        World::new(self.config).0
     }
 }
