@@ -13,7 +13,7 @@ use chroma_host_api::{Address, ADDRESS_LEN};
 use serde::Serialize;
 
 use crate::domain::Byte;
-use crate::summary::{AccessKind, AccessSummary, ByteTemplate, CallTemplate, Run, Condition, ContractSummary, EntryKind, KeyTemplate, Literal};
+use crate::summary::{AccessKind, AccessSummary, ByteTemplate, CallTemplate, Condition, ContractSummary, EntryKind, KeyTemplate, Literal, Run};
 
 /// Templates one prediction may fill in all (bounds recursive call fan-out).
 const FILL_BUDGET: usize = 4096;
