@@ -18,7 +18,7 @@
 //!   images, so instantiating per call is cheap.
 
 use chroma_host_api::limits::{MAX_CALL_DEPTH, MAX_MEMORY_PAGES};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Native stack the Wasm of one call may use.
 pub const MAX_WASM_STACK: usize = 512 * 1024;
@@ -46,6 +46,12 @@ pub fn engine_config() -> Config {
         // heap) and every call touches both: resetting them with memset keeps
         // the pages resident and saves a page fault per page per call.
         .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        // Where Linux has the PAGEMAP_SCAN ioctl (6.7+), reset only the
+        // pages a call wrote instead of memset over all of them: the memset
+        // was 10% of a serial block of transfers, and blocks of transfers
+        // ran 8-20% faster without it. Elsewhere wasmtime falls back to the
+        // memset; either way the memory is back to its initial image.
+        .pagemap_scan(Enabled::Auto)
         .table_keep_resident(4096);
     let mut config = Config::new();
     config
