@@ -37,7 +37,13 @@ fn main() {
     // `-- NAME...` measures only the workloads named.
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let rounds = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(rounds);
-    for workload in [Workload::Transfers, Workload::TransfersZipf, Workload::Swaps, Workload::DefiMix, Workload::Lending, Workload::Chain] {
+    let all = [Workload::Transfers, Workload::TransfersZipf, Workload::Swaps, Workload::DefiMix, Workload::Lending, Workload::Chain];
+    if let Some(unknown) = only.iter().find(|o| !all.iter().any(|w| w.name() == o.as_str())) {
+        let names: Vec<&str> = all.iter().map(|w| w.name()).collect();
+        eprintln!("unknown workload {unknown:?}; the workloads are: {}", names.join(", "));
+        std::process::exit(2);
+    }
+    for workload in all {
         if !only.is_empty() && !only.iter().any(|name| name == workload.name()) {
             continue;
         }

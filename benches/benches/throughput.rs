@@ -124,7 +124,7 @@ fn main() {
         if full { (10_000, &[1_000, 10_000], 5, 2_000) } else { (200, &[100], 1, 20) };
     let rounds = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(rounds).max(1);
     let threads = BlockOptions::default().threads;
-    let workloads: Vec<(String, Workload, usize)> = [
+    let all = [
         ("transfers", Workload::Transfers, 100),
         ("transfers-zipf", Workload::TransfersZipf, 100),
         ("swaps-1-pool", Workload::Swaps, 1),
@@ -133,11 +133,17 @@ fn main() {
         ("lending", Workload::Lending, 100),
         ("defi-mix", Workload::DefiMix, 100),
         ("chain", Workload::Chain, 100),
-    ]
-    .into_iter()
-    .filter(|(name, ..)| only.is_empty() || only.iter().any(|o| o == name))
-    .map(|(name, workload, pools)| (name.to_string(), workload, pools))
-    .collect();
+    ];
+    if let Some(unknown) = only.iter().find(|o| !all.iter().any(|(name, ..)| name == o)) {
+        let names: Vec<&str> = all.iter().map(|(name, ..)| *name).collect();
+        eprintln!("unknown workload {unknown:?}; the workloads are: {}", names.join(", "));
+        std::process::exit(2);
+    }
+    let workloads: Vec<(String, Workload, usize)> = all
+        .into_iter()
+        .filter(|(name, ..)| only.is_empty() || only.iter().any(|o| o == name))
+        .map(|(name, workload, pools)| (name.to_string(), workload, pools))
+        .collect();
 
     // Analysis time per example contract (what a deploy costs the analyzer).
     let mut analysis_ms = BTreeMap::new();
