@@ -41,6 +41,7 @@ use rayon::ThreadPool;
 
 use crate::prediction::PredictionEnv;
 use crate::runtime::{execute_in, nonce_key, Executed, Runtime, Vm, VmError};
+use crate::stack::{mark_execution_thread, on_execution_thread, EXECUTION_STACK_BYTES};
 use crate::state::{BlockOverlay, StateOverlay, StateRead};
 use crate::tx::{Receipt, Transaction, TxKind};
 
@@ -225,6 +226,8 @@ fn pool(threads: usize) -> Result<Arc<ThreadPool>, VmError> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("chroma-exec-{i}"))
+        .stack_size(EXECUTION_STACK_BYTES)
+        .start_handler(|_| mark_execution_thread())
         .build()
         .map_err(|e| VmError::Engine(format!("cannot start {threads} threads: {e}")))?;
     let pool = Arc::new(pool);
@@ -242,6 +245,16 @@ impl Vm {
 
     /// [`Vm::execute_block`] with another predictor (for fault injection and experiments).
     pub fn execute_block_with(
+        &mut self,
+        txs: &[Transaction],
+        options: &BlockOptions,
+        predictor: &dyn AccessPredictor,
+    ) -> Result<BlockExecution, VmError> {
+        // Serial stretches run on this thread: move once, for the whole block.
+        on_execution_thread(|| self.execute_block_here(txs, options, predictor))?
+    }
+
+    fn execute_block_here(
         &mut self,
         txs: &[Transaction],
         options: &BlockOptions,

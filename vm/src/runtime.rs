@@ -17,6 +17,7 @@ use crate::address::contract_address;
 use crate::engine::{new_engine, MAX_MEMORY_BYTES};
 use crate::gatekeeper::{self, MEMORY_EXPORT};
 use crate::imports::{linker, Abort, Frame, StoreData};
+use crate::stack::on_execution_thread;
 use crate::state::{Journal, StateError, StateOverlay, StateRead, TxWrites, WriteOp};
 use crate::tx::{Outcome, Receipt, Transaction, TxKind};
 
@@ -516,7 +517,7 @@ impl Vm {
     /// wrong). An error means the state storage failed: nothing was applied.
     pub fn execute(&mut self, tx: &Transaction) -> Result<Receipt, VmError> {
         let state = self.state.clone() as Arc<dyn StateRead>;
-        let executed = execute_in(&self.runtime, &state, tx, None)?;
+        let executed = on_execution_thread(|| execute_in(&self.runtime, &state, tx, None))??;
         self.commit(executed)
     }
 
@@ -534,7 +535,7 @@ impl Vm {
     pub fn query(&self, contract: Address, method: &str, args: Vec<u8>, gas_limit: u64) -> Result<Receipt, VmError> {
         let state = self.state.clone() as Arc<dyn StateRead>;
         let call = Call { sender: Address::ZERO, contract, method: method.to_string(), input: args, read_only: true };
-        Ok(run(&self.runtime, &state, call, gas_limit, None, None)?.receipt)
+        Ok(on_execution_thread(|| run(&self.runtime, &state, call, gas_limit, None, None))??.receipt)
     }
 }
 

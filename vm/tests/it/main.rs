@@ -5,8 +5,10 @@ mod support;
 
 mod analyzer;
 mod committed_wasm;
+mod crash;
 mod flows;
 mod gatekeeper;
 mod host_functions;
+mod hostile;
 mod node;
 mod parallel;

@@ -16,7 +16,7 @@ use chroma_vm::{
 };
 use chroma_workloads::{Rng, Workload, World, WorldConfig};
 
-fn root(vm: &Vm) -> [u8; 32] {
+pub(crate) fn root(vm: &Vm) -> [u8; 32] {
     let entries = vm.state().snapshot();
     StateHash::of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).root()
 }
@@ -34,7 +34,7 @@ fn set_up(setup: &[Vec<Transaction>]) -> Vm {
 }
 
 /// The configurations compared with serial execution.
-fn configurations() -> Vec<BlockOptions> {
+pub(crate) fn configurations() -> Vec<BlockOptions> {
     let mut all = Vec::new();
     for threads in [1, 2, 4, 8] {
         for strategy in Strategy::ALL {
@@ -73,7 +73,7 @@ fn compare(seed: u64, blocks: usize, predictor: &dyn AccessPredictor) -> (usize,
     (mispredictions, transactions)
 }
 
-fn assert_same(expected: &[Receipt], actual: &[Receipt], block: &[Transaction], context: &str) {
+pub(crate) fn assert_same(expected: &[Receipt], actual: &[Receipt], block: &[Transaction], context: &str) {
     assert_eq!(expected.len(), actual.len(), "{context}: receipts");
     for (i, (e, a)) in expected.iter().zip(actual).enumerate() {
         assert_eq!(e, a, "{context}: transaction {i} {:?}", block[i]);
@@ -182,4 +182,36 @@ fn independent_transfers_form_one_group() {
     assert_eq!(done.report.plan.groups.len(), 1);
     assert_eq!(done.report.exact_predictions(), 200);
     assert!(done.report.predicted_speedup(2) > 1.9);
+}
+
+/// The same block, run 100 times with each of 1, 2, 4 and 8 threads (and
+/// serially), from the same state: identical receipts, gas and root every
+/// time, whatever the scheduling.
+#[test]
+fn the_same_block_gives_the_same_result_every_time_on_any_thread_count() {
+    let (mut world, setup) = World::new(WorldConfig { users: 60, pools: 2, seed: 31, failures_per_mille: 60, ..WorldConfig::default() });
+    let start = set_up(&setup);
+    let block = world.block(Workload::DefiMix, 120);
+    let fresh = || {
+        let vm = Vm::with_state(start.runtime().clone(), chroma_vm::StateOverlay::new());
+        vm.state().apply_values(start.state().snapshot().into_iter().map(|(k, v)| (k, Some(v))).collect());
+        vm
+    };
+    let mut serial = fresh();
+    let expected = serial.execute_block(&block, &BlockOptions::serial()).expect("storage works");
+    let expected_root = root(&serial);
+    assert!(expected.receipts.iter().any(|r| !r.outcome.is_success()), "the block includes failures");
+    let mut runs = 0;
+    for threads in [1, 2, 4, 8] {
+        for run in 0..100 {
+            let strategy = Strategy::ALL[run % Strategy::ALL.len()];
+            let options = BlockOptions { threads, strategy, serial: false, adaptive: run % 3 == 0 };
+            let mut vm = fresh();
+            let done = vm.execute_block(&block, &options).expect("storage works");
+            assert_same(&expected.receipts, &done.receipts, &block, &format!("run {run}, {options:?}"));
+            assert_eq!(root(&vm), expected_root, "run {run}, {options:?}: state root");
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, 400);
 }
