@@ -147,7 +147,9 @@ fn parse_block(node: &chroma_vm::Node, keyring: &crate::keyring::Keyring, file: 
             None => next,
             Some(n) => n.as_u64().with_context(|| format!("transaction {i}: nonce must be a whole number"))?,
         };
-        nonces.insert(sender, nonce + 1);
+        // Saturating: a nonce of u64::MAX is refused by the VM anyway (no
+        // account gets there), and the next one defaults to it too.
+        nonces.insert(sender, nonce.saturating_add(1));
         let kind = match (fields.get("call"), fields.get("deploy")) {
             (Some(contract_ref), None) => {
                 let reference = text_of(contract_ref);
@@ -244,4 +246,123 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<bool> {
         }
     }
     Ok(all_ok)
+}
+
+/// Bounded fuzzing of block files: any JSON, shaped like a block or not,
+/// is either refused with an error or parsed into transactions that the
+/// node then executes as a block without a VM error. Never a panic.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::keyring::Keyring;
+    use proptest::prelude::{any, prop, prop_assert, prop_assert_eq, prop_oneof, Just};
+    use proptest::strategy::Strategy as Generator;
+
+    const WORDS: &[&str] = &[
+        "alice", "bob", "mallory", "", "tok", "nothing", "0x00", "example:token", "example:counter", "example:nope",
+        "/nonexistent.wasm", "transfer", "approve", "balance_of", "increment", "init", "to", "amount", "owner",
+    ];
+    const FIELDS: &[&str] = &["from", "call", "method", "deploy", "name", "args", "gas", "nonce", "colour"];
+
+    fn scalar() -> impl Generator<Value = Json> {
+        prop_oneof![
+            4 => prop::sample::select(WORDS).prop_map(|w| json!(w)),
+            2 => prop_oneof![Just(0u64), Just(1), Just(u64::MAX), Just(u64::MAX - 1), any::<u64>()].prop_map(|n| json!(n)),
+            1 => any::<i64>().prop_map(|n| json!(n)),
+            1 => any::<f64>().prop_map(|n| json!(n)),
+            1 => Just(Json::Null),
+            1 => any::<bool>().prop_map(|b| json!(b)),
+            1 => "[ -~]{0,12}".prop_map(|s| json!(s)),
+        ]
+    }
+
+    fn value() -> impl Generator<Value = Json> {
+        scalar().prop_recursive(2, 12, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Json::Array),
+                prop::collection::btree_map(prop::sample::select(WORDS).prop_map(String::from), inner, 0..3)
+                    .prop_map(|m| Json::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn transaction() -> impl Generator<Value = Json> {
+        prop::collection::btree_map(prop::sample::select(FIELDS).prop_map(String::from), value(), 0..6)
+            .prop_map(|m| Json::Object(m.into_iter().collect()))
+    }
+
+    /// A well-formed transaction with some fields replaced by arbitrary values.
+    fn plausible_transaction() -> impl Generator<Value = Json> {
+        let sender = prop::sample::select(&["alice", "bob", "carol"][..]);
+        let small = prop_oneof![8 => 0u64..2_000, 1 => Just(u64::MAX)];
+        (sender, 0..5usize, small.clone(), prop::sample::select(&["bob", "dave", "eve", "tok", "mallory"][..]), prop::option::weighted(0.2, small.clone()), prop::option::weighted(0.2, small), prop::option::weighted(0.15, (prop::sample::select(FIELDS), value())))
+            .prop_map(|(from, kind, amount, to, gas, nonce, replaced)| {
+                let mut tx = match kind {
+                    0 => json!({"from": from, "call": "tok", "method": "transfer", "args": {"to": to, "amount": amount}}),
+                    1 => json!({"from": from, "call": "tok", "method": "approve", "args": {"spender": to, "amount": amount}}),
+                    2 => json!({"from": from, "call": "tok", "method": "balance_of", "args": {"owner": to}}),
+                    3 => json!({"from": from, "deploy": "example:counter"}),
+                    _ => json!({"from": from, "deploy": "example:token", "args": {"symbol": "T", "supply": amount}, "name": to}),
+                };
+                if let Json::Object(fields) = &mut tx {
+                    if let Some(gas) = gas {
+                        fields.insert("gas".into(), json!(gas));
+                    }
+                    if let Some(nonce) = nonce {
+                        fields.insert("nonce".into(), json!(nonce));
+                    }
+                    if let Some((field, value)) = replaced {
+                        fields.insert(field.to_string(), value);
+                    }
+                }
+                tx
+            })
+    }
+
+    fn block_file() -> impl Generator<Value = Json> {
+        prop_oneof![
+            6 => prop::collection::vec(prop_oneof![6 => plausible_transaction(), 1 => transaction()], 0..5).prop_map(Json::Array),
+            1 => prop::collection::vec(transaction(), 0..3).prop_map(|t| json!({ "transactions": t })),
+            1 => value(),
+        ]
+    }
+
+    #[test]
+    fn block_files_parse_or_fail_cleanly_and_parsed_blocks_execute() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut node = chroma_vm::Node::create(dir.path()).expect("node");
+        let mut keyring = Keyring::create(dir.path()).expect("keyring");
+        let deploy = json!([{"from": "alice", "deploy": "example:token", "args": {"symbol": "TOK", "supply": 1000}, "name": "tok"}]);
+        let parsed = parse_block(&node, &keyring, &deploy).expect("the set-up block parses");
+        let done = node.execute_block(&parsed.txs, &BlockOptions::serial()).expect("the set-up block runs");
+        keyring.add_contract("tok", done.receipts[0].deployed.expect("deployed")).expect("label");
+
+        let node = std::cell::RefCell::new(node);
+        let (parsed_blocks, refused) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+        let config = proptest::test_runner::Config { cases: 500, failure_persistence: None, ..Default::default() };
+        let mut runner = proptest::test_runner::TestRunner::new(config);
+        runner
+            .run(&block_file(), |file| {
+                let outcome = parse_block(&node.borrow(), &keyring, &file);
+                match outcome {
+                    Ok(parsed) => {
+                        prop_assert!(!parsed.txs.is_empty());
+                        let done = node.borrow_mut().execute_block(&parsed.txs, &BlockOptions::default());
+                        prop_assert!(done.is_ok(), "{}: {:?}", file, done.err());
+                        prop_assert_eq!(done.expect("checked").receipts.len(), parsed.txs.len());
+                        parsed_blocks.set(parsed_blocks.get() + 1);
+                    }
+                    Err(e) => {
+                        let message = format!("{e:#}");
+                        prop_assert!(!message.is_empty());
+                        refused.set(refused.get() + 1);
+                    }
+                }
+                Ok(())
+            })
+            .expect("no block file panics the parser or the node");
+        let (parsed_blocks, refused) = (parsed_blocks.get(), refused.get());
+        eprintln!("{parsed_blocks} generated block files parsed and executed, {refused} refused");
+        assert!(parsed_blocks > 0 && refused > 0, "the generator reaches both sides");
+    }
 }

@@ -110,6 +110,45 @@ fn bad_input_is_a_clear_error_without_a_transaction() {
 }
 
 #[test]
+fn corrupted_data_directories_are_clear_errors_and_are_not_overwritten() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    ok(dir, &["init"]);
+    ok(dir, &["deploy", "example:counter", "--name", "c"]);
+    let db = dir.join("chroma.redb");
+    let keyring = dir.join("keyring.json");
+
+    // A damaged keyring: named, not replaced.
+    std::fs::write(&keyring, "{ not json").expect("write");
+    for args in [&["state"][..], &["call", "c", "increment"][..]] {
+        let (_, err) = fails(dir, args);
+        assert!(err.contains("keyring") && err.contains("corrupted"), "chroma {args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&keyring).expect("read"), "{ not json", "left as it was");
+
+    // A damaged database: the same.
+    let garbage = b"this is not a redb database, but it is where one should be".repeat(100);
+    std::fs::write(&db, &garbage).expect("write");
+    std::fs::write(&keyring, r#"{"accounts": ["alice"], "contracts": {}}"#).expect("write");
+    for args in [&["state"][..], &["call", "c", "increment"][..], &["init"][..]] {
+        let (_, err) = fails(dir, args);
+        assert!(err.contains("corrupted") || err.contains("already exists"), "chroma {args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert_eq!(std::fs::read(&db).expect("read"), garbage, "a failed command never rewrites the database");
+
+    // A database cut short (a disk that filled up, a bad copy).
+    let tmp2 = tempfile::tempdir().expect("tempdir");
+    ok(tmp2.path(), &["init"]);
+    let db2 = tmp2.path().join("chroma.redb");
+    let bytes = std::fs::read(&db2).expect("read");
+    std::fs::write(&db2, &bytes[..bytes.len() / 3]).expect("truncate");
+    let (_, err) = fails(tmp2.path(), &["state"]);
+    assert!(!err.contains("panicked") && err.starts_with("error"), "{err}");
+}
+
+#[test]
 fn a_module_that_is_not_a_contract_is_refused_and_nothing_is_stored() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();

@@ -23,7 +23,7 @@ use core::fmt;
 
 use crate::address::Address;
 use crate::codec::{Decode, DecodeError, Reader};
-use crate::limits::MAX_METHOD_NAME_LEN;
+use crate::limits::{MAX_METHOD_NAME_LEN, MAX_ZERO_SIZE_ELEMENTS};
 
 /// Name of the Wasm custom section holding the ABI description.
 pub const ABI_SECTION: &str = "chroma_abi";
@@ -376,11 +376,15 @@ impl Type {
             }
             Type::Vec(inner) => {
                 let len = reader.length(inner.min_encoded_len())?;
-                // Zero-size elements occupy no bytes: nothing to check, however many.
-                if inner.fixed_len() != Some(0) {
-                    for _ in 0..len {
-                        inner.skip_value(reader)?;
+                if inner.fixed_len() == Some(0) {
+                    // Zero-size elements occupy no bytes: nothing to check but their number.
+                    if len > MAX_ZERO_SIZE_ELEMENTS {
+                        return Err(DecodeError::LengthTooLarge { length: len as u32, remaining: reader.remaining() });
                     }
+                    return Ok(());
+                }
+                for _ in 0..len {
+                    inner.skip_value(reader)?;
                 }
                 Ok(())
             }
@@ -572,8 +576,11 @@ impl Abi {
         if version != ABI_VERSION {
             return Err(AbiError::UnsupportedVersion { found: version, expected: ABI_VERSION });
         }
-        // Each method takes at least 13 bytes; bound the count before allocating.
-        let count = reader.length(13)?;
+        // Bound the count before allocating, by the smallest method: a name
+        // (4-byte length and at least 1 byte), a kind (1), an argument count
+        // (4) and a return type (1). (This said 13 and refused short ABIs,
+        // such as one method `a()`, until host-api/tests/fuzz.rs found it.)
+        let count = reader.length(11)?;
         let mut methods: Vec<Method> = Vec::with_capacity(count);
         for _ in 0..count {
             let name = String::decode_from(&mut reader)?;
@@ -755,9 +762,13 @@ mod tests {
         let mut bad_tag = good.clone();
         bad_tag[36] = 5;
         assert_eq!(transfer.check_args(&bad_tag), Err(DecodeError::InvalidOptionTag(5)));
-        // A huge count of zero-size elements is checked in constant time.
+        // Zero-size elements are counted, not walked: up to the limit they are
+        // accepted, past it refused, as the decoder does (found by host-api/tests/fuzz.rs).
         let units = Method { name: "u".into(), kind: MethodKind::Mutating, args: alloc::vec![Arg { name: "a".into(), ty: Type::Vec(Box::new(Type::Unit)) }], returns: Type::Unit };
-        assert_eq!(units.check_args(&u32::MAX.to_le_bytes()), Ok(()));
+        let at_limit = (MAX_ZERO_SIZE_ELEMENTS as u32).to_le_bytes();
+        assert_eq!(units.check_args(&at_limit), Ok(()));
+        assert!(Value::decode_as(&units.args_type(), &at_limit).is_ok());
+        assert_eq!(units.check_args(&u32::MAX.to_le_bytes()), Err(DecodeError::LengthTooLarge { length: u32::MAX, remaining: 0 }));
     }
 
     #[test]

@@ -33,3 +33,8 @@ pub const EVENT_PER_BYTE: u64 = 5;
 pub const CALL: u64 = 2_000;
 /// Every transaction, before its first instruction.
 pub const TRANSACTION: u64 = 1_000;
+/// The largest gas limit a transaction may carry: gas bounds every
+/// contract's running time only if the limit itself is bounded (an infinite
+/// loop with a `u64::MAX` limit would run for years). About a second of Wasm
+/// on one core; a transaction asking for more is refused without executing.
+pub const MAX_TX_GAS: u64 = 1_000_000_000;

@@ -22,6 +22,11 @@ pub const MAX_EVENTS_PER_TX: usize = 256;
 pub const MAX_REVERT_MSG_LEN: usize = 1024;
 /// Bytes of a method name.
 pub const MAX_METHOD_NAME_LEN: usize = 64;
+/// Elements of a zero-size type (`Vec<()>`) a call argument may declare.
+/// They occupy no input bytes, so without a bound a 4-byte length would
+/// stand for billions of values; the host refuses more (as `BadInput`), and
+/// the CLI's typed values never hold more.
+pub const MAX_ZERO_SIZE_ELEMENTS: usize = 1 << 16;
 /// Nested synchronous calls: the transaction's own call is depth 1.
 pub const MAX_CALL_DEPTH: u32 = 8;
 /// Linear memory one contract instance may grow to, in 64 KiB pages (4 MiB).

@@ -11,8 +11,7 @@ use crate::abi::Type;
 use crate::address::Address;
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 
-/// Most zero-size elements (`Vec<()>`) a decoded value may hold.
-pub const MAX_ZERO_SIZE_ELEMENTS: usize = 1 << 16;
+pub use crate::limits::MAX_ZERO_SIZE_ELEMENTS;
 
 /// A value of some [`Type`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -365,6 +365,10 @@ pub(crate) fn execute_in(
         let receipt = receipt(Outcome::InvalidNonce { expected, found: tx.nonce }, 0);
         return Ok(Executed { receipt, writes: TxWrites::new(), mispredicted: false, deployed: None });
     }
+    if tx.gas_limit > gas::MAX_TX_GAS {
+        let receipt = receipt(Outcome::GasLimitTooHigh { limit: tx.gas_limit, max: gas::MAX_TX_GAS }, 0);
+        return Ok(Executed { receipt, writes: TxWrites::new(), mispredicted: false, deployed: None });
+    }
     let mut executed = match &tx.kind {
         TxKind::Call { contract, method, args } => {
             let call = Call { sender: tx.sender, contract: *contract, method: method.clone(), input: args.clone(), read_only: false };
@@ -534,6 +538,9 @@ impl Vm {
     /// Runs `method` read-only (writes trap) without committing anything.
     pub fn query(&self, contract: Address, method: &str, args: Vec<u8>, gas_limit: u64) -> Result<Receipt, VmError> {
         let state = self.state.clone() as Arc<dyn StateRead>;
+        if gas_limit > gas::MAX_TX_GAS {
+            return Ok(receipt(Outcome::GasLimitTooHigh { limit: gas_limit, max: gas::MAX_TX_GAS }, 0));
+        }
         let call = Call { sender: Address::ZERO, contract, method: method.to_string(), input: args, read_only: true };
         Ok(on_execution_thread(|| run(&self.runtime, &state, call, gas_limit, None, None))??.receipt)
     }

@@ -51,6 +51,8 @@ pub enum Outcome {
     NoSuchMethod(String),
     /// The transaction's nonce is not the sender's next nonce; it did not execute.
     InvalidNonce { expected: u64, found: u64 },
+    /// The transaction's gas limit is above `max` ([`gas::MAX_TX_GAS`](chroma_host_api::gas::MAX_TX_GAS)); it did not execute.
+    GasLimitTooHigh { limit: u64, max: u64 },
     /// A deploy's module was refused by the gatekeeper.
     InvalidModule(String),
 }
@@ -72,6 +74,7 @@ impl fmt::Display for Outcome {
             Outcome::NoSuchContract(a) => write!(f, "no contract at {a}"),
             Outcome::NoSuchMethod(m) => write!(f, "no method `{m}`"),
             Outcome::InvalidNonce { expected, found } => write!(f, "invalid nonce {found} (expected {expected})"),
+            Outcome::GasLimitTooHigh { limit, max } => write!(f, "gas limit {limit} exceeds the maximum {max}"),
             Outcome::InvalidModule(m) => write!(f, "invalid module: {m}"),
         }
     }

@@ -2,7 +2,7 @@
 //! stored when it does.
 
 use chroma_host_api::MethodKind::Mutating;
-use chroma_vm::gatekeeper::{validate, GatekeeperError, MAX_MODULE_SIZE};
+use chroma_vm::gatekeeper::{validate, GatekeeperError, MAX_FUNCTIONS, MAX_MODULE_SIZE};
 use chroma_vm::Outcome;
 
 use crate::support::{deploy_bytes, wat_contract, Chain};
@@ -52,6 +52,12 @@ fn bad_structure() {
     assert_eq!(e, GatekeeperError::MemoryCount { count: 0 });
     let e = refused(r#"(memory (export "memory") 100) (func (export "run"))"#, &[("run", Mutating)]);
     assert_eq!(e, GatekeeperError::MemoryTooLarge { initial: 100, limit: 64 });
+    // Imported and defined functions count together.
+    let many: String = (0..MAX_FUNCTIONS).map(|_| "(func)").collect();
+    let e = refused(&format!(r#"{INPUT} {MEMORY} (func (export "run")) {many}"#), &[("run", Mutating)]);
+    assert_eq!(e, GatekeeperError::TooManyFunctions { count: MAX_FUNCTIONS + 2, limit: MAX_FUNCTIONS });
+    let at_limit: String = (0..MAX_FUNCTIONS - 2).map(|_| "(func)").collect();
+    assert!(validate(&wat_contract(&format!(r#"{INPUT} {MEMORY} (func (export "run")) {at_limit}"#), &[("run", Mutating)])).is_ok());
 }
 
 #[test]

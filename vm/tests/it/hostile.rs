@@ -8,6 +8,7 @@ use chroma_host_api::key::storage_key;
 use chroma_host_api::limits::{
     MAX_CALL_DEPTH, MAX_EVENTS_PER_TX, MAX_EVENT_DATA_LEN, MAX_KEY_LEN, MAX_RETURN_LEN, MAX_VALUE_LEN,
 };
+use chroma_host_api::gas::MAX_TX_GAS;
 use chroma_host_api::{Address, Encode};
 use chroma_vm::{dev_account, nonce_key, BlockOptions, Outcome, Receipt, Transaction, TxKind, Vm};
 
@@ -44,6 +45,26 @@ fn an_infinite_loop_runs_out_of_gas() {
     assert_eq!(receipt.outcome, Outcome::OutOfGas);
     assert_eq!(receipt.gas_used, 2_000_000, "out of gas charges the whole limit");
     contained(&mut chain, h, &receipt);
+}
+
+/// Gas bounds a loop only if the limit is bounded: a transaction asking for
+/// more than the maximum is refused without executing (no gas, no nonce).
+#[test]
+fn a_gas_limit_above_the_maximum_is_refused_before_execution() {
+    let mut chain = Chain::new();
+    let h = hostile(&mut chain);
+    let alice = dev_account("alice");
+    let nonce = chain.vm.nonce(&alice).expect("nonce");
+    for limit in [MAX_TX_GAS + 1, u64::MAX] {
+        let receipt = chain.call_with_gas("alice", h, "spin", (), limit);
+        assert_eq!(receipt.outcome, Outcome::GasLimitTooHigh { limit, max: MAX_TX_GAS });
+        assert_eq!(receipt.gas_used, 0);
+        assert_eq!(chain.vm.nonce(&alice).expect("nonce"), nonce, "a refused transaction does not use its nonce");
+        let query = chain.vm.query(h, "count", Vec::new(), limit).expect("storage works");
+        assert_eq!(query.outcome, Outcome::GasLimitTooHigh { limit, max: MAX_TX_GAS });
+    }
+    let receipt = chain.call_with_gas("alice", h, "spin", (), 3_000_000);
+    assert_eq!(receipt.outcome, Outcome::OutOfGas);
 }
 
 #[test]
@@ -291,7 +312,7 @@ fn call(sender: Address, nonce: u64, contract: Address, method: &str, args: impl
 /// Runs `block` on copies of `chain`'s state serially and in every parallel
 /// configuration; asserts equal receipts and roots; returns the report of
 /// the last parallel run.
-fn compare_with_serial(chain: &mut Chain, block: &[Transaction]) -> chroma_vm::BlockReport {
+pub(crate) fn compare_with_serial(chain: &mut Chain, block: &[Transaction]) -> chroma_vm::BlockReport {
     let copy = |chain: &Chain| -> Vm {
         let vm = Vm::with_state(chain.vm.runtime().clone(), chroma_vm::StateOverlay::new());
         vm.state().apply_values(chain.vm.state().snapshot().into_iter().map(|(k, v)| (k, Some(v))).collect());

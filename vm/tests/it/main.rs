@@ -12,3 +12,5 @@ mod host_functions;
 mod hostile;
 mod node;
 mod parallel;
+mod programs;
+mod smith;

@@ -70,6 +70,11 @@ pub fn wat_contract(body: &str, methods: &[(&str, chroma_host_api::MethodKind)])
             .map(|(name, kind)| Method { name: name.to_string(), kind: *kind, args: vec![], returns: Type::Unit })
             .collect(),
     };
+    wat_contract_with_abi(body, &abi)
+}
+
+/// A WAT module text with `abi` appended as its ABI section, compiled to Wasm.
+pub fn wat_contract_with_abi(body: &str, abi: &chroma_host_api::abi::Abi) -> Vec<u8> {
     let escaped: String = abi.encode().iter().map(|b| format!("\\{b:02x}")).collect();
     let text = format!("(module {body} (@custom \"chroma_abi\" \"{escaped}\"))");
     wat::parse_str(&text).unwrap_or_else(|e| panic!("bad test WAT: {e}\n{text}"))
