@@ -52,7 +52,10 @@ pub enum BuildError {
          - Debian's packages: apt-get install rustc-web cargo-web rust-web-src lld"
     )]
     NoToolchain,
-    #[error("CHROMA_WASM_TOOLCHAIN={0:?} is not available here (expected rustup or debian, installed)")]
+    #[error(
+        "CHROMA_WASM_TOOLCHAIN={0:?} cannot build {TARGET} here (rustup needs `rustup target add {TARGET}`, \
+         debian needs `apt-get install rustc-web cargo-web rust-web-src lld`); unset it to use whichever works"
+    )]
     ForcedToolchainMissing(String),
     #[error("{0} has no Cargo.toml: give the directory of a contract crate (`chroma new` makes one)")]
     NotACrate(PathBuf),
@@ -155,12 +158,17 @@ pub fn build(dir: &Path) -> Result<Built, BuildError> {
         .args(["build", "--release", "--target", TARGET, "--target-dir"])
         .arg(&target_dir)
         .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\u{1f}"))
-        // A build started from `cargo test` inherits variables meant for the host build.
+        // A build started from `cargo test` inherits variables meant for the
+        // test's own build and run: its flags, target, target directory, and a
+        // library path into rustup's toolchain, with which Debian's rustc
+        // loads the wrong libraries and fails.
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_TARGET_DIR");
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("LD_LIBRARY_PATH")
+        .env_remove("CARGO");
     if toolchain == Toolchain::Debian {
-        command.arg("-Zbuild-std=core,alloc,panic_abort");
+        command.env_remove("RUSTUP_TOOLCHAIN").arg("-Zbuild-std=core,alloc,panic_abort");
     }
     let program = format!("{:?}", command.get_program());
     let out = command.output().map_err(|error| BuildError::Spawn { program, error })?;
@@ -197,17 +205,20 @@ mod tests {
     }
 
     #[test]
-    fn a_forced_toolchain_that_is_missing_is_named() {
-        // Only meaningful where rustup's target is missing (as on these machines).
-        if rustup_ok() {
-            return;
-        }
+    fn a_forced_toolchain_that_is_missing_says_what_to_install() {
+        // Force whichever toolchain this machine lacks (rustup's target, on these machines).
+        let missing = match (rustup_ok(), debian_ok()) {
+            (false, _) => "rustup",
+            (true, false) => "debian",
+            (true, true) => return eprintln!("both toolchains are installed: nothing to refuse here"),
+        };
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("Cargo.toml"), "[package]\nname = \"x\"\n").expect("write");
-        // SAFETY (of the variable): this crate's tests do not read it concurrently elsewhere.
-        std::env::set_var("CHROMA_WASM_TOOLCHAIN", "rustup");
-        let error = build(dir.path()).expect_err("rustup's target is missing");
+        std::env::set_var("CHROMA_WASM_TOOLCHAIN", missing);
+        let error = build(dir.path()).expect_err("the forced toolchain is missing");
         std::env::remove_var("CHROMA_WASM_TOOLCHAIN");
-        assert!(matches!(error, BuildError::ForcedToolchainMissing(ref t) if t == "rustup"), "{error}");
+        assert!(matches!(error, BuildError::ForcedToolchainMissing(ref t) if t == missing), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("rustup target add wasm32-unknown-unknown") && message.contains("apt-get install rustc-web"), "{message}");
     }
 }

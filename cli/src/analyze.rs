@@ -30,11 +30,18 @@ fn module_bytes(ctx: &Ctx, source: &str) -> anyhow::Result<Vec<u8>> {
 
 pub fn run(ctx: &Ctx, source: &str) -> anyhow::Result<()> {
     let bytes = module_bytes(ctx, source)?;
+    print(source, &bytes, ctx.json)
+}
+
+/// Validates `bytes` as a deploy would, analyses it, and prints each entry
+/// point's summary (as JSON with `as_json`).
+pub fn print(source: &str, bytes: &[u8], as_json_output: bool) -> anyhow::Result<()> {
+    let bytes = bytes.to_vec();
     let abi: Abi = gatekeeper::validate(&bytes).with_context(|| format!("{source} is not a valid Chroma contract"))?.abi;
     let started = std::time::Instant::now();
     let summary = analyze(&bytes).with_context(|| format!("cannot analyse {source}"))?;
     let elapsed = started.elapsed();
-    if ctx.json {
+    if as_json_output {
         println!("{}", serde_json::to_string_pretty(&as_json(&abi, &summary))?);
         return Ok(());
     }

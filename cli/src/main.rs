@@ -1,6 +1,7 @@
 //! `chroma`: the command-line front of the Chroma VM.
 
 mod analyze;
+mod author;
 mod block;
 mod chain;
 mod demo;
@@ -110,6 +111,20 @@ enum Command {
         #[command(subcommand)]
         command: BlockCommand,
     },
+    /// Create a new contract crate in ./NAME: a sample contract, a test that runs its
+    /// Wasm in an in-memory chain, and a README.
+    New {
+        name: String,
+        /// The checkout's host-api/sdk to depend on (default: the checkout this chroma was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a contract crate to Wasm (rustup's wasm32 target or Debian's rustc-web,
+    /// whichever works), then print its path, size, entry points and inferred accesses.
+    Build {
+        /// The crate's directory (default: the current one).
+        path: Option<PathBuf>,
+    },
     /// The main job: on an in-memory chain, deploy the example contracts, run a DeFi
     /// block in parallel, check it against serial execution, print the parallelism report.
     Demo(demo::DemoArgs),
@@ -161,6 +176,8 @@ fn main() -> ExitCode {
         Command::Analyze { module } => analyze::run(&ctx, &module).map(|()| true),
         Command::Block { command: BlockCommand::Run { file, execution } } => block::run(&ctx, block::RunArgs { file, execution }),
         Command::Demo(args) => demo::run(&args, ctx.json).map(|()| true),
+        Command::New { name, sdk } => author::new(&name, sdk, ctx.json).map(|()| true),
+        Command::Build { path } => author::build(path, ctx.json).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
