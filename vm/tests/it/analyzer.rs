@@ -7,11 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use chroma_analyzer::{analyze, predict, PredictedAccess};
+use chroma_analyzer::{analyze, PredictedAccess};
 use chroma_host_api::{Address, Encode};
-use chroma_vm::{AccessSet, Outcome, PredictionEnv, TxKind};
+use chroma_vm::{AccessSet, Outcome};
 
-use crate::support::{wasm, Chain, GAS};
+use crate::support::{call_within_prediction, wasm, Chain, GAS};
 
 /// A small deterministic generator (xorshift), so failures reproduce.
 struct Rng(u64);
@@ -145,18 +145,10 @@ fn predictions_cover_every_recorded_access() {
     for i in 0..calls {
         let (contract, method, args) = random_call(&mut rng, &d);
         let sender = USERS[rng.below(USERS.len() as u64) as usize];
-        let state = chain.vm.state().clone();
-        let env = PredictionEnv::new(chain.vm.runtime(), state.as_ref());
-        let predicted = predict(&env, &Chain::account(sender), &contract, method, &args);
         // Small gas limits now and then, to cut calls off midway.
         let gas = if rng.below(10) == 0 { 20_000 + rng.below(200_000) } else { GAS };
-        let receipt = chain.send(sender, TxKind::Call { contract, method: method.into(), args }, gas);
+        let (predicted, receipt) = call_within_prediction(&mut chain, sender, contract, method, args, gas, &format!("call {i}"));
         let a = &receipt.accesses;
-        assert!(
-            predicted.covers(a.reads.iter().map(Vec::as_slice), a.writes.iter().map(Vec::as_slice), a.adds.iter().map(Vec::as_slice)),
-            "call {i}: {method} by {sender} ({:?}) touched keys outside its prediction\npredicted: {predicted:#?}\nactual: {a:#?}",
-            receipt.outcome
-        );
         let entry = precision.entry(method.to_string()).or_default();
         entry.0 += 1;
         entry.1 += u32::from(equals(&predicted, a));
@@ -200,12 +192,8 @@ fn precision_on_a_realistic_defi_mix() {
         // Finitely-approving users only: their allowance is written back, as predicted.
         let sender = ["dave", "erin"][rng.below(2) as usize];
         let (contract, method, args) = realistic_call(&mut rng, &d);
-        let state = chain.vm.state().clone();
-        let env = PredictionEnv::new(chain.vm.runtime(), state.as_ref());
-        let predicted = predict(&env, &Chain::account(sender), &contract, method, &args);
-        let receipt = chain.send(sender, TxKind::Call { contract, method: method.into(), args }, GAS);
+        let (predicted, receipt) = call_within_prediction(&mut chain, sender, contract, method, args, GAS, "realistic mix");
         let a = &receipt.accesses;
-        assert!(predicted.covers(a.reads.iter().map(Vec::as_slice), a.writes.iter().map(Vec::as_slice), a.adds.iter().map(Vec::as_slice)));
         succeeded += u32::from(receipt.outcome == Outcome::Success);
         let entry = precision.entry(method).or_default();
         entry.0 += 1;

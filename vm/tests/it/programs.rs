@@ -7,15 +7,14 @@
 //! records must be inside the prediction, and blocks of such calls must
 //! run in parallel exactly as serially.
 
-use chroma_analyzer::predict;
 use chroma_host_api::abi::{Abi, Arg, Method, MethodKind, Type};
 use chroma_host_api::host::{ValType, HOST_FUNCTIONS, IMPORT_MODULE};
 use chroma_host_api::{Address, Encode};
-use chroma_vm::{dev_account, nonce_key, PredictionEnv, Transaction, TxKind};
+use chroma_vm::{dev_account, nonce_key, Transaction, TxKind};
 use chroma_workloads::Rng;
 
 use crate::hostile::compare_with_serial;
-use crate::support::{wat_contract_with_abi, Chain};
+use crate::support::{call_within_prediction, wat_contract_with_abi, Chain};
 
 const ENTRIES: usize = 3;
 /// Memory layout of a generated contract.
@@ -211,17 +210,9 @@ fn random_programs_run_inside_their_predictions_and_equal_serial_in_parallel() {
             let method = format!("e{}", generator.below(ENTRIES as u64));
             let sender = SENDERS[generator.below(SENDERS.len() as u64) as usize];
             let args = generator.argument().encode();
-            let state = chain.vm.state().clone();
-            let env = PredictionEnv::new(chain.vm.runtime(), state.as_ref());
-            let predicted = predict(&env, &dev_account(sender), &contract, &method, &args);
             let gas = if generator.below(8) == 0 { 5_000 + generator.below(100_000) } else { 5_000_000 };
-            let receipt = chain.send(sender, TxKind::Call { contract, method: method.clone(), args }, gas);
+            let (predicted, receipt) = call_within_prediction(&mut chain, sender, contract, &method, args, gas, &format!("program {program}"));
             let a = &receipt.accesses;
-            assert!(
-                predicted.covers(a.reads.iter().map(Vec::as_slice), a.writes.iter().map(Vec::as_slice), a.adds.iter().map(Vec::as_slice)),
-                "program {program}, {method} by {sender} ({}) touched keys outside its prediction\npredicted: {predicted:#?}\nactual: {a:#?}",
-                receipt.outcome
-            );
             calls += 1;
             let nonce = nonce_key(&dev_account(sender));
             let touched: Vec<&Vec<u8>> = a.reads.iter().chain(&a.writes).chain(&a.adds).filter(|k| **k != nonce).collect();

@@ -84,3 +84,28 @@ pub fn wat_contract_with_abi(body: &str, abi: &chroma_host_api::abi::Abi) -> Vec
 pub fn deploy_bytes(chain: &mut Chain, from: &str, code: Vec<u8>) -> Receipt {
     chain.send(from, TxKind::Deploy { code, init_args: Vec::new() }, GAS)
 }
+
+/// Predicts `method`'s accesses from the analyzer's summaries and the state
+/// now, runs the call, and asserts that every access the VM recorded lies
+/// inside the prediction (`what` names the call in the failure).
+pub fn call_within_prediction(
+    chain: &mut Chain,
+    sender: &str,
+    contract: Address,
+    method: &str,
+    args: Vec<u8>,
+    gas: u64,
+    what: &str,
+) -> (chroma_analyzer::PredictedAccess, Receipt) {
+    let state = chain.vm.state().clone();
+    let env = chroma_vm::PredictionEnv::new(chain.vm.runtime(), state.as_ref());
+    let predicted = chroma_analyzer::predict(&env, &dev_account(sender), &contract, method, &args);
+    let receipt = chain.send(sender, TxKind::Call { contract, method: method.into(), args }, gas);
+    let a = &receipt.accesses;
+    assert!(
+        predicted.covers(a.reads.iter().map(Vec::as_slice), a.writes.iter().map(Vec::as_slice), a.adds.iter().map(Vec::as_slice)),
+        "{what}: {method} by {sender} ({}) touched keys outside its prediction\npredicted: {predicted:#?}\nactual: {a:#?}",
+        receipt.outcome
+    );
+    (predicted, receipt)
+}
