@@ -8,13 +8,12 @@
 //! run in parallel exactly as serially.
 
 use chroma_host_api::abi::{Abi, Arg, Method, MethodKind, Type};
-use chroma_host_api::host::{ValType, HOST_FUNCTIONS, IMPORT_MODULE};
 use chroma_host_api::{Address, Encode};
 use chroma_vm::{dev_account, nonce_key, Transaction, TxKind};
 use chroma_workloads::Rng;
 
 use crate::hostile::compare_with_serial;
-use crate::support::{call_within_prediction, wat_contract_with_abi, Chain};
+use crate::support::{call_within_prediction, host_imports_wat, wat_contract_with_abi, Chain};
 
 const ENTRIES: usize = 3;
 /// Memory layout of a generated contract.
@@ -143,23 +142,7 @@ impl Generator {
     }
 
     fn contract(&mut self) -> Vec<u8> {
-        let imports: String = HOST_FUNCTIONS
-            .iter()
-            .map(|f| {
-                let ty = |t: &ValType| match t {
-                    ValType::I32 => "i32",
-                    ValType::I64 => "i64",
-                };
-                let params: Vec<&str> = f.params.iter().map(ty).collect();
-                let results: Vec<&str> = f.results.iter().map(ty).collect();
-                format!(
-                    "(import \"{IMPORT_MODULE}\" \"{0}\" (func ${0} (param {1}) (result {2})))",
-                    f.name,
-                    params.join(" "),
-                    results.join(" ")
-                )
-            })
-            .collect();
+        let imports = host_imports_wat();
         let entries: String = (0..ENTRIES)
             .map(|e| {
                 format!(

@@ -11,30 +11,12 @@ use chroma_host_api::abi::{Abi, Method, MethodKind, Type, ABI_SECTION};
 use chroma_vm::{Outcome, TxKind};
 use chroma_workloads::Rng;
 
-use crate::support::{call_within_prediction, Chain, GAS};
+use crate::support::{call_within_prediction, host_imports_wat, Chain, GAS};
 
 /// A module importing every Chroma host function, so that generated code
 /// calls them (with whatever arguments it happens to compute).
 fn host_imports() -> Vec<u8> {
-    use chroma_host_api::host::{ValType, HOST_FUNCTIONS, IMPORT_MODULE};
-    let ty = |t: &ValType| match t {
-        ValType::I32 => "i32",
-        ValType::I64 => "i64",
-    };
-    let funcs: String = HOST_FUNCTIONS
-        .iter()
-        .map(|f| {
-            let params: Vec<&str> = f.params.iter().map(ty).collect();
-            let results: Vec<&str> = f.results.iter().map(ty).collect();
-            format!(
-                "(import \"{IMPORT_MODULE}\" \"{}\" (func (param {}) (result {})))",
-                f.name,
-                params.join(" "),
-                results.join(" ")
-            )
-        })
-        .collect();
-    wat::parse_str(format!("(module {funcs})")).expect("import list")
+    wat::parse_str(format!("(module {})", host_imports_wat())).expect("import list")
 }
 
 /// Seeds for wasm-smith from a deterministic generator, so failures reproduce.

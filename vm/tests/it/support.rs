@@ -109,3 +109,21 @@ pub fn call_within_prediction(
     );
     (predicted, receipt)
 }
+
+/// WAT import declarations of every host function with its signature,
+/// each named `$name` so that code can call it by name.
+pub fn host_imports_wat() -> String {
+    use chroma_host_api::host::{ValType, HOST_FUNCTIONS, IMPORT_MODULE};
+    let ty = |t: &ValType| match t {
+        ValType::I32 => "i32",
+        ValType::I64 => "i64",
+    };
+    HOST_FUNCTIONS
+        .iter()
+        .map(|f| {
+            let params: Vec<&str> = f.params.iter().map(ty).collect();
+            let results: Vec<&str> = f.results.iter().map(ty).collect();
+            format!("(import \"{IMPORT_MODULE}\" \"{0}\" (func ${0} (param {1}) (result {2})))", f.name, params.join(" "), results.join(" "))
+        })
+        .collect()
+}
