@@ -52,12 +52,16 @@ fn main() {
         let txs: Vec<Transaction> = world.block(workload, if workload == Workload::Chain { chain_size } else { size });
         let (mut serial, mut dataflow, mut barrier) = (Vec::new(), Vec::new(), Vec::new());
         let (mut planning, mut executing) = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            for (samples, options) in [
+        for round in 0..rounds {
+            let mut modes = [
                 (&mut serial, BlockOptions::serial()),
                 (&mut dataflow, BlockOptions { threads, strategy: Strategy::Dataflow, ..BlockOptions::default() }),
                 (&mut barrier, BlockOptions { threads, strategy: Strategy::Barrier, ..BlockOptions::default() }),
-            ] {
+            ];
+            // A different mode first each round, so that no mode always
+            // runs in the same place of the round (after a fork, say).
+            modes.rotate_left(round % 3);
+            for (samples, options) in modes {
                 let mut vm = base.fork();
                 let started = Instant::now();
                 let done = vm.execute_block(&txs, &options).expect("block");
