@@ -2,6 +2,12 @@
 //! instance, with no per-transaction VM work (no nonce, no gas accounting
 //! beyond fuel, no instantiation, no receipt, no commit). Benchmarks report
 //! the full transaction path as a multiple of it.
+//!
+//! Calls run on the caller's thread (moving threads per call would be
+//! measured too): for the example contracts it measures, which neither
+//! recurse deeply nor nest calls, any thread's stack is enough. Anything
+//! else runs through [`Vm::execute`], which moves to a thread with the
+//! contract stack (`crate::stack`).
 
 use std::sync::Arc;
 
