@@ -170,23 +170,8 @@ pub fn build(dir: &Path) -> Result<Built, BuildError> {
     if toolchain == Toolchain::Debian {
         command.env_remove("RUSTUP_TOOLCHAIN").arg("-Zbuild-std=core,alloc,panic_abort");
     }
-    command.stdin(std::process::Stdio::null());
     let program = format!("{:?}", command.get_program());
-    // Once in CI, Debian's cargo failed its first `rustc -` probe of the host
-    // ("failed to run `rustc` to learn about target-specific information",
-    // with rustc reading text that was not cargo's as its input), and the
-    // same build passed on every other run; the cause is not known. That
-    // probe failing says nothing about the contract, so it is tried again,
-    // twice at most; compile errors are reported at once.
-    let mut attempts = 0;
-    let out = loop {
-        attempts += 1;
-        let out = command.output().map_err(|error| BuildError::Spawn { program: program.clone(), error })?;
-        let probe_failed = String::from_utf8_lossy(&out.stderr).contains("to learn about target-specific information");
-        if out.status.success() || !probe_failed || attempts == 3 {
-            break out;
-        }
-    };
+    let out = command.output().map_err(|error| BuildError::Spawn { program, error })?;
     if !out.status.success() {
         return Err(BuildError::Compile { toolchain, stderr: String::from_utf8_lossy(&out.stderr).into_owned() });
     }
