@@ -10,10 +10,11 @@
 //! Anything the analysis cannot follow becomes unknown, never something
 //! narrower.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use crate::bytemap::ByteMap;
 
 /// What is known about one byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -287,7 +288,7 @@ impl Image<'_> {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Memory {
     /// Shared between the states of a split until one of them writes.
-    written: Arc<BTreeMap<u64, Byte>>,
+    written: Arc<ByteMap>,
     ranges: Vec<RangeFact>,
     /// The initial image no longer describes unwritten bytes.
     forgotten: bool,
@@ -305,8 +306,8 @@ impl Eq for Memory {}
 
 impl Memory {
     pub fn byte(&self, image: &Image<'_>, address: u64) -> Byte {
-        if let Some(b) = self.written.get(&address) {
-            return *b;
+        if let Some(b) = self.written.get(address) {
+            return b;
         }
         if let Some(fact) = self.ranges.iter().rev().find(|f| f.start <= address && address < f.end) {
             return fact.byte_at(address);
@@ -346,12 +347,8 @@ impl Memory {
             let _ = image;
             return;
         }
-        if self.written.range(fact.start..fact.end).next().is_some() {
-            let written = Arc::make_mut(&mut self.written);
-            let inside: Vec<u64> = written.range(fact.start..fact.end).map(|(a, _)| *a).collect();
-            for a in inside {
-                written.remove(&a);
-            }
+        if self.written.any_in(fact.start, fact.end) {
+            Arc::make_mut(&mut self.written).remove_in(fact.start, fact.end);
         }
         self.ranges.retain(|f| !fact.covers(f));
         self.ranges.push(fact);
@@ -374,7 +371,7 @@ impl Memory {
         }
         // A long copy out of one range fact keeps its meaning, shifted.
         let src_end = src.saturating_add(len);
-        let untouched = self.written.range(src..src_end).next().is_none();
+        let untouched = !self.written.any_in(src, src_end);
         let source = self.ranges.iter().rev().find(|f| f.start <= src && src < f.end).copied();
         let content = match source {
             Some(f) if untouched && src_end <= f.end && self.ranges.iter().rev().take_while(|g| **g != f).all(|g| g.end <= src || g.start >= src_end) => {
@@ -391,56 +388,30 @@ impl Memory {
     }
 
     /// Roughly how many bytes two memories disagree on: written bytes that
-    /// differ, plus the extent of range facts only one has.
-    fn distance(&self, other: &Memory) -> usize {
-        if self == other {
-            return 0;
-        }
-        if Arc::ptr_eq(&self.written, &other.written) {
-            let common = self.ranges.iter().zip(&other.ranges).take_while(|(x, y)| x == y).count();
-            return (self.ranges.len() - common + other.ranges.len() - common) * 64;
-        }
-        let mut n = usize::from(self.forgotten != other.forgotten) * 1024;
-        let mut a = self.written.iter().peekable();
-        let mut b = other.written.iter().peekable();
-        loop {
-            match (a.peek(), b.peek()) {
-                (Some((ka, va)), Some((kb, vb))) => {
-                    if ka == kb {
-                        n += usize::from(va != vb);
-                        a.next();
-                        b.next();
-                    } else if ka < kb {
-                        n += 1;
-                        a.next();
-                    } else {
-                        n += 1;
-                        b.next();
-                    }
-                }
-                (Some(_), None) => {
-                    n += 1;
-                    a.next();
-                }
-                (None, Some(_)) => {
-                    n += 1;
-                    b.next();
-                }
-                (None, None) => break,
-            }
-        }
+    /// differ, plus the extent of range facts only one has. Exact when below
+    /// `limit`; otherwise some number at least `limit` (the walk stops there:
+    /// a caller looking for the nearest pair needs no more).
+    fn distance(&self, other: &Memory, limit: usize) -> usize {
         let common = self.ranges.iter().zip(&other.ranges).take_while(|(x, y)| x == y).count();
-        n + (self.ranges.len() - common + other.ranges.len() - common) * 64
+        let ranges = (self.ranges.len() - common + other.ranges.len() - common) * 64;
+        if Arc::ptr_eq(&self.written, &other.written) {
+            return ranges;
+        }
+        let n = usize::from(self.forgotten != other.forgotten) * 1024 + ranges;
+        // Each byte only one map has counts, so the sizes alone may settle it.
+        if n + self.written.len().abs_diff(other.written.len()) >= limit {
+            return limit.max(n);
+        }
+        n + self.written.differences(&other.written, limit.saturating_sub(n))
     }
 
     /// Forgets what was written below `address` (dead stack frames): sound,
     /// and keeps the states small.
     pub fn forget_below(&mut self, address: u64) {
-        if self.written.range(..address).next().is_none() {
+        if !self.written.any_in(0, address) {
             return;
         }
-        let written = Arc::make_mut(&mut self.written);
-        *written = written.split_off(&address);
+        Arc::make_mut(&mut self.written).remove_below(address);
         if !self.forgotten {
             let fact = RangeFact { start: 0, end: address, content: RangeContent::Unknown };
             if !self.ranges.iter().any(|f| f.covers(&fact) && f.content == RangeContent::Unknown) {
@@ -497,8 +468,8 @@ impl Memory {
             joined.written = self.written.clone();
         } else {
             let addresses: std::collections::BTreeSet<u64> =
-                self.written.keys().chain(other.written.keys()).copied().collect();
-            let mut written = BTreeMap::new();
+                self.written.iter().chain(other.written.iter()).map(|(a, _)| a).collect();
+            let mut written = ByteMap::default();
             for a in addresses {
                 let b = self.byte(image, a).join(other.byte(image, a));
                 if joined.byte(image, a) != b {
@@ -537,7 +508,7 @@ fn join_values(a: &[Value], b: &[Value]) -> Vec<Value> {
 
 /// The machine state at one program point of one path: the frames of the
 /// inlined calls in progress (innermost last), globals, memory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct State {
     /// Shared with the other states of a split until written (only the
     /// innermost frame ever is).
@@ -549,6 +520,21 @@ pub(crate) struct State {
     /// Outcomes of comparisons this path branched on: (flag id, value).
     pub facts: Vec<(u32, bool)>,
 }
+
+/// Field by field, memory last: states at one point mostly differ in a
+/// value or a branch outcome, which are cheap to compare, and walking two
+/// equal memories is not.
+impl PartialEq for State {
+    fn eq(&self, other: &State) -> bool {
+        self.pages == other.pages
+            && self.facts == other.facts
+            && self.globals == other.globals
+            && self.frames == other.frames
+            && self.memory == other.memory
+    }
+}
+
+impl Eq for State {}
 
 impl State {
     pub fn join(&self, other: &State, image: &Image<'_>) -> State {
@@ -574,19 +560,25 @@ impl State {
         }
     }
 
-    /// How many values (and branch outcomes) two states disagree on.
-    fn distance(&self, other: &State) -> usize {
+    /// How many values (and branch outcomes) two states disagree on; exact
+    /// when below `limit` (see `Memory::distance`).
+    fn distance(&self, other: &State, limit: usize) -> usize {
         let values = |a: &[Value], b: &[Value]| a.iter().zip(b).filter(|(x, y)| x != y).count() + a.len().abs_diff(b.len());
-        let frames: usize = self
-            .frames
-            .iter()
-            .zip(&other.frames)
-            .filter(|(a, b)| !Arc::ptr_eq(a, b))
-            .map(|(a, b)| values(&a.stack, &b.stack) + values(&a.locals, &b.locals))
-            .sum();
         let shared = self.facts.iter().zip(&other.facts).take_while(|(a, b)| a == b).count();
-        let facts = self.facts.len() + other.facts.len() - 2 * shared;
-        frames + facts + values(&self.globals, &other.globals) + self.memory.distance(&other.memory)
+        let mut n = self.facts.len() + other.facts.len() - 2 * shared + values(&self.globals, &other.globals);
+        // Innermost frames first: outer ones are mostly shared.
+        for (a, b) in self.frames.iter().zip(&other.frames).rev() {
+            if n >= limit {
+                return n;
+            }
+            if !Arc::ptr_eq(a, b) {
+                n += values(&a.stack, &b.stack) + values(&a.locals, &b.locals);
+            }
+        }
+        if n >= limit {
+            return n;
+        }
+        n + self.memory.distance(&other.memory, limit - n)
     }
 
     /// Whether `v` is known to be non-zero on this path.
@@ -652,9 +644,9 @@ impl State {
         }
         self.globals.iter().for_each(&mut note);
         note(&self.pages);
-        for b in self.memory.written.values() {
+        for (_, b) in self.memory.written.iter() {
             if let Byte::Flag { id, .. } = b {
-                live.insert(*id);
+                live.insert(id);
             }
         }
         self.facts.retain(|(id, _)| live.contains(id) || keep(*id));
@@ -710,7 +702,8 @@ pub(crate) fn add_state(states: &mut Vec<State>, state: State, image: &Image<'_>
     let mut best = (usize::MAX, 0, 1);
     for i in 0..states.len() {
         for j in i + 1..states.len() {
-            let d = states[i].distance(&states[j]);
+            // Bounded by the best so far: most pairs are told apart early.
+            let d = states[i].distance(&states[j], best.0);
             if d < best.0 {
                 best = (d, i, j);
             }

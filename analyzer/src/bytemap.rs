@@ -1,0 +1,283 @@
+//! The bytes an abstract memory holds, by address: a sorted map like
+//! `BTreeMap<u64, Byte>`, stored as shared chunks of consecutive addresses.
+//!
+//! The analysis keeps up to eight states per program point, made by
+//! splitting one state and then writing a few bytes on each path: their
+//! memories differ in a handful of chunks and share the rest. Chunks are
+//! reference-counted and copied only when written, so cloning a map, and
+//! comparing two maps or counting where they differ, costs per chunk and
+//! skips shared chunks at once, instead of costing per byte.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::domain::Byte;
+
+/// Addresses per chunk.
+const CHUNK: u64 = 32;
+
+/// The bytes held at `base .. base + CHUNK`: bit `i` of `present` says
+/// whether `bytes[i]` is held (absent entries are `Byte::Unknown`, so that
+/// equal chunks are equal field by field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Chunk {
+    present: u32,
+    bytes: [Byte; CHUNK as usize],
+}
+
+impl Chunk {
+    const EMPTY: Chunk = Chunk { present: 0, bytes: [Byte::Unknown; CHUNK as usize] };
+
+    /// Addresses where `self` and `other` differ: held by one only, or held
+    /// by both with different bytes.
+    fn differences(&self, other: &Chunk) -> usize {
+        let mut n = (self.present ^ other.present).count_ones() as usize;
+        let mut both = self.present & other.present;
+        while both != 0 {
+            let i = both.trailing_zeros() as usize;
+            n += usize::from(self.bytes[i] != other.bytes[i]);
+            both &= both - 1;
+        }
+        n
+    }
+
+    fn iter(&self, base: u64) -> impl Iterator<Item = (u64, Byte)> + '_ {
+        let mut left = self.present;
+        std::iter::from_fn(move || {
+            if left == 0 {
+                return None;
+            }
+            let i = left.trailing_zeros();
+            left &= left - 1;
+            Some((base + u64::from(i), self.bytes[i as usize]))
+        })
+    }
+}
+
+/// A map from address to byte. No chunk is ever empty, so two maps holding
+/// the same bytes are equal chunk by chunk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ByteMap {
+    chunks: BTreeMap<u64, Arc<Chunk>>,
+    len: usize,
+}
+
+fn split(address: u64) -> (u64, usize) {
+    (address / CHUNK, (address % CHUNK) as usize)
+}
+
+impl ByteMap {
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn get(&self, address: u64) -> Option<Byte> {
+        let (key, i) = split(address);
+        let chunk = self.chunks.get(&key)?;
+        (chunk.present & (1 << i) != 0).then(|| chunk.bytes[i])
+    }
+
+    pub fn insert(&mut self, address: u64, byte: Byte) {
+        let (key, i) = split(address);
+        let chunk = Arc::make_mut(self.chunks.entry(key).or_insert_with(|| Arc::new(Chunk::EMPTY)));
+        if chunk.present & (1 << i) == 0 {
+            chunk.present |= 1 << i;
+            self.len += 1;
+        }
+        chunk.bytes[i] = byte;
+    }
+
+    /// Whether some address in `start..end` is held.
+    pub fn any_in(&self, start: u64, end: u64) -> bool {
+        self.iter_in(start, end).next().is_some()
+    }
+
+    /// Drops every byte at `start..end`.
+    pub fn remove_in(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let keys: Vec<u64> = self.chunks.range(start / CHUNK..=(end - 1) / CHUNK).map(|(k, _)| *k).collect();
+        for key in keys {
+            let base = key * CHUNK;
+            // The chunk's addresses inside start..end, as a mask.
+            let from = start.saturating_sub(base).min(CHUNK);
+            let to = end.saturating_sub(base).min(CHUNK);
+            let mask = if to - from == CHUNK { u32::MAX } else { ((1u32 << (to - from)) - 1) << from };
+            let Some(entry) = self.chunks.get_mut(&key) else { continue };
+            let dropped = entry.present & mask;
+            if dropped == 0 {
+                continue;
+            }
+            self.len -= dropped.count_ones() as usize;
+            if entry.present == dropped {
+                self.chunks.remove(&key);
+                continue;
+            }
+            let chunk = Arc::make_mut(entry);
+            chunk.present &= !dropped;
+            let mut left = dropped;
+            while left != 0 {
+                chunk.bytes[left.trailing_zeros() as usize] = Byte::Unknown;
+                left &= left - 1;
+            }
+        }
+    }
+
+    /// Drops every byte below `address`.
+    pub fn remove_below(&mut self, address: u64) {
+        if address == 0 {
+            return;
+        }
+        let (key, _) = split(address);
+        let kept = self.chunks.split_off(&key);
+        let dropped: usize = self.chunks.values().map(|c| c.present.count_ones() as usize).sum();
+        self.len -= dropped;
+        self.chunks = kept;
+        self.remove_in(key * CHUNK, address);
+    }
+
+    /// Held addresses and their bytes, in address order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, Byte)> + '_ {
+        self.chunks.iter().flat_map(|(key, chunk)| chunk.iter(key * CHUNK))
+    }
+
+    /// Held addresses in `start..end` and their bytes, in address order.
+    pub fn iter_in(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, Byte)> + '_ {
+        // (`BTreeMap::range` refuses a reversed range: an empty one asks for chunk 0 and takes nothing.)
+        let empty = start >= end;
+        let keys = if empty { 0..=0 } else { start / CHUNK..=(end - 1) / CHUNK };
+        self.chunks
+            .range(keys)
+            .take_while(move |_| !empty)
+            .flat_map(|(key, chunk)| chunk.iter(key * CHUNK))
+            .filter(move |(a, _)| start <= *a && *a < end)
+    }
+
+    /// Addresses where the maps differ (held by one only, or by both with
+    /// different bytes), counted until `limit`: exact when below it, and
+    /// some number from `limit` up otherwise.
+    pub fn differences(&self, other: &ByteMap, limit: usize) -> usize {
+        let mut n = 0;
+        let mut a = self.chunks.iter().peekable();
+        let mut b = other.chunks.iter().peekable();
+        while n < limit {
+            match (a.peek(), b.peek()) {
+                (Some((ka, ca)), Some((kb, cb))) => {
+                    if ka == kb {
+                        if !Arc::ptr_eq(ca, cb) {
+                            n += ca.differences(cb);
+                        }
+                        a.next();
+                        b.next();
+                    } else if ka < kb {
+                        n += ca.present.count_ones() as usize;
+                        a.next();
+                    } else {
+                        n += cb.present.count_ones() as usize;
+                        b.next();
+                    }
+                }
+                (Some((_, ca)), None) => {
+                    n += ca.present.count_ones() as usize;
+                    a.next();
+                }
+                (None, Some((_, cb))) => {
+                    n += cb.present.count_ones() as usize;
+                    b.next();
+                }
+                (None, None) => break,
+            }
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u64, u8),
+        RemoveIn(u64, u64),
+        RemoveBelow(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Addresses around a few chunk boundaries, so that ranges cut chunks.
+        let address = prop_oneof![0u64..200, (u64::MAX - 100)..u64::MAX];
+        prop_oneof![
+            4 => (address.clone(), any::<u8>()).prop_map(|(a, b)| Op::Insert(a, b)),
+            1 => (address.clone(), 0u64..100).prop_map(|(a, n)| Op::RemoveIn(a, a.saturating_add(n))),
+            1 => address.prop_map(Op::RemoveBelow),
+        ]
+    }
+
+    fn apply(map: &mut ByteMap, model: &mut BTreeMap<u64, Byte>, op: &Op) {
+        match *op {
+            Op::Insert(a, b) => {
+                map.insert(a, Byte::Const(b));
+                model.insert(a, Byte::Const(b));
+            }
+            Op::RemoveIn(start, end) => {
+                map.remove_in(start, end);
+                model.retain(|a, _| !(start <= *a && *a < end));
+            }
+            Op::RemoveBelow(address) => {
+                map.remove_below(address);
+                model.retain(|a, _| *a >= address);
+            }
+        }
+    }
+
+    /// What `differences` must count, from the plain maps.
+    fn model_differences(a: &BTreeMap<u64, Byte>, b: &BTreeMap<u64, Byte>) -> usize {
+        let keys: std::collections::BTreeSet<&u64> = a.keys().chain(b.keys()).collect();
+        keys.into_iter().filter(|k| a.get(k) != b.get(k)).count()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Two maps that start shared and then take their own writes behave
+        /// like two `BTreeMap`s: same contents, same equality, same count
+        /// of differences (exact below the limit, at least the limit above).
+        #[test]
+        fn behaves_like_a_btreemap(common in prop::collection::vec(op(), 0..40), left in prop::collection::vec(op(), 0..12), right in prop::collection::vec(op(), 0..12), limit in 0usize..80) {
+            let (mut map, mut model) = (ByteMap::default(), BTreeMap::new());
+            for op in &common {
+                apply(&mut map, &mut model, op);
+            }
+            let (mut map_b, mut model_b) = (map.clone(), model.clone());
+            for op in &left {
+                apply(&mut map, &mut model, op);
+            }
+            for op in &right {
+                apply(&mut map_b, &mut model_b, op);
+            }
+            for (m, expected) in [(&map, &model), (&map_b, &model_b)] {
+                prop_assert_eq!(m.iter().collect::<Vec<_>>(), expected.iter().map(|(a, b)| (*a, *b)).collect::<Vec<_>>());
+                prop_assert_eq!(m.len(), expected.len());
+                prop_assert!(m.chunks.values().all(|c| c.present != 0), "no empty chunk");
+                for a in (0..200).chain((u64::MAX - 100)..=u64::MAX) {
+                    prop_assert_eq!(m.get(a), expected.get(&a).copied());
+                }
+                let (s, e) = (60, 130);
+                prop_assert_eq!(m.iter_in(s, e).collect::<Vec<_>>(), expected.range(s..e).map(|(a, b)| (*a, *b)).collect::<Vec<_>>());
+                prop_assert_eq!(m.any_in(s, e), expected.range(s..e).next().is_some());
+            }
+            prop_assert_eq!(map == map_b, model == model_b);
+            let exact = model_differences(&model, &model_b);
+            let counted = map.differences(&map_b, limit);
+            if exact < limit {
+                prop_assert_eq!(counted, exact);
+            } else {
+                prop_assert!(counted >= limit);
+            }
+            prop_assert_eq!(map.differences(&map_b, usize::MAX), exact);
+        }
+    }
+}
