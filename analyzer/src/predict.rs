@@ -7,6 +7,8 @@
 //! VM's call depth. Bytes of stored values are resolved by reading current
 //! state, only from slots the contract's constructor alone writes.
 
+use std::sync::Arc;
+
 use chroma_host_api::key::{slot_prefix, KEY_PREFIX_LEN};
 use chroma_host_api::limits::MAX_CALL_DEPTH;
 use chroma_host_api::{Address, ADDRESS_LEN};
@@ -25,8 +27,10 @@ pub trait Environment {
     /// touching storage). A block planner must therefore also answer for
     /// contracts deployed earlier in the same block.
     fn summary(&self, contract: &Address) -> Option<&ContractSummary>;
-    /// The committed value at a full state key.
-    fn storage(&self, key: &[u8]) -> Option<Vec<u8>>;
+    /// The committed value at a full state key (shared: every swap of a
+    /// pool reads the same token addresses, so an environment can hand out
+    /// one cached copy).
+    fn storage(&self, key: &[u8]) -> Option<Arc<[u8]>>;
 }
 
 /// A set of full state keys (`address ‖ slot ‖ key`).
@@ -111,7 +115,7 @@ pub fn predict(env: &impl Environment, sender: &Address, contract: &Address, met
     // Room for a typical call tree's keys (and the nonce the executor adds)
     // without growing the lists key by key.
     let out = PredictedAccess { reads: Vec::with_capacity(8), writes: Vec::with_capacity(8), adds: Vec::with_capacity(4), unbounded: false };
-    let mut filler = Filler { env, out, budget: FILL_BUDGET };
+    let mut filler = Filler { env, out, budget: FILL_BUDGET, scratch: Vec::with_capacity(ADDRESS_LEN) };
     filler.call(contract, Some(method), &Args::Known(input), sender, 1);
     filler.out.normalize();
     filler.out
@@ -135,6 +139,15 @@ impl Args<'_> {
             Args::Unknown => None,
         }
     }
+
+    /// All the bytes, when every one is known.
+    fn known(&self) -> Option<&[u8]> {
+        match self {
+            Args::Known(bytes) => Some(bytes),
+            Args::Owned(bytes) => Some(bytes),
+            Args::Partial(_) | Args::Unknown => None,
+        }
+    }
 }
 
 /// A call template evaluated in one call: its callee, its method (`None`:
@@ -153,19 +166,13 @@ impl ResolvedCall<'_> {
         if self.callee != other.callee || (self.method.is_some() && self.method != other.method) {
             return false;
         }
-        let known = |args: &Args<'_>| match args {
-            Args::Known(bytes) => Some(bytes.to_vec()),
-            Args::Owned(bytes) => Some(bytes.clone()),
-            _ => None,
-        };
         match (&self.args, &other.args) {
             (Args::Unknown, _) => true,
             (_, Args::Unknown) => false,
-            (Args::Owned(a), Args::Owned(b)) => a == b,
             (Args::Partial(a), Args::Partial(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.is_none() || x == y),
-            (Args::Partial(a), _) => known(&other.args).is_some_and(|b| a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.is_none_or(|x| x == *y))),
+            (Args::Partial(a), b) => b.known().is_some_and(|b| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.is_none_or(|x| x == *y))),
             // Fully known arguments subsume only the same arguments.
-            _ => known(&self.args).is_some() && known(&self.args) == known(&other.args),
+            (a, b) => a.known().is_some() && a.known() == b.known(),
         }
     }
 }
@@ -174,6 +181,8 @@ struct Filler<'e, E: Environment> {
     env: &'e E,
     out: PredictedAccess,
     budget: usize,
+    /// Reused for callee addresses (no allocation per call template).
+    scratch: Vec<u8>,
 }
 
 /// One call being filled in.
@@ -184,7 +193,7 @@ struct Frame<'a, 's> {
     summary: &'s ContractSummary,
     entry: &'s AccessSummary,
     /// Resolved stored values by read index (`None` inside: not resolvable).
-    stored: Vec<Option<Option<Vec<u8>>>>,
+    stored: Vec<Option<Option<Arc<[u8]>>>>,
     /// Evaluated conditions by index (`None` inside: undecidable here).
     conditions: Vec<Option<Option<bool>>>,
 }
@@ -255,9 +264,9 @@ impl<E: Environment> Filler<'_, E> {
                 continue;
             }
             match self.resolve_call(&mut frame, call) {
+                Some(Some(resolved)) => calls.push(resolved),
                 // A call to an address with no contract accesses nothing.
-                Some(resolved) if self.env.summary(&Address(resolved.callee)).is_none() => {}
-                Some(resolved) => calls.push(resolved),
+                Some(None) => {}
                 None => {
                     self.out.unbounded = true;
                     return;
@@ -333,13 +342,19 @@ impl<E: Environment> Filler<'_, E> {
         value
     }
 
-    /// A call template's callee and arguments in this call; `None` when the
-    /// callee cannot be resolved (the call may reach any contract).
-    fn resolve_call<'s>(&mut self, frame: &mut Frame<'_, 's>, call: &'s CallTemplate) -> Option<ResolvedCall<'s>> {
-        let mut callee = Vec::with_capacity(call.callee.len());
+    /// A call template's callee and arguments in this call: `None` when the
+    /// callee cannot be resolved (the call may reach any contract),
+    /// `Some(None)` when no contract is there (the call accesses nothing).
+    fn resolve_call<'s>(&mut self, frame: &mut Frame<'_, 's>, call: &'s CallTemplate) -> Option<Option<ResolvedCall<'s>>> {
+        let mut callee = std::mem::take(&mut self.scratch);
+        callee.clear();
         self.bytes(frame, &call.callee, 0, &mut callee);
-        callee.truncate(ADDRESS_LEN);
-        let callee = <[u8; ADDRESS_LEN]>::try_from(callee.as_slice()).ok()?;
+        let resolved = callee.get(..ADDRESS_LEN).and_then(|bytes| <[u8; ADDRESS_LEN]>::try_from(bytes).ok());
+        self.scratch = callee;
+        let callee = resolved?;
+        if self.env.summary(&Address(callee)).is_none() {
+            return Some(None);
+        }
         let args = match &call.args {
             Some(bytes) => {
                 let mut known = Vec::with_capacity(bytes.len());
@@ -351,7 +366,7 @@ impl<E: Environment> Filler<'_, E> {
             }
             None => Args::Unknown,
         };
-        Some(ResolvedCall { callee, method: call.method.as_deref(), args })
+        Some(Some(ResolvedCall { callee, method: call.method.as_deref(), args }))
     }
 
     fn key(&mut self, frame: &mut Frame<'_, '_>, key: &KeyTemplate, depth: u32) -> KeyPattern {
@@ -436,7 +451,7 @@ impl<E: Environment> Filler<'_, E> {
 
     /// The current value read by `frame.entry.reads[read]`, when that is
     /// also the value the call will see.
-    fn stored<'f>(&mut self, frame: &'f mut Frame<'_, '_>, read: usize, depth: u32) -> Option<&'f Vec<u8>> {
+    fn stored<'f>(&mut self, frame: &'f mut Frame<'_, '_>, read: usize, depth: u32) -> Option<&'f [u8]> {
         if read >= frame.entry.reads.len() {
             return None;
         }
@@ -447,10 +462,10 @@ impl<E: Environment> Filler<'_, E> {
             let resolved = self.resolve_stored(frame, read, depth);
             frame.stored[read] = Some(resolved);
         }
-        frame.stored[read].as_ref()?.as_ref()
+        frame.stored[read].as_ref()?.as_deref()
     }
 
-    fn resolve_stored(&mut self, frame: &mut Frame<'_, '_>, read: usize, depth: u32) -> Option<Vec<u8>> {
+    fn resolve_stored(&mut self, frame: &mut Frame<'_, '_>, read: usize, depth: u32) -> Option<Arc<[u8]>> {
         let entry = frame.entry;
         let key = &entry.reads[read];
         // The constructor writes what it then reads; other entries cannot
@@ -511,7 +526,7 @@ mod tests {
         fn summary(&self, contract: &Address) -> Option<&ContractSummary> {
             self.summaries.iter().find(|(a, _)| a == contract).map(|(_, s)| s)
         }
-        fn storage(&self, _: &[u8]) -> Option<Vec<u8>> {
+        fn storage(&self, _: &[u8]) -> Option<Arc<[u8]>> {
             None
         }
     }

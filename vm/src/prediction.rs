@@ -23,7 +23,7 @@ pub struct PredictionEnv<'s> {
     /// Values read so far. The predictor reads only slots that no entry
     /// point but the constructor writes, so they cannot change while a block
     /// is planned; every swap of a pool reads the same token addresses.
-    cache: RefCell<FxHashMap<Vec<u8>, Option<Vec<u8>>>>,
+    cache: RefCell<FxHashMap<Vec<u8>, Option<Arc<[u8]>>>>,
 }
 
 impl<'s> PredictionEnv<'s> {
@@ -60,11 +60,11 @@ impl Environment for PredictionEnv<'_> {
 
     /// A storage error reads as "no value": the prediction then stays wide
     /// (the key cannot be resolved), never wrong.
-    fn storage(&self, key: &[u8]) -> Option<Vec<u8>> {
+    fn storage(&self, key: &[u8]) -> Option<Arc<[u8]>> {
         if let Some(known) = self.cache.borrow().get(key) {
             return known.clone();
         }
-        let value = self.state.get(key).ok().flatten();
+        let value: Option<Arc<[u8]>> = self.state.get(key).ok().flatten().map(Into::into);
         self.cache.borrow_mut().insert(key.to_vec(), value.clone());
         value
     }
