@@ -122,6 +122,11 @@ const SHARDS: usize = 8;
 /// Transactions whose accesses are fingerprinted by one task.
 const CHUNK: usize = 512;
 
+/// Blocks of at most this many transactions are planned on the calling
+/// thread alone: handing a few dozen transactions to a pool (a probe of a
+/// block's first transactions, a small block) cost more than the planning.
+pub const SEQUENTIAL_MAX: usize = CHUNK;
+
 /// A resource's identity while building: a 64-bit fingerprint of its key
 /// pattern. The tables then hold and compare words, not key bytes. Two
 /// patterns with one fingerprint become one resource, which can only add
@@ -298,15 +303,21 @@ pub struct ConflictGraph {
 
 impl ConflictGraph {
     /// The conflict graph of a block whose transactions access `accesses`,
-    /// in block order. Runs on the current rayon pool; the result does not
-    /// depend on how many threads it has.
+    /// in block order. Runs on the current rayon pool (on the calling thread
+    /// alone for at most [`SEQUENTIAL_MAX`] transactions); the result does
+    /// not depend on how many threads it has.
     pub fn build<A: Borrow<PredictedAccess> + Sync>(accesses: &[A]) -> ConflictGraph {
-        Self::build_from(accesses, &KeyPattern::Prefix(Vec::new())).0
+        Self::build_from(accesses, &KeyPattern::Prefix(Vec::new()), accesses.len() <= SEQUENTIAL_MAX).0
     }
 
     /// The graph, and each transaction's level: one more than the highest
-    /// level among the transactions it must follow (0 for none).
-    fn build_from<'a, A: Borrow<PredictedAccess> + Sync>(accesses: &'a [A], everything: &'a KeyPattern) -> (ConflictGraph, Vec<u32>) {
+    /// level among the transactions it must follow (0 for none). With
+    /// `sequential`, all on the calling thread; the result is the same.
+    fn build_from<'a, A: Borrow<PredictedAccess> + Sync>(
+        accesses: &'a [A],
+        everything: &'a KeyPattern,
+        sequential: bool,
+    ) -> (ConflictGraph, Vec<u32>) {
         let patterns = |access: &'a A| accessed(access.borrow(), everything);
         // Every access (and intention), fingerprinted and sent to its
         // resource's shard, chunk by chunk in block order. Keys below a
@@ -314,31 +325,32 @@ impl ConflictGraph {
         // blocks have no prefixes, and are fingerprinted once.
         let no_prefixes = Prefixes::default();
         let touches = |prefixes: &Prefixes<'a>| -> Vec<([Vec<Touch<'a>>; SHARDS], Vec<&'a KeyPattern>)> {
-            accesses
-                .par_chunks(CHUNK)
-                .enumerate()
-                .map(|(c, chunk)| {
-                    // Sized for an even spread (grown on a skewed chunk).
-                    let expected: usize = chunk.iter().map(|a| a.borrow()).map(|a| a.reads.len() + a.writes.len() + a.adds.len() + 1).sum::<usize>() * 5 / 4 / SHARDS;
-                    let mut shards: [Vec<Touch<'a>>; SHARDS] = std::array::from_fn(|_| Vec::with_capacity(expected + 4));
-                    let mut found = Vec::new();
-                    for (i, access) in chunk.iter().enumerate() {
-                        let tx = (c * CHUNK + i) as u32;
-                        for (mode, pattern) in patterns(access) {
-                            let mut send = |pattern: &'a KeyPattern, modes: Modes| {
-                                let fingerprint = fingerprint(pattern);
-                                shards[shard_of(fingerprint)].push(Touch { tx, modes, fingerprint, pattern });
-                            };
-                            send(pattern, mode);
-                            if !pattern.is_exact() {
-                                found.push(pattern);
-                            }
-                            prefixes.above(pattern, |prefix| send(prefix, intention(mode)));
+            let chunk_touches = |(c, chunk): (usize, &'a [A])| {
+                // Sized for an even spread (grown on a skewed chunk).
+                let expected: usize = chunk.iter().map(|a| a.borrow()).map(|a| a.reads.len() + a.writes.len() + a.adds.len() + 1).sum::<usize>() * 5 / 4 / SHARDS;
+                let mut shards: [Vec<Touch<'a>>; SHARDS] = std::array::from_fn(|_| Vec::with_capacity(expected + 4));
+                let mut found = Vec::new();
+                for (i, access) in chunk.iter().enumerate() {
+                    let tx = (c * CHUNK + i) as u32;
+                    for (mode, pattern) in patterns(access) {
+                        let mut send = |pattern: &'a KeyPattern, modes: Modes| {
+                            let fingerprint = fingerprint(pattern);
+                            shards[shard_of(fingerprint)].push(Touch { tx, modes, fingerprint, pattern });
+                        };
+                        send(pattern, mode);
+                        if !pattern.is_exact() {
+                            found.push(pattern);
                         }
+                        prefixes.above(pattern, |prefix| send(prefix, intention(mode)));
                     }
-                    (shards, found)
-                })
-                .collect()
+                }
+                (shards, found)
+            };
+            if sequential {
+                accesses.chunks(CHUNK).enumerate().map(chunk_touches).collect()
+            } else {
+                accesses.par_chunks(CHUNK).enumerate().map(chunk_touches).collect()
+            }
         };
         let mut chunks = touches(&no_prefixes);
         let mut prefixes = Prefixes::default();
@@ -351,10 +363,9 @@ impl ConflictGraph {
         if !prefixes.by_bytes.is_empty() {
             chunks = touches(&prefixes);
         }
-        let shards: Vec<ShardEdges<'_>> = (0..SHARDS)
-            .into_par_iter()
-            .map(|shard| shard_edges(&chunks.iter().map(|(c, _)| c[shard].as_slice()).collect::<Vec<_>>()))
-            .collect();
+        let shard = |shard: usize| shard_edges(&chunks.iter().map(|(c, _)| c[shard].as_slice()).collect::<Vec<_>>());
+        let shards: Vec<ShardEdges<'_>> =
+            if sequential { (0..SHARDS).map(shard).collect() } else { (0..SHARDS).into_par_iter().map(shard).collect() };
 
         // Resources that made edges, numbered in order of first use (the
         // report names them; most keys of a block are touched by one
@@ -453,7 +464,7 @@ pub struct ExecutionPlan {
 
 impl ExecutionPlan {
     pub fn new<A: Borrow<PredictedAccess> + Sync>(accesses: &[A]) -> ExecutionPlan {
-        let (graph, group_of) = ConflictGraph::build_from(accesses, &KeyPattern::Prefix(Vec::new()));
+        let (graph, group_of) = ConflictGraph::build_from(accesses, &KeyPattern::Prefix(Vec::new()), accesses.len() <= SEQUENTIAL_MAX);
         let mut groups: Vec<Vec<u32>> = Vec::new();
         for (tx, &group) in group_of.iter().enumerate() {
             if groups.len() <= group as usize {
@@ -643,32 +654,62 @@ mod tests {
 
     /// Against the definition: every conflicting pair is ordered by a path,
     /// and groups never hold a conflicting pair.
-    #[test]
-    fn every_conflicting_pair_is_ordered() {
-        let keys: [&[u8]; 4] = [b"p1x", b"p1y", b"p2x", b"q"];
+    /// Random blocks of `len` transactions over a few keys and prefixes.
+    fn random_blocks(len: usize, keys: &[&[u8]], unbounded_one_in: u64) -> impl Iterator<Item = Vec<PredictedAccess>> {
+        let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
         let prefixes = [KeyPattern::Prefix(b"p1".to_vec()), KeyPattern::Prefix(b"p".to_vec())];
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |n: u64| {
+        let mut next = move |n: u64| {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             seed % n
         };
-        for _ in 0..200 {
+        std::iter::repeat_with(move || {
             let mut block = Vec::new();
-            for _ in 0..12 {
+            for _ in 0..len {
                 let mut a = PredictedAccess::default();
                 for _ in 0..next(3) + 1 {
-                    let pattern = if next(5) == 0 { prefixes[next(2) as usize].clone() } else { exact(keys[next(4) as usize]) };
+                    let pattern = if next(5) == 0 {
+                        prefixes[next(2) as usize].clone()
+                    } else {
+                        KeyPattern::Exact(keys[next(keys.len() as u64) as usize].clone())
+                    };
                     match next(3) {
                         0 => a.reads.push(pattern),
                         1 => a.writes.push(pattern),
                         _ => a.adds.push(pattern),
                     }
                 }
-                a.unbounded = next(40) == 0;
+                a.unbounded = next(unbounded_one_in) == 0;
                 block.push(a);
             }
+            block
+        })
+    }
+
+    #[test]
+    fn a_plan_made_on_one_thread_equals_one_made_in_parallel() {
+        // Several chunks of transactions, over many keys and a few prefixes.
+        let keys: Vec<Vec<u8>> = (0..300u32).map(|i| [b"p1".as_slice(), &i.to_be_bytes()].concat()).collect();
+        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        for block in random_blocks(3 * CHUNK + 77, &keys, 500).take(3) {
+            assert!(block.len() > SEQUENTIAL_MAX);
+            let everything = KeyPattern::Prefix(Vec::new());
+            let (one, one_levels) = ConflictGraph::build_from(&block, &everything, true);
+            let (many, many_levels) = ConflictGraph::build_from(&block, &everything, false);
+            assert!(one.edge_count() > block.len(), "a block with conflicts");
+            assert_eq!(one.edges().collect::<Vec<_>>(), many.edges().collect::<Vec<_>>());
+            assert_eq!(one.resources, many.resources);
+            assert_eq!(one.edges_by_resource, many.edges_by_resource);
+            assert_eq!(one_levels, many_levels);
+        }
+    }
+
+    #[test]
+    fn every_conflicting_pair_is_ordered() {
+        let keys: [&[u8]; 4] = [b"p1x", b"p1y", b"p2x", b"q"];
+        for block in random_blocks(12, &keys, 40).take(200) {
             let plan = ExecutionPlan::new(&block);
             for (a, b, _) in plan.graph.edges() {
                 assert!(a < b && pair_conflicts(&block[a], &block[b]), "edge {a} -> {b} is not a conflict");

@@ -470,10 +470,16 @@ impl Vm {
 /// The plan of `predicted`, built on `pool` (on one thread without one).
 fn plan_on(threads: Option<&ThreadPool>, predicted: &[Arc<PredictedAccess>]) -> Result<ExecutionPlan, VmError> {
     match threads {
+        // A small plan is made on this thread without any pool (see `SEQUENTIAL_MAX`).
+        _ if predicted.len() <= chroma_analyzer::plan::SEQUENTIAL_MAX => Ok(ExecutionPlan::new(predicted)),
         Some(threads) => Ok(threads.install(|| ExecutionPlan::new(predicted))),
         None => Ok(pool(1)?.install(|| ExecutionPlan::new(predicted))),
     }
 }
+
+/// Segments shorter than this are predicted on the calling thread: below
+/// two tasks' worth (`with_min_len` below), a pool only adds its hand-over.
+const PARALLEL_PREDICTION_MIN: usize = 512;
 
 /// Each transaction's predicted accesses over `state`, with its nonce key,
 /// filled in on `pool` when there is one and the segment is long enough.
@@ -493,7 +499,7 @@ fn predict_with(
         Arc::new(access)
     };
     match pool {
-        Some(pool) if segment.len() >= 64 => {
+        Some(pool) if segment.len() >= PARALLEL_PREDICTION_MIN => {
             let (summaries, state) = env.parts();
             pool.install(|| {
                 segment

@@ -9,11 +9,8 @@ use chroma_analyzer::{ContractSummary, Environment};
 use chroma_host_api::Address;
 use rustc_hash::FxHashMap;
 
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, SummariesByAddress as Summaries};
 use crate::state::StateRead;
-
-/// Looked up only, never iterated, so a hash map's order cannot leak.
-type Summaries = FxHashMap<Address, Arc<ContractSummary>>;
 
 /// One thread's view (it caches what it reads, so it is not shared between
 /// threads: make one per thread with [`PredictionEnv::fork`]).
@@ -29,7 +26,7 @@ pub struct PredictionEnv<'s> {
 impl<'s> PredictionEnv<'s> {
     /// The contracts deployed in `runtime` now, over `state`.
     pub fn new(runtime: &Runtime, state: &'s dyn StateRead) -> PredictionEnv<'s> {
-        PredictionEnv { summaries: Arc::new(runtime.summaries().into_iter().collect()), state, cache: RefCell::default() }
+        PredictionEnv { summaries: runtime.summaries_by_address(), state, cache: RefCell::default() }
     }
 
     /// The same view with a cache of its own, for another thread.

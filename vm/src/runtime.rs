@@ -11,6 +11,7 @@ use chroma_host_api::key::{storage_key, SYSTEM_SLOT};
 use chroma_host_api::limits::MAX_CALL_DEPTH;
 use chroma_host_api::{gas, Address, CallStatus};
 use chroma_analyzer::{ContractSummary, PredictedAccess};
+use rustc_hash::FxHashMap;
 use wasmtime::{Engine, InstancePre, Module, Store, StoreLimitsBuilder, Trap};
 
 use crate::address::contract_address;
@@ -55,10 +56,23 @@ impl Contract {
 pub struct Runtime {
     engine: Engine,
     linker: wasmtime::Linker<StoreData>,
-    contracts: RwLock<BTreeMap<Address, Arc<Contract>>>,
+    contracts: RwLock<Contracts>,
     modules: RwLock<BTreeMap<[u8; 32], Module>>,
     /// Access summaries by code hash.
     summaries: RwLock<BTreeMap<[u8; 32], Arc<ContractSummary>>>,
+}
+
+/// The deployed contracts' summaries by address (looked up only, never
+/// iterated, so a hash map's order cannot leak).
+pub(crate) type SummariesByAddress = FxHashMap<Address, Arc<ContractSummary>>;
+
+/// The deployed contracts, and their summaries by address as the planner
+/// wants them: built once and shared until the next deploy, instead of
+/// twice per block (for the probe and for the rest).
+#[derive(Default)]
+struct Contracts {
+    by_address: BTreeMap<Address, Arc<Contract>>,
+    summaries: Option<Arc<SummariesByAddress>>,
 }
 
 /// A transaction in progress.
@@ -155,7 +169,7 @@ impl Runtime {
         Ok(Arc::new(Runtime {
             engine,
             linker,
-            contracts: RwLock::new(BTreeMap::new()),
+            contracts: RwLock::default(),
             modules: RwLock::new(BTreeMap::new()),
             summaries: RwLock::new(BTreeMap::new()),
         }))
@@ -166,7 +180,7 @@ impl Runtime {
     }
 
     pub fn contract(&self, address: &Address) -> Option<Arc<Contract>> {
-        self.contracts.read().unwrap_or_else(|p| p.into_inner()).get(address).cloned()
+        self.contracts.read().unwrap_or_else(|p| p.into_inner()).by_address.get(address).cloned()
     }
 
     /// Validates and compiles `code` (once per code hash) into a contract at `address`.
@@ -223,16 +237,24 @@ impl Runtime {
         hasher.finish().to_le_bytes().to_vec()
     }
 
-    /// The compiled module of `code_hash`, serialized, for caching on disk.
-    /// The access summary of every deployed contract, by address.
-    pub fn summaries(&self) -> BTreeMap<Address, Arc<ContractSummary>> {
-        self.contracts.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(a, c)| (*a, c.summary.clone())).collect()
+    /// The access summary of every deployed contract, by address, shared
+    /// until the next deploy (see `Contracts`).
+    pub(crate) fn summaries_by_address(&self) -> Arc<SummariesByAddress> {
+        if let Some(summaries) = &self.contracts.read().unwrap_or_else(|p| p.into_inner()).summaries {
+            return summaries.clone();
+        }
+        let mut contracts = self.contracts.write().unwrap_or_else(|p| p.into_inner());
+        let Contracts { by_address, summaries } = &mut *contracts;
+        summaries
+            .get_or_insert_with(|| Arc::new(by_address.iter().map(|(a, c)| (*a, c.summary.clone())).collect()))
+            .clone()
     }
 
     pub fn summary(&self, code_hash: &[u8; 32]) -> Option<Arc<ContractSummary>> {
         self.summaries.read().unwrap_or_else(|p| p.into_inner()).get(code_hash).cloned()
     }
 
+    /// The compiled module of `code_hash`, serialized, for caching on disk.
     pub fn serialized_module(&self, code_hash: &[u8; 32]) -> Option<Vec<u8>> {
         let module = self.modules.read().unwrap_or_else(|p| p.into_inner()).get(code_hash).cloned()?;
         module.serialize().ok()
@@ -256,7 +278,9 @@ impl Runtime {
     }
 
     pub(crate) fn register(&self, contract: Arc<Contract>) {
-        self.contracts.write().unwrap_or_else(|p| p.into_inner()).insert(contract.address, contract);
+        let mut contracts = self.contracts.write().unwrap_or_else(|p| p.into_inner());
+        contracts.by_address.insert(contract.address, contract);
+        contracts.summaries = None;
     }
 
     /// Runs one call atomically: on failure its writes and events (and those
