@@ -467,7 +467,8 @@ impl Vm {
     }
 }
 
-/// The plan of `predicted`, built on `pool` (on one thread without one).
+/// The plan of `predicted`: on this thread when it is small, otherwise on
+/// `threads` (on one pool thread without a pool).
 fn plan_on(threads: Option<&ThreadPool>, predicted: &[Arc<PredictedAccess>]) -> Result<ExecutionPlan, VmError> {
     match threads {
         // A small plan is made on this thread without any pool (see `SEQUENTIAL_MAX`).
@@ -477,9 +478,12 @@ fn plan_on(threads: Option<&ThreadPool>, predicted: &[Arc<PredictedAccess>]) -> 
     }
 }
 
+/// Transactions predicted by one task of the pool at least.
+const PREDICTION_TASK_MIN: usize = 256;
+
 /// Segments shorter than this are predicted on the calling thread: below
-/// two tasks' worth (`with_min_len` below), a pool only adds its hand-over.
-const PARALLEL_PREDICTION_MIN: usize = 512;
+/// two tasks' worth, a pool only adds its hand-over.
+const PARALLEL_PREDICTION_MIN: usize = 2 * PREDICTION_TASK_MIN;
 
 /// Each transaction's predicted accesses over `state`, with its nonce key,
 /// filled in on `pool` when there is one and the segment is long enough.
@@ -504,7 +508,7 @@ fn predict_with(
             pool.install(|| {
                 segment
                     .par_iter()
-                    .with_min_len(256)
+                    .with_min_len(PREDICTION_TASK_MIN)
                     .map_init(|| PredictionEnv::assemble(summaries.clone(), state), one)
                     .collect()
             })
