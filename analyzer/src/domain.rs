@@ -519,6 +519,11 @@ pub(crate) struct State {
     pub pages: Value,
     /// Outcomes of comparisons this path branched on: (flag id, value).
     pub facts: Vec<(u32, bool)>,
+    /// When this state is the join of paths that decided the predictor's
+    /// comparisons differently: each such path's decidable facts at the
+    /// join (one of them holds, together with `facts`). Empty: the state is
+    /// one path, or the alternatives were too many and only `facts` stay.
+    pub alternatives: Vec<Vec<(u32, bool)>>,
 }
 
 /// Field by field, memory last: states at one point mostly differ in a
@@ -526,17 +531,19 @@ pub(crate) struct State {
 /// equal memories is not.
 impl PartialEq for State {
     fn eq(&self, other: &State) -> bool {
-        self.pages == other.pages
-            && self.facts == other.facts
-            && self.globals == other.globals
-            && self.frames == other.frames
-            && self.memory == other.memory
+        self.facts == other.facts && self.alternatives == other.alternatives && self.equal_but_facts(other)
     }
 }
 
 impl Eq for State {}
 
 impl State {
+    /// Whether the two states hold the same values, and may differ only in
+    /// the outcomes they branched on.
+    fn equal_but_facts(&self, other: &State) -> bool {
+        self.pages == other.pages && self.globals == other.globals && self.frames == other.frames && self.memory == other.memory
+    }
+
     pub fn join(&self, other: &State, image: &Image<'_>) -> State {
         let frames = if self.frames.len() == other.frames.len() {
             self.frames
@@ -557,8 +564,61 @@ impl State {
             memory: self.memory.join(&other.memory, image),
             pages: self.pages.join(other.pages),
             facts: self.facts.iter().filter(|f| other.facts.contains(f)).copied().collect(),
+            alternatives: self.joined_alternatives(other),
         }
     }
+
+    /// The conjunctions of decidable facts one of which holds on every path
+    /// this state stands for (one, empty, when some path decided nothing).
+    pub fn guard_paths(&self) -> Vec<Vec<(u32, bool)>> {
+        let decided: Vec<(u32, bool)> = self.facts.iter().copied().filter(|(id, _)| is_decidable(*id)).collect();
+        if self.alternatives.is_empty() {
+            return vec![decided];
+        }
+        self.alternatives
+            .iter()
+            .map(|alternative| {
+                let mut path = alternative.clone();
+                path.extend(decided.iter().filter(|f| !alternative.contains(f)));
+                path
+            })
+            .collect()
+    }
+
+    /// The alternatives of the join of `self` and `other`: both states'
+    /// paths, unless one decided nothing or there are too many.
+    fn joined_alternatives(&self, other: &State) -> Vec<Vec<(u32, bool)>> {
+        if self.alternatives.is_empty() && other.alternatives.is_empty() {
+            fn decided(s: &State) -> impl Iterator<Item = &(u32, bool)> {
+                s.facts.iter().filter(|(id, _)| is_decidable(*id))
+            }
+            // Both one path: the same decisions stay facts of the join, and
+            // a path that decided nothing makes the join decide nothing.
+            if decided(self).eq(decided(other)) || decided(self).next().is_none() || decided(other).next().is_none() {
+                return Vec::new();
+            }
+        }
+        let mut paths = self.guard_paths();
+        for path in other.guard_paths() {
+            if !paths.contains(&path) {
+                paths.push(path);
+            }
+        }
+        if !bound_paths(&mut paths) {
+            return Vec::new();
+        }
+        paths
+    }
+
+    /// Merges `other`, which holds the same values, into `self`.
+    fn absorb(&mut self, other: &State) {
+        if self.facts == other.facts && self.alternatives == other.alternatives {
+            return;
+        }
+        self.alternatives = self.joined_alternatives(other);
+        self.facts.retain(|f| other.facts.contains(f));
+    }
+
 
     /// How many values (and branch outcomes) two states disagree on; exact
     /// when below `limit` (see `Memory::distance`).
@@ -566,6 +626,9 @@ impl State {
         let values = |a: &[Value], b: &[Value]| a.iter().zip(b).filter(|(x, y)| x != y).count() + a.len().abs_diff(b.len());
         let shared = self.facts.iter().zip(&other.facts).take_while(|(a, b)| a == b).count();
         let mut n = self.facts.len() + other.facts.len() - 2 * shared + values(&self.globals, &other.globals);
+        if self.alternatives != other.alternatives {
+            n += GUARD_SPLIT_COST;
+        }
         // Innermost frames first: outer ones are mostly shared.
         for (a, b) in self.frames.iter().zip(&other.frames).rev() {
             if n >= limit {
@@ -603,6 +666,14 @@ impl State {
         }
     }
 
+    /// `v`, or the constant it is on this path when it is a decided flag.
+    pub fn decided(&self, v: Value) -> Value {
+        match v {
+            Value::Flag { .. } => self.truth(&v).map_or(v, |t| Value::Const(u64::from(t))),
+            _ => v,
+        }
+    }
+
     /// Records that `v` is `outcome` on this path (when `v` is a flag).
     pub fn assume(&mut self, v: &Value, outcome: bool, keep: &dyn Fn(u32) -> bool) {
         if let Value::Flag { id, negated } = v {
@@ -610,9 +681,27 @@ impl State {
                 self.forget_dead_facts(keep);
             }
             if self.facts.len() >= MAX_FACTS {
-                self.facts.remove(0);
+                // The oldest fact the predictor cannot decide goes first.
+                let oldest = self.facts.iter().position(|(id, _)| !keep(*id)).unwrap_or(0);
+                self.facts.remove(oldest);
             }
-            self.facts.push((*id, outcome ^ negated));
+            let raw = outcome ^ negated;
+            self.facts.push((*id, raw));
+            // The innermost frame's copies of the flag are constants now:
+            // paths that decided the same way by different comparisons
+            // then hold equal values and go on as one.
+            let id = *id;
+            let holds = |v: &Value| matches!(v, Value::Flag { id: i, .. } if *i == id);
+            if self.frames.last().is_some_and(|f| f.stack.iter().chain(&f.locals).any(holds)) {
+                let top = self.top();
+                for v in top.stack.iter_mut().chain(top.locals.iter_mut()) {
+                    if let Value::Flag { id: i, negated: n } = *v {
+                        if i == id {
+                            *v = Value::Const(u64::from(raw ^ n));
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -675,11 +764,86 @@ impl State {
         }
         self.memory.forget();
         self.pages = Value::Top;
+        // Only the facts common to all paths stay: a widened loop state
+        // must stop changing.
+        self.alternatives.clear();
     }
 }
 
 /// Branch outcomes a path remembers (the oldest are forgotten first).
 const MAX_FACTS: usize = 96;
+
+/// Set in the id of a flag the predictor can evaluate (its operands are
+/// nameable bytes), so that a fact about it can be told apart without the
+/// definitions at hand.
+pub(crate) const DECIDABLE_FLAG: u32 = 1 << 31;
+
+pub(crate) fn is_decidable(id: u32) -> bool {
+    id & DECIDABLE_FLAG != 0
+}
+
+/// Most alternative paths a state, or an access's guard, keeps apart.
+pub(crate) const MAX_GUARD_PATHS: usize = 8;
+
+/// Brings `paths` (a disjunction of conjunctions) within
+/// [`MAX_GUARD_PATHS`] by weakening: while there are too many, every path
+/// forgets its oldest outcome and equal paths become one. The newest
+/// outcomes are the ones that tell later accesses apart (the AMM's paths
+/// differ first in how the input failed to match one token, then in which
+/// token it matched). False when a path ends up empty: the disjunction holds
+/// always.
+pub(crate) fn bound_paths(paths: &mut Vec<Vec<(u32, bool)>>) -> bool {
+    drop_subsumed(paths);
+    while paths.len() > MAX_GUARD_PATHS {
+        let mut weaker: Vec<Vec<(u32, bool)>> = Vec::with_capacity(paths.len());
+        for path in paths.drain(..) {
+            let path = path.get(1..).unwrap_or_default().to_vec();
+            if !weaker.contains(&path) {
+                weaker.push(path);
+            }
+        }
+        *paths = weaker;
+        drop_subsumed(paths);
+    }
+    !paths.iter().any(Vec::is_empty)
+}
+
+/// Drops every path that asks for all another path asks for and more: the
+/// disjunction holds on exactly the same calls without it.
+fn drop_subsumed(paths: &mut Vec<Vec<(u32, bool)>>) {
+    let mut i = 0;
+    while i < paths.len() {
+        let subsumed = paths
+            .iter()
+            .enumerate()
+            .any(|(j, other)| j != i && other.iter().all(|f| paths[i].contains(f)) && (other.len() < paths[i].len() || j < i));
+        if subsumed {
+            paths.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// What joining two states whose accesses would have different guards
+/// costs, against one per differing value: more than any difference in
+/// values, so that paths which decided the predictor's comparisons
+/// differently (the direction of an AMM swap) are joined last and the
+/// accesses after them keep apart.
+const GUARD_SPLIT_COST: usize = 1 << 10;
+
+/// Whether the outcomes two paths know differ only in comparisons the
+/// predictor decides: those matter for the guards of later accesses, which
+/// a join keeps as alternatives. A differing outcome of another comparison
+/// may still decide a later branch on the same flag, so those paths stay apart.
+fn differ_in_guards_only(a: &[(u32, bool)], b: &[(u32, bool)]) -> bool {
+    // Paths share their older outcomes: compare only what follows.
+    let shared = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let (a, b) = (&a[shared..], &b[shared..]);
+    let undecidable = |facts: &[(u32, bool)]| facts.iter().filter(|(id, _)| !is_decidable(*id)).count();
+    // Facts are distinct: different counts already tell the sets apart.
+    undecidable(a) == undecidable(b) && a.iter().all(|f| is_decidable(f.0) || b.contains(f))
+}
 
 /// Most states kept apart at one program point (the rest are joined). Paths
 /// stay apart long enough for the error path of a decoder to die at its
@@ -690,7 +854,11 @@ pub(crate) const MAX_DISJUNCTS: usize = 8;
 /// state is joined with the existing state most like it: paths that differ
 /// in a carry bit go together before paths that chose different slots.
 pub(crate) fn add_state(states: &mut Vec<State>, state: State, image: &Image<'_>) {
-    if states.contains(&state) {
+    // Paths that differ only in how they got here go on as one: they can
+    // no longer differ in anything but the guards of later accesses, and
+    // keeping them apart would crowd out paths that differ in values.
+    if let Some(same) = states.iter_mut().find(|s| differ_in_guards_only(&s.facts, &state.facts) && s.equal_but_facts(&state)) {
+        same.absorb(&state);
         return;
     }
     states.push(state);
@@ -766,6 +934,83 @@ mod tests {
         assert_eq!(m.byte(&IMAGE, (1 << 20) + 10), Byte::Input(14));
         m.copy(&IMAGE, 50, (1 << 16) + 32, 2);
         assert_eq!(m.read(&IMAGE, 50, 2), vec![Byte::Input(32), Byte::Input(33)]);
+    }
+
+    const A: u32 = DECIDABLE_FLAG | 1;
+    const B: u32 = DECIDABLE_FLAG | 2;
+    const C: u32 = DECIDABLE_FLAG | 3;
+    /// A flag the predictor cannot evaluate.
+    const U: u32 = 4;
+
+    fn path_state(facts: &[(u32, bool)], local: Value) -> State {
+        State {
+            frames: vec![Arc::new(Frame { stack: Vec::new(), locals: vec![local] })],
+            globals: Vec::new(),
+            memory: Memory::default(),
+            pages: Value::Const(1),
+            facts: facts.to_vec(),
+            alternatives: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn paths_that_hold_the_same_values_go_on_as_one_with_both_guards() {
+        let mut states = Vec::new();
+        add_state(&mut states, path_state(&[(A, true)], Value::Const(7)), &IMAGE);
+        add_state(&mut states, path_state(&[(A, false), (B, true)], Value::Const(7)), &IMAGE);
+        assert_eq!(states.len(), 1, "equal values: one state");
+        assert_eq!(states[0].guard_paths(), vec![vec![(A, true)], vec![(A, false), (B, true)]]);
+        assert!(states[0].facts.is_empty(), "no outcome is known on both paths");
+        // A third path that decided nothing: the accesses after it are unguarded.
+        add_state(&mut states, path_state(&[], Value::Const(7)), &IMAGE);
+        assert_eq!(states[0].guard_paths(), vec![Vec::<(u32, bool)>::new()]);
+    }
+
+    #[test]
+    fn paths_that_differ_in_an_outcome_the_predictor_cannot_see_stay_apart() {
+        let mut states = Vec::new();
+        add_state(&mut states, path_state(&[(U, true)], Value::Const(7)), &IMAGE);
+        add_state(&mut states, path_state(&[(U, false)], Value::Const(7)), &IMAGE);
+        assert_eq!(states.len(), 2, "a later branch on U decides differently on each");
+        assert!(differ_in_guards_only(&[(U, true), (A, true)], &[(U, true), (B, false)]));
+        assert!(!differ_in_guards_only(&[(U, true), (A, true)], &[(B, false)]));
+    }
+
+    #[test]
+    fn a_join_keeps_each_sides_guard_as_an_alternative() {
+        let a = path_state(&[(A, true), (U, true)], Value::Const(1));
+        let b = path_state(&[(A, false), (B, true)], Value::Const(2));
+        let j = a.join(&b, &IMAGE);
+        assert_eq!(j.guard_paths(), vec![vec![(A, true)], vec![(A, false), (B, true)]]);
+        let mut later = j.clone();
+        later.assume(&Value::Flag { id: C, negated: false }, true, &|_| true);
+        assert_eq!(later.guard_paths(), vec![vec![(A, true), (C, true)], vec![(A, false), (B, true), (C, true)]], "what is decided after the join holds on every path");
+        assert_eq!(j.join(&j, &IMAGE), j, "joining again changes nothing");
+    }
+
+    #[test]
+    fn too_many_paths_are_weakened_oldest_outcome_first() {
+        // A path that asks for more than another is redundant.
+        let mut paths = vec![vec![(A, true), (B, true)], vec![(B, true)]];
+        assert!(bound_paths(&mut paths));
+        assert_eq!(paths, vec![vec![(B, true)]]);
+        // Ten ways of failing to match one token, then matching the other:
+        // forgetting the oldest outcome keeps the match.
+        let mut paths: Vec<Vec<(u32, bool)>> = (0..10).map(|i| vec![(DECIDABLE_FLAG | (10 + i), true), (C, true)]).collect();
+        assert!(bound_paths(&mut paths));
+        assert_eq!(paths, vec![vec![(C, true)]]);
+        // A path weakened to nothing: the disjunction always holds.
+        let mut paths: Vec<Vec<(u32, bool)>> = (0..10).map(|i| vec![(DECIDABLE_FLAG | (10 + i), true)]).collect();
+        assert!(!bound_paths(&mut paths));
+    }
+
+    #[test]
+    fn a_decided_flag_is_a_constant_on_its_path() {
+        let mut s = path_state(&[], Value::Flag { id: A, negated: true });
+        s.assume(&Value::Flag { id: A, negated: false }, true, &|_| true);
+        assert_eq!(s.frames[0].locals[0], Value::Const(0), "the negated flag is false where the flag holds");
+        assert_eq!(s.decided(Value::Flag { id: A, negated: false }), Value::Const(1));
+        assert_eq!(s.decided(Value::Flag { id: B, negated: false }), Value::Flag { id: B, negated: false });
     }
 
     #[test]

@@ -22,7 +22,7 @@ use chroma_host_api::ADDRESS_LEN;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::domain::{add_state, join_all, Byte, Frame, Image, Memory, RangeContent, State, Value};
+use crate::domain::{add_state, bound_paths, is_decidable, join_all, Byte, Frame, Image, Memory, RangeContent, State, Value, DECIDABLE_FLAG};
 use crate::module::{BinOp, Body, Function, HostCall, Module, Op, Reach, UnOp};
 use crate::summary::{AccessKind, CallTemplate, Comparison, Condition, Guard, KeyTemplate, Literal};
 
@@ -32,6 +32,9 @@ use crate::summary::{AccessKind, CallTemplate, Comparison, Condition, Guard, Key
 const UNROLL_LIMIT: u32 = 4;
 /// Joined iterations before the loop state is widened to unknown.
 const FIXPOINT_LIMIT: u32 = 12;
+
+/// Most guards whose paths a loop iterates apart (see `run_loop`).
+const MAX_LOOP_GUARDS: usize = 4;
 /// Instructions one entry point may interpret.
 pub(crate) const ENTRY_BUDGET: u64 = 3_000_000;
 /// Instructions one inlined call may interpret.
@@ -55,8 +58,6 @@ pub(crate) struct Effects {
     pub guards: BTreeMap<(AccessKind, usize), Option<Vec<Vec<(u32, bool)>>>>,
 }
 
-/// Paths per template whose conditions are kept; more make it unconditional.
-const MAX_GUARDS: usize = 8;
 
 fn insert<T: PartialEq>(list: &mut Vec<T>, item: T) -> usize {
     match list.iter().position(|x| *x == item) {
@@ -107,52 +108,80 @@ pub(crate) enum FlagDef {
 }
 
 /// Fresh flag ids and the definitions of those the predictor can evaluate.
+///
+/// A flag is the outcome of one comparison on the current path. The states
+/// that execute one instruction together are alternative paths, so they
+/// share its flag (one per definition): each path still has exactly one
+/// outcome, and paths that learnt the same outcome keep that fact when they
+/// are joined, where separate flags would have been forgotten.
 #[derive(Debug, Default)]
 pub(crate) struct Flags {
     next: u32,
     pub defs: BTreeMap<u32, FlagDef>,
+    /// The flags the current instruction has made so far, by definition.
+    this_instruction: Vec<(Option<FlagDef>, u32)>,
+    /// Off: no flag is decidable, so no access gets a guard.
+    guards: bool,
 }
 
 impl Flags {
     fn fresh(&mut self) -> Value {
-        let id = self.next;
+        let id = self.next & !DECIDABLE_FLAG;
         self.next = self.next.wrapping_add(1);
+        Value::Flag { id, negated: false }
+    }
+
+    /// Called before each instruction: its flags are new ones.
+    fn next_instruction(&mut self) {
+        self.this_instruction.clear();
+    }
+
+    /// The current instruction's flag with definition `def`, made on first use.
+    fn flag_for(&mut self, def: Option<FlagDef>) -> Value {
+        if let Some((_, id)) = self.this_instruction.iter().find(|(d, _)| *d == def) {
+            return Value::Flag { id: *id, negated: false };
+        }
+        let Value::Flag { id, .. } = self.fresh() else { return Value::Top };
+        let id = if def.is_some() { id | DECIDABLE_FLAG } else { id };
+        if let Some(def) = &def {
+            self.defs.insert(id, def.clone());
+        }
+        self.this_instruction.push((def, id));
         Value::Flag { id, negated: false }
     }
 
     /// A flag for `a op b`, defined when both sides are nameable bytes.
     fn compare(&mut self, op: Comparison, wide: bool, a: Value, b: Value) -> Value {
-        let flag = self.fresh();
         let width = if wide { 8 } else { 4 };
         let (lhs, rhs) = (a.bytes(width), b.bytes(width));
-        if lhs[..width].iter().chain(&rhs[..width]).all(Byte::is_nameable) {
-            if let Value::Flag { id, .. } = flag {
-                self.defs.insert(id, FlagDef::Compare { op, wide, lhs, rhs });
-            }
-        }
-        flag
+        let bytes = || lhs[..width].iter().chain(&rhs[..width]);
+        // A comparison of stored values with constants alone (a string's
+        // length against its size classes) tells calls apart only by state
+        // the predictor can rarely read: not worth keeping paths apart for.
+        let per_call = bytes().any(|b| matches!(b, Byte::Input(_) | Byte::Caller(_)));
+        let decidable = self.guards && per_call && bytes().all(Byte::is_nameable);
+        self.flag_for(decidable.then_some(FlagDef::Compare { op, wide, lhs, rhs }))
     }
 
     /// A flag for a logical combination of two flags.
     fn combine(&mut self, op: BinOp, a: Value, b: Value) -> Value {
-        let flag = self.fresh();
-        if let (Value::Flag { id: x, negated: nx }, Value::Flag { id: y, negated: ny }, Value::Flag { id, .. }) = (a, b, flag) {
-            if self.defs.contains_key(&x) && self.defs.contains_key(&y) {
-                let def = match op {
+        let def = match (a, b) {
+            (Value::Flag { id: x, negated: nx }, Value::Flag { id: y, negated: ny })
+                if self.defs.contains_key(&x) && self.defs.contains_key(&y) =>
+            {
+                match op {
                     BinOp::And => Some(FlagDef::And((x, nx), (y, ny))),
                     BinOp::Or => Some(FlagDef::Or((x, nx), (y, ny))),
                     _ => None,
-                };
-                if let Some(def) = def {
-                    self.defs.insert(id, def);
                 }
             }
-        }
-        flag
+            _ => None,
+        };
+        self.flag_for(def)
     }
 
     pub fn is_defined(&self, id: u32) -> bool {
-        self.defs.contains_key(&id)
+        is_decidable(id)
     }
 
     /// The condition index of flag `id` in `out`, adding it (and the flags it
@@ -207,6 +236,19 @@ impl Flags {
 }
 
 
+/// What a call's fallback keeps of a calling state.
+struct Caller {
+    frames: Vec<Arc<Frame>>,
+    facts: Vec<(u32, bool)>,
+    alternatives: Vec<Vec<(u32, bool)>>,
+}
+
+impl Caller {
+    fn of(state: &State) -> Caller {
+        Caller { frames: state.frames.clone(), facts: state.facts.clone(), alternatives: state.alternatives.clone() }
+    }
+}
+
 /// Why interpretation of a call stopped early.
 #[derive(Debug)]
 enum Stop {
@@ -243,7 +285,9 @@ pub(crate) struct Interpreter<'m> {
 }
 
 impl<'m> Interpreter<'m> {
-    pub fn new(module: &'m Module) -> Self {
+    /// `guards`: whether to track which comparisons guard each access. A
+    /// constructor runs alone at deploy, so its guards would not be used.
+    pub fn new(module: &'m Module, guards: bool) -> Self {
         Interpreter {
             module,
             effects: Effects::default(),
@@ -251,7 +295,7 @@ impl<'m> Interpreter<'m> {
             deadlines: Vec::new(),
             nesting: 0,
             lowest_target: usize::MAX,
-            flags: Flags::default(),
+            flags: Flags { guards, ..Flags::default() },
             mutable_globals: module.globals.iter().map(|(_, mutable)| *mutable).collect(),
         }
     }
@@ -272,6 +316,7 @@ impl<'m> Interpreter<'m> {
             memory: Memory::default(),
             pages: Value::Const(self.module.memory_pages),
             facts: Vec::new(),
+            alternatives: Vec::new(),
         };
         self.deadlines.clear();
         self.deadlines.push(self.steps.saturating_add(budget));
@@ -301,8 +346,9 @@ impl<'m> Interpreter<'m> {
     }
 
     /// The worst case of a call that was not (fully) interpreted, from the
-    /// callers' frames (arguments already popped).
-    fn fallback(&mut self, callers: Vec<Vec<Arc<Frame>>>, results: usize, reach: Reach) -> Vec<State> {
+    /// callers' states (arguments already popped): memory and mutable
+    /// globals forgotten, the outcomes the callers branched on kept.
+    fn fallback(&mut self, callers: Vec<Caller>, results: usize, reach: Reach) -> Vec<State> {
         self.effects.add_reach(reach, "calls an import the analysis does not know");
         let mut globals = self.initial_globals();
         for (g, mutable) in globals.iter_mut().zip(&self.mutable_globals) {
@@ -314,11 +360,20 @@ impl<'m> Interpreter<'m> {
         memory.forget();
         let image = self.image();
         let mut out = Vec::new();
-        for mut frames in callers {
+        for caller in callers {
+            let mut frames = caller.frames;
             if let Some(top) = frames.last_mut() {
                 Arc::make_mut(top).stack.extend(std::iter::repeat_n(Value::Top, results));
             }
-            let state = State { frames, globals: globals.clone(), memory: memory.clone(), pages: Value::Top, facts: Vec::new() };
+            // What the path decided before the call still holds after it.
+            let state = State {
+                frames,
+                globals: globals.clone(),
+                memory: memory.clone(),
+                pages: Value::Top,
+                facts: caller.facts,
+                alternatives: caller.alternatives,
+            };
             add_state(&mut out, state, &image);
         }
         out
@@ -337,8 +392,9 @@ impl<'m> Interpreter<'m> {
             }
             args.push(stack.split_off(stack.len() - params));
         }
-        // The callers' frames, for the worst case if the callee is not followed to its end.
-        let callers: Vec<Vec<Arc<Frame>>> = states.iter().map(|s| s.frames.clone()).collect();
+        // The callers, for the worst case if the callee is not followed to
+        // its end: their frames and what their paths decided.
+        let callers: Vec<Caller> = states.iter().map(Caller::of).collect();
         if !entry && (self.deadlines.len() >= MAX_INLINE_DEPTH || self.nesting >= MAX_NESTING) {
             return Ok(self.fallback(callers, results, reach));
         }
@@ -363,7 +419,11 @@ impl<'m> Interpreter<'m> {
                 let mut outs = Vec::with_capacity(returned.len());
                 for mut out in returned {
                     let callee = out.frames.pop().map(Arc::unwrap_or_clone).unwrap_or_default();
-                    out.top().stack.extend(callee.stack);
+                    // A returned comparison this path has decided is a
+                    // constant: paths that return the same answer by
+                    // different comparisons can then go on as one.
+                    let returned: Vec<Value> = callee.stack.into_iter().map(|v| out.decided(v)).collect();
+                    out.top().stack.extend(returned);
                     // The callee's frame is below the stack pointer now: dead.
                     if let Some(Value::Const(sp)) = module.stack_pointer.and_then(|g| out.globals.get(g as usize)) {
                         out.memory.forget_below(*sp & 0xffff_ffff);
@@ -429,6 +489,7 @@ impl<'m> Interpreter<'m> {
         let mut pc = start;
         while pc < end && !cur.is_empty() {
             self.tick(cur.len())?;
+            self.flags.next_instruction();
             let op = body.ops.get(pc).ok_or(Stop::Malformed)?;
             match op {
                 Op::Unreachable => return Ok(Vec::new()),
@@ -792,14 +853,39 @@ impl<'m> Interpreter<'m> {
             }
             let mut all = entry.clone();
             all.extend(back);
-            let Some(mut joined) = join_all(&all, &image) else { break };
-            if iteration >= UNROLL_LIMIT + FIXPOINT_LIMIT {
-                joined.widen_to_top(&self.mutable_globals);
+            // One state per guard: paths that decided the predictor's
+            // comparisons differently (the direction of a swap) stay apart
+            // through loops such as the u256 arithmetic's. Many guards (a
+            // string's length compared with every size class) are not worth
+            // iterating apart: then all are joined.
+            let mut groups: Vec<(Vec<Vec<(u32, bool)>>, Vec<State>)> = Vec::new();
+            let guarded = all.iter().any(|s| !s.alternatives.is_empty() || s.facts.iter().any(|(id, _)| is_decidable(*id)));
+            for state in all {
+                let guard = if guarded { state.guard_paths() } else { Vec::new() };
+                match groups.iter_mut().find(|(g, _)| *g == guard) {
+                    Some((_, members)) => members.push(state),
+                    None => groups.push((guard, vec![state])),
+                }
             }
-            if entry.len() == 1 && entry[0] == joined {
+            if groups.len() > MAX_LOOP_GUARDS {
+                let members = groups.into_iter().flat_map(|(_, members)| members).collect();
+                groups = vec![(Vec::new(), members)];
+            }
+            let mut joined_states: Vec<State> = Vec::new();
+            for (_, members) in groups {
+                let Some(mut joined) = join_all(&members, &image) else { continue };
+                if iteration >= UNROLL_LIMIT + FIXPOINT_LIMIT {
+                    joined.widen_to_top(&self.mutable_globals);
+                }
+                add_state(&mut joined_states, joined, &image);
+            }
+            if joined_states.is_empty() {
                 break;
             }
-            entry = vec![joined];
+            if joined_states.len() == entry.len() && joined_states.iter().all(|s| entry.contains(s)) {
+                break;
+            }
+            entry = joined_states;
         }
         Ok(exits)
     }
@@ -827,7 +913,7 @@ impl<'m> Interpreter<'m> {
                         return Err(Stop::Malformed);
                     }
                     stack.truncate(stack.len() - params);
-                    callers.push(s.frames.clone());
+                    callers.push(Caller::of(s));
                 }
                 let why = format!("calls {name}, an import the analysis does not know");
                 self.effects.add_reach(Reach { opaque: true, ..Reach::default() }, &why);
@@ -869,7 +955,7 @@ impl<'m> Interpreter<'m> {
         }
         stack.truncate(stack.len() - params);
         let reach = module.reach_of_indirect(table, type_index);
-        Ok(self.fallback(vec![st.frames], results, reach))
+        Ok(self.fallback(vec![Caller::of(&st)], results, reach))
     }
 
     /// Adds storage access templates of `kind` seen on the path of `st`;
@@ -886,14 +972,15 @@ impl<'m> Interpreter<'m> {
     /// Records that template `index` of `kind` happens on the path of `st`,
     /// under the outcomes it branched on that the predictor can evaluate.
     fn note_guard(&mut self, kind: AccessKind, index: usize, st: &State) {
-        let guard: Vec<(u32, bool)> = st.facts.iter().copied().filter(|(id, _)| self.flags.is_defined(*id)).collect();
         let entry = self.effects.guards.entry((kind, index)).or_insert_with(|| Some(Vec::new()));
-        if let Some(paths) = entry {
-            if guard.is_empty() || paths.len() >= MAX_GUARDS {
-                *entry = None;
-            } else if !paths.contains(&guard) {
+        let Some(paths) = entry else { return };
+        for guard in st.guard_paths() {
+            if !paths.contains(&guard) {
                 paths.push(guard);
             }
+        }
+        if !bound_paths(paths) {
+            *entry = None;
         }
     }
 

@@ -40,7 +40,7 @@ pub const MODULE_BUDGET: u64 = 12_000_000;
 
 /// Bumped whenever summaries of the same code may change, so stored
 /// summaries from an older analyzer are recomputed.
-pub const ANALYZER_VERSION: u32 = 2;
+pub const ANALYZER_VERSION: u32 = 3;
 
 /// Why a module could not be analysed. Callers that must go on (the VM at
 /// deploy) use [`ContractSummary::unbounded`] instead.
@@ -84,7 +84,7 @@ fn analyze_on_this_thread(wasm: &[u8]) -> Result<ContractSummary, AnalyzeError> 
     let mut summaries = Vec::with_capacity(entries.len());
     let mut spent = 0u64;
     for (name, kind, func) in entries {
-        let mut interpreter = Interpreter::new(&module);
+        let mut interpreter = Interpreter::new(&module, kind != EntryKind::Init);
         let budget = ENTRY_BUDGET.min(MODULE_BUDGET.saturating_sub(spent));
         interpreter.run_entry(func, budget);
         spent += interpreter.steps;

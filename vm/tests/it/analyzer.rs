@@ -208,4 +208,11 @@ fn precision_on_a_realistic_defi_mix() {
     }
     println!("  {:<10} {exact:>4}/{all} ({:.1}%)", "all", 100.0 * f64::from(exact) / f64::from(all));
     assert!(succeeded > calls * 9 / 10, "the mix is realistic: {succeeded}/{calls} succeed");
+    // The targets: every swap (with the token transfers it calls)
+    // and every transfer predicted exactly, and at least 99% of the mix.
+    for method in ["swap", "transfer", "approve", "deposit"] {
+        let (n, e) = precision.get(method).copied().unwrap_or_default();
+        assert!(n > 0 && e == n, "{method}: {e}/{n} predicted exactly");
+    }
+    assert!(exact * 100 >= all * 99, "{exact}/{all} predicted exactly, below 99%");
 }
