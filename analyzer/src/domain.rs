@@ -568,10 +568,15 @@ impl State {
         }
     }
 
+    /// The outcomes this path knows of comparisons the predictor decides.
+    pub fn decided_facts(&self) -> impl Iterator<Item = &(u32, bool)> + Clone {
+        self.facts.iter().filter(|(id, _)| is_decidable(*id))
+    }
+
     /// The conjunctions of decidable facts one of which holds on every path
     /// this state stands for (one, empty, when some path decided nothing).
     pub fn guard_paths(&self) -> Vec<Vec<(u32, bool)>> {
-        let decided: Vec<(u32, bool)> = self.facts.iter().copied().filter(|(id, _)| is_decidable(*id)).collect();
+        let decided: Vec<(u32, bool)> = self.decided_facts().copied().collect();
         if self.alternatives.is_empty() {
             return vec![decided];
         }
@@ -589,12 +594,10 @@ impl State {
     /// paths, unless one decided nothing or there are too many.
     fn joined_alternatives(&self, other: &State) -> Vec<Vec<(u32, bool)>> {
         if self.alternatives.is_empty() && other.alternatives.is_empty() {
-            fn decided(s: &State) -> impl Iterator<Item = &(u32, bool)> {
-                s.facts.iter().filter(|(id, _)| is_decidable(*id))
-            }
             // Both one path: the same decisions stay facts of the join, and
             // a path that decided nothing makes the join decide nothing.
-            if decided(self).eq(decided(other)) || decided(self).next().is_none() || decided(other).next().is_none() {
+            let (mine, theirs) = (self.decided_facts(), other.decided_facts());
+            if mine.clone().eq(theirs.clone()) || mine.clone().next().is_none() || theirs.clone().next().is_none() {
                 return Vec::new();
             }
         }
@@ -675,14 +678,14 @@ impl State {
     }
 
     /// Records that `v` is `outcome` on this path (when `v` is a flag).
-    pub fn assume(&mut self, v: &Value, outcome: bool, keep: &dyn Fn(u32) -> bool) {
+    pub fn assume(&mut self, v: &Value, outcome: bool) {
         if let Value::Flag { id, negated } = v {
             if self.facts.len() >= MAX_FACTS {
-                self.forget_dead_facts(keep);
+                self.forget_dead_facts();
             }
             if self.facts.len() >= MAX_FACTS {
                 // The oldest fact the predictor cannot decide goes first.
-                let oldest = self.facts.iter().position(|(id, _)| !keep(*id)).unwrap_or(0);
+                let oldest = self.facts.iter().position(|(id, _)| !is_decidable(*id)).unwrap_or(0);
                 self.facts.remove(oldest);
             }
             let raw = outcome ^ negated;
@@ -708,9 +711,9 @@ impl State {
     /// Drops facts about flags no value or byte holds any more: nothing can
     /// ask about them again (flags are only ever created fresh). Paths that
     /// differ only in such facts then become equal.
-    /// Facts `keep` says are worth keeping (comparisons the predictor can
-    /// decide: they become guards of later accesses) stay.
-    pub fn forget_dead_facts(&mut self, keep: &dyn Fn(u32) -> bool) {
+    /// Facts about comparisons the predictor can decide stay: they become
+    /// guards of later accesses.
+    pub fn forget_dead_facts(&mut self) {
         if self.facts.is_empty() {
             return;
         }
@@ -738,7 +741,7 @@ impl State {
                 live.insert(id);
             }
         }
-        self.facts.retain(|(id, _)| live.contains(id) || keep(*id));
+        self.facts.retain(|(id, _)| live.contains(id) || is_decidable(*id));
     }
 
     /// The innermost frame. Every state has one while code runs.
@@ -983,7 +986,7 @@ mod tests {
         let j = a.join(&b, &IMAGE);
         assert_eq!(j.guard_paths(), vec![vec![(A, true)], vec![(A, false), (B, true)]]);
         let mut later = j.clone();
-        later.assume(&Value::Flag { id: C, negated: false }, true, &|_| true);
+        later.assume(&Value::Flag { id: C, negated: false }, true);
         assert_eq!(later.guard_paths(), vec![vec![(A, true), (C, true)], vec![(A, false), (B, true), (C, true)]], "what is decided after the join holds on every path");
         assert_eq!(j.join(&j, &IMAGE), j, "joining again changes nothing");
     }
@@ -1007,7 +1010,7 @@ mod tests {
     #[test]
     fn a_decided_flag_is_a_constant_on_its_path() {
         let mut s = path_state(&[], Value::Flag { id: A, negated: true });
-        s.assume(&Value::Flag { id: A, negated: false }, true, &|_| true);
+        s.assume(&Value::Flag { id: A, negated: false }, true);
         assert_eq!(s.frames[0].locals[0], Value::Const(0), "the negated flag is false where the flag holds");
         assert_eq!(s.decided(Value::Flag { id: A, negated: false }), Value::Const(1));
         assert_eq!(s.decided(Value::Flag { id: B, negated: false }), Value::Flag { id: B, negated: false });

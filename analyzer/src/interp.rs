@@ -22,7 +22,7 @@ use chroma_host_api::ADDRESS_LEN;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::domain::{add_state, bound_paths, is_decidable, join_all, Byte, Frame, Image, Memory, RangeContent, State, Value, DECIDABLE_FLAG};
+use crate::domain::{add_state, bound_paths, join_all, Byte, Frame, Image, Memory, RangeContent, State, Value, DECIDABLE_FLAG};
 use crate::module::{BinOp, Body, Function, HostCall, Module, Op, Reach, UnOp};
 use crate::summary::{AccessKind, CallTemplate, Comparison, Condition, Guard, KeyTemplate, Literal};
 
@@ -180,9 +180,6 @@ impl Flags {
         self.flag_for(def)
     }
 
-    pub fn is_defined(&self, id: u32) -> bool {
-        is_decidable(id)
-    }
 
     /// The condition index of flag `id` in `out`, adding it (and the flags it
     /// combines) on first use.
@@ -428,7 +425,7 @@ impl<'m> Interpreter<'m> {
                     if let Some(Value::Const(sp)) = module.stack_pointer.and_then(|g| out.globals.get(g as usize)) {
                         out.memory.forget_below(*sp & 0xffff_ffff);
                     }
-                    out.forget_dead_facts(&|id| self.flags.is_defined(id));
+                    out.forget_dead_facts();
                     let image = self.image();
                     add_state(&mut outs, out, &image);
                 }
@@ -517,9 +514,8 @@ impl<'m> Interpreter<'m> {
                             Some(false) => else_in.push(s),
                             None => {
                                 let mut t = s.clone();
-                                let keep = |id: u32| self.flags.is_defined(id);
-                                t.assume(&condition, true, &keep);
-                                s.assume(&condition, false, &keep);
+                                t.assume(&condition, true);
+                                s.assume(&condition, false);
                                 then_in.push(t);
                                 else_in.push(s);
                             }
@@ -556,9 +552,9 @@ impl<'m> Interpreter<'m> {
                             Some(false) => stay.push(s),
                             None => {
                                 let mut taken = s.clone();
-                                taken.assume(&condition, true, &|id| self.flags.is_defined(id));
+                                taken.assume(&condition, true);
                                 self.branch(taken, labels, *depth)?;
-                                s.assume(&condition, false, &|id| self.flags.is_defined(id));
+                                s.assume(&condition, false);
                                 stay.push(s);
                             }
                         }
@@ -623,10 +619,10 @@ impl<'m> Interpreter<'m> {
                                 // Keep both outcomes apart: later choices on
                                 // the same comparison then agree with this one.
                                 let mut t = s.clone();
-                                t.assume(&condition, true, &|id| self.flags.is_defined(id));
+                                t.assume(&condition, true);
                                 push(&mut t, a);
                                 add_state(&mut out, t, &image);
-                                s.assume(&condition, false, &|id| self.flags.is_defined(id));
+                                s.assume(&condition, false);
                                 push(&mut s, b);
                                 add_state(&mut out, s, &image);
                             }
@@ -859,7 +855,7 @@ impl<'m> Interpreter<'m> {
             // string's length compared with every size class) are not worth
             // iterating apart: then all are joined.
             let mut groups: Vec<(Vec<Vec<(u32, bool)>>, Vec<State>)> = Vec::new();
-            let guarded = all.iter().any(|s| !s.alternatives.is_empty() || s.facts.iter().any(|(id, _)| is_decidable(*id)));
+            let guarded = all.iter().any(|s| !s.alternatives.is_empty() || s.decided_facts().next().is_some());
             for state in all {
                 let guard = if guarded { state.guard_paths() } else { Vec::new() };
                 match groups.iter_mut().find(|(g, _)| *g == guard) {
