@@ -319,51 +319,40 @@ impl ConflictGraph {
         sequential: bool,
     ) -> (ConflictGraph, Vec<u32>) {
         let patterns = |access: &'a A| accessed(access.borrow(), everything);
+        // The block's prefixes first (a scan without hashing: most blocks
+        // have none), so that every access is fingerprinted once.
+        let mut prefixes = Prefixes::default();
+        for pattern in accesses.iter().flat_map(patterns).map(|(_, pattern)| pattern).filter(|p| !p.is_exact()) {
+            prefixes.by_bytes.entry(pattern.bytes()).or_insert(pattern);
+            prefixes.lengths.insert(pattern.bytes().len());
+        }
         // Every access (and intention), fingerprinted and sent to its
         // resource's shard, chunk by chunk in block order. Keys below a
-        // prefix that the block uses also take an intention on it; most
-        // blocks have no prefixes, and are fingerprinted once.
-        let no_prefixes = Prefixes::default();
-        let touches = |prefixes: &Prefixes<'a>| -> Vec<([Vec<Touch<'a>>; SHARDS], Vec<&'a KeyPattern>)> {
-            let chunk_touches = |(c, chunk): (usize, &'a [A])| {
-                // Sized for an even spread (grown on a skewed chunk).
-                let expected: usize = chunk.iter().map(|a| a.borrow()).map(|a| a.reads.len() + a.writes.len() + a.adds.len() + 1).sum::<usize>() * 5 / 4 / SHARDS;
-                let mut shards: [Vec<Touch<'a>>; SHARDS] = std::array::from_fn(|_| Vec::with_capacity(expected + 4));
-                let mut found = Vec::new();
-                for (i, access) in chunk.iter().enumerate() {
-                    let tx = (c * CHUNK + i) as u32;
-                    for (mode, pattern) in patterns(access) {
-                        let mut send = |pattern: &'a KeyPattern, modes: Modes| {
-                            let fingerprint = fingerprint(pattern);
-                            shards[shard_of(fingerprint)].push(Touch { tx, modes, fingerprint, pattern });
-                        };
-                        send(pattern, mode);
-                        if !pattern.is_exact() {
-                            found.push(pattern);
-                        }
-                        prefixes.above(pattern, |prefix| send(prefix, intention(mode)));
-                    }
+        // prefix that the block uses also take an intention on it.
+        let prefixes = &prefixes;
+        let chunk_touches = |(c, chunk): (usize, &'a [A])| {
+            // Sized for an even spread (grown on a skewed chunk).
+            let expected: usize = chunk.iter().map(|a| a.borrow()).map(|a| a.reads.len() + a.writes.len() + a.adds.len() + 1).sum::<usize>() * 5 / 4 / SHARDS;
+            let mut shards: [Vec<Touch<'a>>; SHARDS] = std::array::from_fn(|_| Vec::with_capacity(expected + 4));
+            for (i, access) in chunk.iter().enumerate() {
+                let tx = (c * CHUNK + i) as u32;
+                for (mode, pattern) in patterns(access) {
+                    let mut send = |pattern: &'a KeyPattern, modes: Modes| {
+                        let fingerprint = fingerprint(pattern);
+                        shards[shard_of(fingerprint)].push(Touch { tx, modes, fingerprint, pattern });
+                    };
+                    send(pattern, mode);
+                    prefixes.above(pattern, |prefix| send(prefix, intention(mode)));
                 }
-                (shards, found)
-            };
-            if sequential {
-                accesses.chunks(CHUNK).enumerate().map(chunk_touches).collect()
-            } else {
-                accesses.par_chunks(CHUNK).enumerate().map(chunk_touches).collect()
             }
+            shards
         };
-        let mut chunks = touches(&no_prefixes);
-        let mut prefixes = Prefixes::default();
-        for (_, found) in &chunks {
-            for prefix in found {
-                prefixes.by_bytes.entry(prefix.bytes()).or_insert(prefix);
-                prefixes.lengths.insert(prefix.bytes().len());
-            }
-        }
-        if !prefixes.by_bytes.is_empty() {
-            chunks = touches(&prefixes);
-        }
-        let shard = |shard: usize| shard_edges(&chunks.iter().map(|(c, _)| c[shard].as_slice()).collect::<Vec<_>>());
+        let chunks: Vec<[Vec<Touch<'a>>; SHARDS]> = if sequential {
+            accesses.chunks(CHUNK).enumerate().map(chunk_touches).collect()
+        } else {
+            accesses.par_chunks(CHUNK).enumerate().map(chunk_touches).collect()
+        };
+        let shard = |shard: usize| shard_edges(&chunks.iter().map(|c| c[shard].as_slice()).collect::<Vec<_>>());
         let shards: Vec<ShardEdges<'_>> =
             if sequential { (0..SHARDS).map(shard).collect() } else { (0..SHARDS).into_par_iter().map(shard).collect() };
 
