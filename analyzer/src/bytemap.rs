@@ -35,7 +35,7 @@ impl Chunk {
         let mut both = self.present & other.present;
         while both != 0 {
             let i = both.trailing_zeros() as usize;
-            n += usize::from(self.bytes[i] != other.bytes[i]);
+            n += self.bytes[i].join_cost(other.bytes[i]);
             both &= both - 1;
         }
         n

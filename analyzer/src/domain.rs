@@ -73,6 +73,28 @@ impl Byte {
         }
     }
 
+    /// What joining `self` with `other` loses, for choosing which paths to
+    /// join: nothing when equal, 1 for most bytes, more for a byte of an
+    /// address (the caller's, the contract's, or a stored one such as a
+    /// token's). Keys and call targets are made of addresses: a stored token
+    /// address joined with the zero address of an `unwrap_or_default` path
+    /// is a call target lost, which makes a prediction unbounded; an amount
+    /// joined with another only blurs a number.
+    pub(crate) fn join_cost(self, other: Byte) -> usize {
+        if self == other {
+            0
+        } else if self.names_an_address() || other.names_an_address() {
+            ADDRESS_LOSS_COST
+        } else {
+            1
+        }
+    }
+
+    /// A byte of an address, or of a stored value (which may be one).
+    fn names_an_address(&self) -> bool {
+        matches!(self, Byte::Caller(_) | Byte::Contract(_) | Byte::Stored { .. })
+    }
+
     /// Whether a template may hold this byte (analysis-only bytes may not).
     pub fn is_nameable(&self) -> bool {
         !matches!(self, Byte::Unknown | Byte::Flag { .. } | Byte::Choice { .. })
@@ -94,6 +116,11 @@ pub(crate) enum Value {
     Set { values: [u64; MAX_SET], len: u8 },
     Top,
 }
+
+/// The cost, in joined bytes, of losing a byte of an address (see
+/// [`Byte::join_cost`]). With 4 or 8, the AMM's `add_liquidity` still lost
+/// a token address at some join.
+const ADDRESS_LOSS_COST: usize = 16;
 
 /// Most constants a [`Value::Set`] holds.
 pub(crate) const MAX_SET: usize = 4;
@@ -387,8 +414,9 @@ impl Memory {
         self.write_range(image, dst, len, content);
     }
 
-    /// Roughly how many bytes two memories disagree on: written bytes that
-    /// differ, plus the extent of range facts only one has. Exact when below
+    /// Roughly how many bytes two memories disagree on, weighted by what
+    /// joining them loses ([`Byte::join_cost`]): written bytes that differ,
+    /// plus the extent of range facts only one has. Exact when below
     /// `limit`; otherwise some number at least `limit` (the walk stops there:
     /// a caller looking for the nearest pair needs no more).
     fn distance(&self, other: &Memory, limit: usize) -> usize {
@@ -954,6 +982,28 @@ mod tests {
             facts: facts.to_vec(),
             alternatives: Vec::new(),
         }
+    }
+
+    #[test]
+    fn paths_that_differ_in_an_address_are_joined_last() {
+        // Eight paths that computed different amounts (48 constant bytes
+        // each) and call a stored token address, and a ninth with the first
+        // one's amount whose callee is the zero address (the token was not
+        // there): it forces a join, and it is the most like the first path
+        // byte for byte.
+        let token: Vec<Byte> = (0..32).map(|offset| Byte::Stored { read: 0, offset }).collect();
+        let mut states = Vec::new();
+        for path in 0..9u8 {
+            let mut st = path_state(&[], Value::Const(0));
+            let (callee, amount) = if path == 8 { (vec![Byte::Const(0); 32], 0) } else { (token.clone(), path) };
+            st.memory.write(0x100, &callee);
+            st.memory.write(0x200, &[Byte::Const(amount); 48]);
+            add_state(&mut states, st, &IMAGE);
+        }
+        assert_eq!(states.len(), MAX_DISJUNCTS);
+        let callees: Vec<Vec<Byte>> = states.iter().map(|s| s.memory.read(&IMAGE, 0x100, 32)).collect();
+        assert!(callees.contains(&vec![Byte::Const(0); 32]), "the zero-address path stays apart");
+        assert!(callees.iter().all(|c| !c.contains(&Byte::Unknown)), "no join lost the token address: {callees:?}");
     }
 
     #[test]
