@@ -24,6 +24,8 @@ mod render;
 mod summary;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 pub use domain::Byte;
 pub use module::contract_features;
@@ -52,18 +54,26 @@ pub enum AnalyzeError {
     Unsupported(String),
 }
 
+/// Stack of each analysis thread: the interpreter recurses once per nested
+/// block and inlined call.
+const ANALYSIS_STACK: usize = 64 << 20;
+
+/// Most threads one module's analysis uses (entry points are analysed
+/// independently, each on one thread).
+const MAX_ANALYSIS_THREADS: usize = 8;
+
 /// Analyses every exported entry point of `wasm`.
 ///
 /// Entry points are the ABI's methods when the module embeds an ABI, else
-/// every exported function. Never panics; time is bounded by
-/// [`MODULE_BUDGET`].
+/// every exported function. Never panics; the work is bounded by
+/// [`MODULE_BUDGET`]. Entry points are analysed on up to one thread per
+/// core; the result is that of analysing them one after another.
 pub fn analyze(wasm: &[u8]) -> Result<ContractSummary, AnalyzeError> {
-    // The interpreter recurses once per nested block and inlined call; a
-    // dedicated thread gives it a known stack whatever the caller's is.
+    // A dedicated thread gives the interpreter a known stack whatever the caller's is.
     std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("chroma-analyzer".into())
-            .stack_size(64 << 20)
+            .stack_size(ANALYSIS_STACK)
             .spawn_scoped(scope, || analyze_on_this_thread(wasm))
             .map_err(|e| AnalyzeError::Unsupported(format!("cannot start the analysis thread: {e}")))?
             .join()
@@ -71,9 +81,32 @@ pub fn analyze(wasm: &[u8]) -> Result<ContractSummary, AnalyzeError> {
     })
 }
 
+/// One entry point to analyse: its name, kind and function index.
+type EntryPoint = (String, EntryKind, u32);
+
+fn analyze_entry(module: &Module, (name, kind, func): &EntryPoint, budget: u64) -> AccessSummary {
+    let mut interpreter = Interpreter::new(module, *kind != EntryKind::Init);
+    interpreter.run_entry(*func, budget);
+    let (conditions, guards) = interpreter.flags.export(&interpreter.effects.guards);
+    let effects = interpreter.effects;
+    let unbounded = effects.opaque.clone();
+    AccessSummary {
+        name: name.clone(),
+        kind: *kind,
+        reads: effects.reads,
+        writes: effects.writes,
+        adds: effects.adds,
+        calls: effects.calls,
+        conditions,
+        guards,
+        unbounded,
+        steps: interpreter.steps,
+    }
+}
+
 fn analyze_on_this_thread(wasm: &[u8]) -> Result<ContractSummary, AnalyzeError> {
     let module = Module::parse(wasm)?;
-    let entries: Vec<(String, EntryKind, u32)> = match &module.abi {
+    let entries: Vec<EntryPoint> = match &module.abi {
         Some(abi) => abi
             .methods
             .iter()
@@ -81,28 +114,51 @@ fn analyze_on_this_thread(wasm: &[u8]) -> Result<ContractSummary, AnalyzeError> 
             .collect(),
         None => module.exports.iter().map(|(name, f)| (name.clone(), EntryKind::Mutating, *f)).collect(),
     };
+
+    // Entries one after another share MODULE_BUDGET: each may use what the
+    // ones before it left, up to ENTRY_BUDGET. Run in parallel, each gets
+    // ENTRY_BUDGET, and the loop below keeps a result only where it is the
+    // sequential one: an analysis that used no more steps than the
+    // sequential budget never met that budget, so it ran exactly as it
+    // would have with it. The others (rare: modules near the budget) run
+    // again with their sequential budget. Workers stop taking entries once
+    // the steps done reach MODULE_BUDGET, which bounds the work as before
+    // (plus one entry per thread).
+    let parallel: Vec<OnceLock<AccessSummary>> = entries.iter().map(|_| OnceLock::new()).collect();
+    let next = AtomicUsize::new(0);
+    let done = AtomicU64::new(0);
+    let worker = || loop {
+        if done.load(Ordering::Relaxed) >= MODULE_BUDGET {
+            break;
+        }
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(entry) = entries.get(i) else { break };
+        let summary = analyze_entry(&module, entry, ENTRY_BUDGET);
+        done.fetch_add(summary.steps, Ordering::Relaxed);
+        let _ = parallel[i].set(summary);
+    };
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, MAX_ANALYSIS_THREADS).min(entries.len().max(1));
+    std::thread::scope(|scope| {
+        for t in 1..threads {
+            // Fewer threads if one cannot start: this one does the rest.
+            let _ = std::thread::Builder::new()
+                .name(format!("chroma-analyzer-{t}"))
+                .stack_size(ANALYSIS_STACK)
+                .spawn_scoped(scope, worker);
+        }
+        worker();
+    });
+    let mut parallel: Vec<Option<AccessSummary>> = parallel.into_iter().map(OnceLock::into_inner).collect();
     let mut summaries = Vec::with_capacity(entries.len());
     let mut spent = 0u64;
-    for (name, kind, func) in entries {
-        let mut interpreter = Interpreter::new(&module, kind != EntryKind::Init);
+    for (entry, done) in entries.iter().zip(parallel.iter_mut()) {
         let budget = ENTRY_BUDGET.min(MODULE_BUDGET.saturating_sub(spent));
-        interpreter.run_entry(func, budget);
-        spent += interpreter.steps;
-        let (conditions, guards) = interpreter.flags.export(&interpreter.effects.guards);
-        let effects = interpreter.effects;
-        let unbounded = effects.opaque.clone();
-        summaries.push(AccessSummary {
-            name,
-            kind,
-            reads: effects.reads,
-            writes: effects.writes,
-            adds: effects.adds,
-            calls: effects.calls,
-            conditions,
-            guards,
-            unbounded,
-            steps: interpreter.steps,
-        });
+        let summary = match done.take() {
+            Some(summary) if budget == ENTRY_BUDGET || summary.steps <= budget => summary,
+            _ => analyze_entry(&module, entry, budget),
+        };
+        spent += summary.steps;
+        summaries.push(summary);
     }
     summaries.sort_by(|a, b| a.name.cmp(&b.name));
     let fixed_slots: BTreeSet<u32> = ContractSummary::compute_fixed_slots(&summaries);

@@ -114,3 +114,33 @@ proptest! {
         let _ = analyze(&bytes);
     }
 }
+
+/// Entry points share the module's budget in export order, whichever
+/// threads analyse them: each counted loop below would take millions of
+/// steps, so the first entries spend the module budget and the last is
+/// left with none, in every run.
+#[test]
+fn entries_share_the_module_budget_in_order_on_any_thread() {
+    let entry = |name: &str| {
+        format!(
+            r#"(func (export "{name}") (local i32)
+                 (loop (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+                       (br_if 0 (i32.lt_u (local.get 0) (i32.const 5000000)))))"#
+        )
+    };
+    let names = ["e0", "e1", "e2", "e3", "e4", "e5"];
+    let module = format!("(module (memory 1) {})", names.map(entry).join(" "));
+    let bytes = wat::parse_str(&module).expect("valid module");
+    let first = analyze(&bytes).expect("analyses");
+    let steps: Vec<u64> = first.entries.iter().map(|e| e.steps).collect();
+    let total: u64 = steps.iter().sum();
+    assert!(total <= chroma_analyzer::MODULE_BUDGET + names.len() as u64, "steps {steps:?} exceed the module budget");
+    assert!(steps[0] > chroma_analyzer::MODULE_BUDGET / 6, "the first entry ran until its own budget: {steps:?}");
+    // The fourth gets what the first three left, a little less than its own
+    // budget: its first run, with a whole entry's budget, cannot stand.
+    assert!(steps[3] < steps[0] && steps[3] > steps[0] - 100, "the fourth entry ran on what was left: {steps:?}");
+    assert!(steps[4] <= 1 && steps[5] <= 1, "nothing was left for the last entries: {steps:?}");
+    for _ in 0..3 {
+        assert_eq!(analyze(&bytes).expect("analyses"), first, "the same summaries in every run");
+    }
+}
