@@ -746,14 +746,21 @@ impl State {
             return;
         }
         let mut live = std::collections::BTreeSet::new();
+        self.for_each_flag(|id| {
+            live.insert(id);
+        });
+        self.facts.retain(|(id, _)| live.contains(id) || is_decidable(*id));
+    }
+
+    /// Calls `f` with the id of every flag a value of this state holds
+    /// (repeats included): the outcomes a later branch may still test.
+    fn for_each_flag(&self, mut f: impl FnMut(u32)) {
         let mut note = |v: &Value| match v {
-            Value::Flag { id, .. } => {
-                live.insert(*id);
-            }
+            Value::Flag { id, .. } => f(*id),
             Value::Bytes { bytes, .. } => {
                 for b in bytes {
                     if let Byte::Flag { id, .. } = b {
-                        live.insert(*id);
+                        f(*id);
                     }
                 }
             }
@@ -766,10 +773,30 @@ impl State {
         note(&self.pages);
         for (_, b) in self.memory.written.iter() {
             if let Byte::Flag { id, .. } = b {
-                live.insert(id);
+                note(&Value::Flag { id, negated: false });
             }
         }
-        self.facts.retain(|(id, _)| live.contains(id) || is_decidable(*id));
+    }
+
+    /// Whether `self` and `other`, which hold the same values, differ only
+    /// in outcomes the predictor evaluates (kept as guards) and in outcomes
+    /// of flags that no value holds any more: no later branch can test
+    /// those (a flag's id is never made again), so the paths may go on as one.
+    fn differ_in_guards_or_dead_outcomes(&self, other: &State) -> bool {
+        let shared = self.facts.iter().zip(&other.facts).take_while(|(x, y)| x == y).count();
+        let (a, b) = (&self.facts[shared..], &other.facts[shared..]);
+        let differing: Vec<u32> = a
+            .iter()
+            .filter(|f| !b.contains(f))
+            .chain(b.iter().filter(|f| !a.contains(f)))
+            .map(|(id, _)| *id)
+            .filter(|id| !is_decidable(*id))
+            .collect();
+        let mut live = false;
+        if !differing.is_empty() {
+            self.for_each_flag(|id| live |= differing.contains(&id));
+        }
+        !live
     }
 
     /// The innermost frame. Every state has one while code runs.
@@ -889,6 +916,12 @@ pub(crate) fn add_state(states: &mut Vec<State>, state: State, image: &Image<'_>
     // no longer differ in anything but the guards of later accesses, and
     // keeping them apart would crowd out paths that differ in values.
     if let Some(same) = states.iter_mut().find(|s| differ_in_guards_only(&s.facts, &state.facts) && s.equal_but_facts(&state)) {
+        same.absorb(&state);
+        return;
+    }
+    // The two sides of a branch on an outcome nothing holds any more (a
+    // step of the u256 long division): one path again.
+    if let Some(same) = states.iter_mut().find(|s| s.facts != state.facts && s.equal_but_facts(&state) && s.differ_in_guards_or_dead_outcomes(&state)) {
         same.absorb(&state);
         return;
     }
@@ -1021,12 +1054,32 @@ mod tests {
 
     #[test]
     fn paths_that_differ_in_an_outcome_the_predictor_cannot_see_stay_apart() {
+        // A local still holds U (see the next test for a dead outcome).
+        let held = Value::Flag { id: U, negated: true };
         let mut states = Vec::new();
-        add_state(&mut states, path_state(&[(U, true)], Value::Const(7)), &IMAGE);
-        add_state(&mut states, path_state(&[(U, false)], Value::Const(7)), &IMAGE);
+        add_state(&mut states, path_state(&[(U, true)], held), &IMAGE);
+        add_state(&mut states, path_state(&[(U, false)], held), &IMAGE);
         assert_eq!(states.len(), 2, "a later branch on U decides differently on each");
         assert!(differ_in_guards_only(&[(U, true), (A, true)], &[(U, true), (B, false)]));
         assert!(!differ_in_guards_only(&[(U, true), (A, true)], &[(B, false)]));
+    }
+
+    #[test]
+    fn paths_that_differ_only_in_a_dead_outcome_go_on_as_one() {
+        // The two sides of a branch on flag U, which no value holds: one path.
+        let mut states = Vec::new();
+        add_state(&mut states, path_state(&[(A, true), (U, true)], Value::Const(7)), &IMAGE);
+        add_state(&mut states, path_state(&[(A, true), (U, false)], Value::Const(7)), &IMAGE);
+        assert_eq!(states.len(), 1, "the outcome of U can no longer be tested");
+        assert_eq!(states[0].facts, vec![(A, true)], "what both paths know stays");
+        // Held in memory, U is live.
+        let mut states = Vec::new();
+        for outcome in [true, false] {
+            let mut st = path_state(&[(U, outcome)], Value::Const(7));
+            st.memory.write(0x40, &[Byte::Flag { id: U, negated: false }]);
+            add_state(&mut states, st, &IMAGE);
+        }
+        assert_eq!(states.len(), 2, "a byte in memory still holds U");
     }
 
     #[test]
