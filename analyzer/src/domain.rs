@@ -919,8 +919,8 @@ pub(crate) fn add_state(states: &mut Vec<State>, state: State, image: &Image<'_>
         same.absorb(&state);
         return;
     }
-    // The two sides of a branch on an outcome nothing holds any more (a
-    // step of the u256 long division): one path again.
+    // The two sides of a branch whose outcome no value holds any more (the
+    // comparison was consumed by the branch): one path again.
     if let Some(same) = states.iter_mut().find(|s| s.facts != state.facts && s.equal_but_facts(&state) && s.differ_in_guards_or_dead_outcomes(&state)) {
         same.absorb(&state);
         return;

@@ -151,9 +151,9 @@ fn analyze_on_this_thread(wasm: &[u8]) -> Result<ContractSummary, AnalyzeError> 
     let mut parallel: Vec<Option<AccessSummary>> = parallel.into_iter().map(OnceLock::into_inner).collect();
     let mut summaries = Vec::with_capacity(entries.len());
     let mut spent = 0u64;
-    for (entry, done) in entries.iter().zip(parallel.iter_mut()) {
+    for (entry, ran) in entries.iter().zip(parallel.iter_mut()) {
         let budget = ENTRY_BUDGET.min(MODULE_BUDGET.saturating_sub(spent));
-        let summary = match done.take() {
+        let summary = match ran.take() {
             Some(summary) if budget == ENTRY_BUDGET || summary.steps <= budget => summary,
             _ => analyze_entry(&module, entry, budget),
         };
