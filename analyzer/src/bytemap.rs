@@ -8,8 +8,7 @@
 //! comparing two maps or counting where they differ, costs per chunk and
 //! skips shared chunks at once, instead of costing per byte.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::rc::Rc;
 
 use crate::domain::Byte;
 
@@ -58,7 +57,11 @@ impl Chunk {
 /// the same bytes are equal chunk by chunk.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ByteMap {
-    chunks: BTreeMap<u64, Arc<Chunk>>,
+    /// By key (address / CHUNK), ascending. A sorted vector rather than a
+    /// tree: the analysis walks, compares and copies maps far more often
+    /// than it adds a chunk, and a vector does those in one pass over
+    /// contiguous memory.
+    chunks: Vec<(u64, Rc<Chunk>)>,
     len: usize,
 }
 
@@ -72,15 +75,35 @@ impl ByteMap {
         self.len
     }
 
+    fn find(&self, key: u64) -> Result<usize, usize> {
+        self.chunks.binary_search_by_key(&key, |(k, _)| *k)
+    }
+
+    /// The positions of the chunks that hold addresses of `start..end` (empty when the range is).
+    fn chunks_in(&self, start: u64, end: u64) -> std::ops::Range<usize> {
+        if start >= end {
+            return 0..0;
+        }
+        let (first, last) = (start / CHUNK, (end - 1) / CHUNK);
+        self.chunks.partition_point(|(k, _)| *k < first)..self.chunks.partition_point(|(k, _)| *k <= last)
+    }
+
     pub fn get(&self, address: u64) -> Option<Byte> {
         let (key, i) = split(address);
-        let chunk = self.chunks.get(&key)?;
+        let chunk = &self.chunks[self.find(key).ok()?].1;
         (chunk.present & (1 << i) != 0).then(|| chunk.bytes[i])
     }
 
     pub fn insert(&mut self, address: u64, byte: Byte) {
         let (key, i) = split(address);
-        let chunk = Arc::make_mut(self.chunks.entry(key).or_insert_with(|| Arc::new(Chunk::EMPTY)));
+        let at = match self.find(key) {
+            Ok(at) => at,
+            Err(at) => {
+                self.chunks.insert(at, (key, Rc::new(Chunk::EMPTY)));
+                at
+            }
+        };
+        let chunk = Rc::make_mut(&mut self.chunks[at].1);
         if chunk.present & (1 << i) == 0 {
             chunk.present |= 1 << i;
             self.len += 1;
@@ -95,27 +118,25 @@ impl ByteMap {
 
     /// Drops every byte at `start..end`.
     pub fn remove_in(&mut self, start: u64, end: u64) {
-        if start >= end {
-            return;
-        }
-        let keys: Vec<u64> = self.chunks.range(start / CHUNK..=(end - 1) / CHUNK).map(|(k, _)| *k).collect();
-        for key in keys {
-            let base = key * CHUNK;
+        let range = self.chunks_in(start, end);
+        // Backwards, so that removing a chunk moves none still to visit.
+        for at in range.rev() {
+            let (key, entry) = &mut self.chunks[at];
+            let base = *key * CHUNK;
             // The chunk's addresses inside start..end, as a mask.
             let from = start.saturating_sub(base).min(CHUNK);
             let to = end.saturating_sub(base).min(CHUNK);
             let mask = if to - from == CHUNK { u32::MAX } else { ((1u32 << (to - from)) - 1) << from };
-            let Some(entry) = self.chunks.get_mut(&key) else { continue };
             let dropped = entry.present & mask;
             if dropped == 0 {
                 continue;
             }
             self.len -= dropped.count_ones() as usize;
             if entry.present == dropped {
-                self.chunks.remove(&key);
+                self.chunks.remove(at);
                 continue;
             }
-            let chunk = Arc::make_mut(entry);
+            let chunk = Rc::make_mut(entry);
             chunk.present &= !dropped;
             let mut left = dropped;
             while left != 0 {
@@ -131,10 +152,9 @@ impl ByteMap {
             return;
         }
         let (key, _) = split(address);
-        let kept = self.chunks.split_off(&key);
-        let dropped: usize = self.chunks.values().map(|c| c.present.count_ones() as usize).sum();
+        let below = self.chunks.partition_point(|(k, _)| *k < key);
+        let dropped: usize = self.chunks.drain(..below).map(|(_, c)| c.present.count_ones() as usize).sum();
         self.len -= dropped;
-        self.chunks = kept;
         self.remove_in(key * CHUNK, address);
     }
 
@@ -145,12 +165,8 @@ impl ByteMap {
 
     /// Held addresses in `start..end` and their bytes, in address order.
     pub fn iter_in(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, Byte)> + '_ {
-        // (`BTreeMap::range` refuses a reversed range: an empty one asks for chunk 0 and takes nothing.)
-        let empty = start >= end;
-        let keys = if empty { 0..=0 } else { start / CHUNK..=(end - 1) / CHUNK };
-        self.chunks
-            .range(keys)
-            .take_while(move |_| !empty)
+        self.chunks[self.chunks_in(start, end)]
+            .iter()
             .flat_map(|(key, chunk)| chunk.iter(key * CHUNK))
             .filter(move |(a, _)| start <= *a && *a < end)
     }
@@ -159,36 +175,30 @@ impl ByteMap {
     /// different bytes), counted until `limit`: exact when below it, and
     /// some number from `limit` up otherwise.
     pub fn differences(&self, other: &ByteMap, limit: usize) -> usize {
-        let mut n = 0;
-        let mut a = self.chunks.iter().peekable();
-        let mut b = other.chunks.iter().peekable();
-        while n < limit {
-            match (a.peek(), b.peek()) {
-                (Some((ka, ca)), Some((kb, cb))) => {
-                    if ka == kb {
-                        if !Arc::ptr_eq(ca, cb) {
-                            n += ca.differences(cb);
-                        }
-                        a.next();
-                        b.next();
-                    } else if ka < kb {
-                        n += ca.present.count_ones() as usize;
-                        a.next();
-                    } else {
-                        n += cb.present.count_ones() as usize;
-                        b.next();
-                    }
+        let (a, b) = (&self.chunks, &other.chunks);
+        let (mut i, mut j, mut n) = (0, 0, 0);
+        while n < limit && i < a.len() && j < b.len() {
+            let ((ka, ca), (kb, cb)) = (&a[i], &b[j]);
+            if ka == kb {
+                if !Rc::ptr_eq(ca, cb) {
+                    n += ca.differences(cb);
                 }
-                (Some((_, ca)), None) => {
-                    n += ca.present.count_ones() as usize;
-                    a.next();
-                }
-                (None, Some((_, cb))) => {
-                    n += cb.present.count_ones() as usize;
-                    b.next();
-                }
-                (None, None) => break,
+                i += 1;
+                j += 1;
+            } else if ka < kb {
+                n += ca.present.count_ones() as usize;
+                i += 1;
+            } else {
+                n += cb.present.count_ones() as usize;
+                j += 1;
             }
+        }
+        // What only one map has left.
+        for (_, c) in a[i..].iter().chain(&b[j..]) {
+            if n >= limit {
+                break;
+            }
+            n += c.present.count_ones() as usize;
         }
         n
     }
@@ -196,6 +206,8 @@ impl ByteMap {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use proptest::prelude::*;
 
@@ -261,7 +273,8 @@ mod tests {
             for (m, expected) in [(&map, &model), (&map_b, &model_b)] {
                 prop_assert_eq!(m.iter().collect::<Vec<_>>(), expected.iter().map(|(a, b)| (*a, *b)).collect::<Vec<_>>());
                 prop_assert_eq!(m.len(), expected.len());
-                prop_assert!(m.chunks.values().all(|c| c.present != 0), "no empty chunk");
+                prop_assert!(m.chunks.iter().all(|(_, c)| c.present != 0), "no empty chunk");
+                prop_assert!(m.chunks.windows(2).all(|w| w[0].0 < w[1].0), "chunks in order");
                 for a in (0..200).chain((u64::MAX - 100)..=u64::MAX) {
                     prop_assert_eq!(m.get(a), expected.get(&a).copied());
                 }

@@ -10,11 +10,14 @@
 //! Anything the analysis cannot follow becomes unknown, never something
 //! narrower.
 
-use std::sync::Arc;
+// `Rc`, not `Arc`: a state never leaves the thread that analyses its entry
+// point, and frames and memory are shared and unshared at every step.
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::bytemap::ByteMap;
+use crate::locals::Locals;
 
 /// What is known about one byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -315,7 +318,7 @@ impl Image<'_> {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Memory {
     /// Shared between the states of a split until one of them writes.
-    written: Arc<ByteMap>,
+    written: Rc<ByteMap>,
     ranges: Vec<RangeFact>,
     /// The initial image no longer describes unwritten bytes.
     forgotten: bool,
@@ -325,7 +328,7 @@ impl PartialEq for Memory {
     fn eq(&self, other: &Memory) -> bool {
         self.forgotten == other.forgotten
             && self.ranges == other.ranges
-            && (Arc::ptr_eq(&self.written, &other.written) || self.written == other.written)
+            && (Rc::ptr_eq(&self.written, &other.written) || self.written == other.written)
     }
 }
 
@@ -354,7 +357,7 @@ impl Memory {
         if bytes.is_empty() {
             return;
         }
-        let written = Arc::make_mut(&mut self.written);
+        let written = Rc::make_mut(&mut self.written);
         for (i, b) in bytes.iter().enumerate() {
             written.insert(address + i as u64, *b);
         }
@@ -367,7 +370,7 @@ impl Memory {
         }
         let fact = RangeFact { start, end: start.saturating_add(len), content };
         if len <= BYTEWISE_LIMIT {
-            let written = Arc::make_mut(&mut self.written);
+            let written = Rc::make_mut(&mut self.written);
             for a in fact.start..fact.end {
                 written.insert(a, fact.byte_at(a));
             }
@@ -375,7 +378,7 @@ impl Memory {
             return;
         }
         if self.written.any_in(fact.start, fact.end) {
-            Arc::make_mut(&mut self.written).remove_in(fact.start, fact.end);
+            Rc::make_mut(&mut self.written).remove_in(fact.start, fact.end);
         }
         self.ranges.retain(|f| !fact.covers(f));
         self.ranges.push(fact);
@@ -414,6 +417,23 @@ impl Memory {
         self.write_range(image, dst, len, content);
     }
 
+    /// False when the two memories differ in something that costs no walk
+    /// to see: paths at one point most often differ in what they wrote.
+    fn may_equal(&self, other: &Memory) -> bool {
+        self.forgotten == other.forgotten && self.ranges.len() == other.ranges.len() && self.written.len() == other.written.len()
+    }
+
+    /// At most [`Memory::distance`], from the range facts and the sizes of
+    /// the written maps.
+    fn distance_floor(&self, other: &Memory) -> usize {
+        let common = self.ranges.iter().zip(&other.ranges).take_while(|(x, y)| x == y).count();
+        let ranges = (self.ranges.len() - common + other.ranges.len() - common) * 64;
+        if Rc::ptr_eq(&self.written, &other.written) {
+            return ranges;
+        }
+        usize::from(self.forgotten != other.forgotten) * 1024 + ranges + self.written.len().abs_diff(other.written.len())
+    }
+
     /// Roughly how many bytes two memories disagree on, weighted by what
     /// joining them loses ([`Byte::join_cost`]): written bytes that differ,
     /// plus the extent of range facts only one has. Exact when below
@@ -422,7 +442,7 @@ impl Memory {
     fn distance(&self, other: &Memory, limit: usize) -> usize {
         let common = self.ranges.iter().zip(&other.ranges).take_while(|(x, y)| x == y).count();
         let ranges = (self.ranges.len() - common + other.ranges.len() - common) * 64;
-        if Arc::ptr_eq(&self.written, &other.written) {
+        if Rc::ptr_eq(&self.written, &other.written) {
             return ranges;
         }
         let n = usize::from(self.forgotten != other.forgotten) * 1024 + ranges;
@@ -439,7 +459,7 @@ impl Memory {
         if !self.written.any_in(0, address) {
             return;
         }
-        Arc::make_mut(&mut self.written).remove_below(address);
+        Rc::make_mut(&mut self.written).remove_below(address);
         if !self.forgotten {
             let fact = RangeFact { start: 0, end: address, content: RangeContent::Unknown };
             if !self.ranges.iter().any(|f| f.covers(&fact) && f.content == RangeContent::Unknown) {
@@ -451,7 +471,7 @@ impl Memory {
 
     /// Forgets everything: the result of a write the analysis cannot place.
     pub fn forget(&mut self) {
-        self.written = Arc::default();
+        self.written = Rc::default();
         self.ranges.clear();
         self.forgotten = true;
     }
@@ -491,20 +511,41 @@ impl Memory {
             }
             ranges.push(fact);
         }
-        let mut joined = Memory { written: Arc::default(), ranges, forgotten };
-        if Arc::ptr_eq(&self.written, &other.written) && joined.ranges == self.ranges && forgotten == self.forgotten {
+        let mut joined = Memory { written: Rc::default(), ranges, forgotten };
+        if Rc::ptr_eq(&self.written, &other.written) && joined.ranges == self.ranges && forgotten == self.forgotten {
             joined.written = self.written.clone();
         } else {
-            let addresses: std::collections::BTreeSet<u64> =
-                self.written.iter().chain(other.written.iter()).map(|(a, _)| a).collect();
+            // Both maps in address order at once; each side's own byte where
+            // it has one.
             let mut written = ByteMap::default();
-            for a in addresses {
-                let b = self.byte(image, a).join(other.byte(image, a));
+            let (mut mine, mut theirs) = (self.written.iter().peekable(), other.written.iter().peekable());
+            loop {
+                let (a, x, y) = match (mine.peek().copied(), theirs.peek().copied()) {
+                    (None, None) => break,
+                    (Some((a, x)), Some((b, y))) if a == b => {
+                        mine.next();
+                        theirs.next();
+                        (a, x, y)
+                    }
+                    (Some((a, x)), Some((b, _))) if a < b => {
+                        mine.next();
+                        (a, x, other.byte(image, a))
+                    }
+                    (Some((a, x)), None) => {
+                        mine.next();
+                        (a, x, other.byte(image, a))
+                    }
+                    (_, Some((b, y))) => {
+                        theirs.next();
+                        (b, self.byte(image, b), y)
+                    }
+                };
+                let b = x.join(y);
                 if joined.byte(image, a) != b {
                     written.insert(a, b);
                 }
             }
-            joined.written = Arc::new(written);
+            joined.written = Rc::new(written);
         }
         if joined.ranges.len() > MAX_RANGES {
             joined.forget();
@@ -517,12 +558,12 @@ impl Memory {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Frame {
     pub stack: Vec<Value>,
-    pub locals: Vec<Value>,
+    pub locals: Locals,
 }
 
 impl Frame {
     fn join(&self, other: &Frame) -> Frame {
-        Frame { stack: join_values(&self.stack, &other.stack), locals: join_values(&self.locals, &other.locals) }
+        Frame { stack: join_values(&self.stack, &other.stack), locals: self.locals.join(&other.locals) }
     }
 }
 
@@ -540,7 +581,7 @@ fn join_values(a: &[Value], b: &[Value]) -> Vec<Value> {
 pub(crate) struct State {
     /// Shared with the other states of a split until written (only the
     /// innermost frame ever is).
-    pub frames: Vec<Arc<Frame>>,
+    pub frames: Vec<Rc<Frame>>,
     pub globals: Vec<Value>,
     pub memory: Memory,
     /// Current memory size in pages.
@@ -569,7 +610,11 @@ impl State {
     /// Whether the two states hold the same values, and may differ only in
     /// the outcomes they branched on.
     fn equal_but_facts(&self, other: &State) -> bool {
-        self.pages == other.pages && self.globals == other.globals && self.frames == other.frames && self.memory == other.memory
+        self.pages == other.pages
+            && self.globals == other.globals
+            && self.memory.may_equal(&other.memory)
+            && self.frames == other.frames
+            && self.memory == other.memory
     }
 
     pub fn join(&self, other: &State, image: &Image<'_>) -> State {
@@ -577,13 +622,13 @@ impl State {
             self.frames
                 .iter()
                 .zip(&other.frames)
-                .map(|(a, b)| if Arc::ptr_eq(a, b) || a == b { a.clone() } else { Arc::new(a.join(b)) })
+                .map(|(a, b)| if Rc::ptr_eq(a, b) || a == b { a.clone() } else { Rc::new(a.join(b)) })
                 .collect()
         } else {
             // Cannot happen: states meet only at the same program point.
             self.frames
                 .iter()
-                .map(|f| Arc::new(Frame { stack: vec![Value::Top; f.stack.len()], locals: vec![Value::Top; f.locals.len()] }))
+                .map(|f| Rc::new(Frame { stack: vec![Value::Top; f.stack.len()], locals: Locals::filled(Value::Top, f.locals.len()) }))
                 .collect()
         };
         State {
@@ -650,6 +695,18 @@ impl State {
         self.facts.retain(|f| other.facts.contains(f));
     }
 
+    /// At most [`State::distance`], from what costs no walk: the branch
+    /// outcomes, globals, and what differs in memory by its size.
+    fn distance_floor(&self, other: &State) -> usize {
+        let shared = self.facts.iter().zip(&other.facts).take_while(|(a, b)| a == b).count();
+        let mut n = self.facts.len() + other.facts.len() - 2 * shared;
+        n += self.globals.iter().zip(&other.globals).filter(|(x, y)| x != y).count() + self.globals.len().abs_diff(other.globals.len());
+        if self.alternatives != other.alternatives {
+            n += GUARD_SPLIT_COST;
+        }
+        // (Frames count nothing: states at one point hold frames of the same shapes.)
+        n + self.memory.distance_floor(&other.memory)
+    }
 
     /// How many values (and branch outcomes) two states disagree on; exact
     /// when below `limit` (see `Memory::distance`).
@@ -665,8 +722,9 @@ impl State {
             if n >= limit {
                 return n;
             }
-            if !Arc::ptr_eq(a, b) {
-                n += values(&a.stack, &b.stack) + values(&a.locals, &b.locals);
+            if !Rc::ptr_eq(a, b) {
+                n += values(&a.stack, &b.stack);
+                n += a.locals.differences(&b.locals, limit.saturating_sub(n));
             }
         }
         if n >= limit {
@@ -723,15 +781,18 @@ impl State {
             // then hold equal values and go on as one.
             let id = *id;
             let holds = |v: &Value| matches!(v, Value::Flag { id: i, .. } if *i == id);
-            if self.frames.last().is_some_and(|f| f.stack.iter().chain(&f.locals).any(holds)) {
+            if self.frames.last().is_some_and(|f| f.stack.iter().chain(f.locals.iter()).any(holds)) {
+                let decided = |v: &Value| match *v {
+                    Value::Flag { id: i, negated: n } if i == id => Some(Value::Const(u64::from(raw ^ n))),
+                    _ => None,
+                };
                 let top = self.top();
-                for v in top.stack.iter_mut().chain(top.locals.iter_mut()) {
-                    if let Value::Flag { id: i, negated: n } = *v {
-                        if i == id {
-                            *v = Value::Const(u64::from(raw ^ n));
-                        }
+                for v in &mut top.stack {
+                    if let Some(c) = decided(v) {
+                        *v = c;
                     }
                 }
+                top.locals.replace(decided);
             }
         }
     }
@@ -767,7 +828,7 @@ impl State {
             _ => {}
         };
         for frame in &self.frames {
-            frame.stack.iter().chain(&frame.locals).for_each(&mut note);
+            frame.stack.iter().chain(frame.locals.iter()).for_each(&mut note);
         }
         self.globals.iter().for_each(&mut note);
         note(&self.pages);
@@ -802,18 +863,18 @@ impl State {
     /// The innermost frame. Every state has one while code runs.
     pub fn top(&mut self) -> &mut Frame {
         if self.frames.is_empty() {
-            self.frames.push(Arc::default());
+            self.frames.push(Rc::default());
         }
         let last = self.frames.len() - 1;
-        Arc::make_mut(&mut self.frames[last])
+        Rc::make_mut(&mut self.frames[last])
     }
 
     /// Forgets everything but the shape: a state that covers every state.
     pub fn widen_to_top(&mut self, mutable_globals: &[bool]) {
         for frame in &mut self.frames {
-            let frame = Arc::make_mut(frame);
+            let frame = Rc::make_mut(frame);
             frame.stack.iter_mut().for_each(|v| *v = Value::Top);
-            frame.locals.iter_mut().for_each(|v| *v = Value::Top);
+            frame.locals = Locals::filled(Value::Top, frame.locals.len());
         }
         for (g, mutable) in self.globals.iter_mut().zip(mutable_globals) {
             if *mutable {
@@ -912,40 +973,184 @@ pub(crate) const MAX_DISJUNCTS: usize = 8;
 /// state is joined with the existing state most like it: paths that differ
 /// in a carry bit go together before paths that chose different slots.
 pub(crate) fn add_state(states: &mut Vec<State>, state: State, image: &Image<'_>) {
+    add_remembering(states, None, state, image);
+}
+
+/// The states that reach one program point, added one by one, with what
+/// is known of their distances: where many paths arrive (a block's end, the
+/// merge of an `if`), each join measures mostly pairs the one before it
+/// measured already.
+#[derive(Debug, Default)]
+pub(crate) struct Paths {
+    states: Vec<State>,
+    distances: Distances,
+}
+
+impl Paths {
+    pub fn new(states: Vec<State>) -> Paths {
+        let n = states.len();
+        Paths { states, distances: Distances::new(n) }
+    }
+
+    pub fn add(&mut self, state: State, image: &Image<'_>) {
+        add_remembering(&mut self.states, Some(&mut self.distances), state, image);
+    }
+
+    pub fn into_states(self) -> Vec<State> {
+        self.states
+    }
+}
+
+/// What is known of the distances of a disjunction's states, by position;
+/// kept in step with the states by [`add_remembering`]. Each entry is a
+/// lower bound of a pair's distance, shifted left by one, with the low bit
+/// set when it is exact; [`Distances::UNKNOWN`] when nothing is known.
+#[derive(Debug, Default)]
+struct Distances {
+    /// Row-major, `side` by `side`; positions from `len` up are unused.
+    known: Vec<u64>,
+    side: usize,
+    len: usize,
+}
+
+impl Distances {
+    const UNKNOWN: u64 = u64::MAX;
+
+    fn new(len: usize) -> Distances {
+        let side = len.max(MAX_DISJUNCTS + 1);
+        Distances { known: vec![Self::UNKNOWN; side * side], side, len }
+    }
+
+    /// A lower bound of the distance of states `i` and `j`, and whether it is exact.
+    fn get(&self, i: usize, j: usize) -> Option<(usize, bool)> {
+        let k = self.known[i * self.side + j];
+        (k != Self::UNKNOWN).then(|| ((k >> 1) as usize, k & 1 == 1))
+    }
+
+    fn set(&mut self, i: usize, j: usize, bound: usize, exact: bool) {
+        // Distances are far below 2^62; a larger one is only less known.
+        let kept = (bound as u64).min(1 << 62);
+        let k = kept << 1 | u64::from(exact && kept == bound as u64);
+        self.known[i * self.side + j] = k;
+        self.known[j * self.side + i] = k;
+    }
+
+    /// A state was pushed.
+    fn push(&mut self) {
+        if self.len == self.side {
+            let mut grown = Distances::new(self.side + 1);
+            for i in 0..self.len {
+                let (from, to) = (i * self.side, i * grown.side);
+                grown.known[to..to + self.len].copy_from_slice(&self.known[from..from + self.len]);
+            }
+            *self = Distances { len: self.len, ..grown };
+        }
+        self.len += 1;
+        self.forget(self.len - 1);
+    }
+
+    /// Like `Vec::swap_remove` on the states.
+    fn swap_remove(&mut self, k: usize) {
+        let last = self.len - 1;
+        if k != last {
+            for i in 0..self.len {
+                self.known[k * self.side + i] = self.known[last * self.side + i];
+                self.known[i * self.side + k] = self.known[i * self.side + last];
+            }
+            self.known[k * self.side + k] = Self::UNKNOWN;
+        }
+        self.len = last;
+    }
+
+    /// The state at `k` changed.
+    fn forget(&mut self, k: usize) {
+        for i in 0..self.len {
+            self.known[k * self.side + i] = Self::UNKNOWN;
+            self.known[i * self.side + k] = Self::UNKNOWN;
+        }
+    }
+}
+
+fn add_remembering(states: &mut Vec<State>, mut known: Option<&mut Distances>, state: State, image: &Image<'_>) {
     // Paths that differ only in how they got here go on as one: they can
     // no longer differ in anything but the guards of later accesses, and
     // keeping them apart would crowd out paths that differ in values.
-    if let Some(same) = states.iter_mut().find(|s| differ_in_guards_only(&s.facts, &state.facts) && s.equal_but_facts(&state)) {
-        same.absorb(&state);
-        return;
-    }
-    // The two sides of a branch whose outcome no value holds any more (the
-    // comparison was consumed by the branch): one path again.
-    if let Some(same) = states.iter_mut().find(|s| s.facts != state.facts && s.equal_but_facts(&state) && s.differ_in_guards_or_dead_outcomes(&state)) {
-        same.absorb(&state);
+    // Else the two sides of a branch whose outcome no value holds any more
+    // (the comparison was consumed by the branch): one path again.
+    let same = states.iter().position(|s| differ_in_guards_only(&s.facts, &state.facts) && s.equal_but_facts(&state)).or_else(|| {
+        states.iter().position(|s| s.facts != state.facts && s.equal_but_facts(&state) && s.differ_in_guards_or_dead_outcomes(&state))
+    });
+    if let Some(k) = same {
+        let (facts, alternatives) = (states[k].facts.len(), states[k].alternatives.clone());
+        states[k].absorb(&state);
+        // The outcomes a state knows count in its distances. (Absorbing
+        // only ever drops facts.)
+        if states[k].facts.len() != facts || states[k].alternatives != alternatives {
+            if let Some(known) = known.as_deref_mut() {
+                known.forget(k);
+            }
+        }
         return;
     }
     states.push(state);
+    if let Some(known) = known.as_deref_mut() {
+        known.push();
+    }
     if states.len() <= MAX_DISJUNCTS {
         return;
     }
     // Join the two most alike (an outlier such as a path whose memory is
-    // forgotten stays apart, and usually dies at its revert).
+    // forgotten stays apart, and usually dies at its revert): the first
+    // pair, in index order, at the least distance. Each pair has a lower
+    // bound: what an earlier join here measured, else a floor that costs
+    // no value comparison. Pairs are measured lowest bound first, each only
+    // up to the best distance so far, and the search ends at a bound above
+    // it: most pairs are told apart by their bounds alone.
+    let n = states.len();
+    let bound = |i: usize, j: usize| -> (usize, bool) {
+        known.as_deref().and_then(|k| k.get(i, j)).unwrap_or_else(|| (states[i].distance_floor(&states[j]), false))
+    };
+    // One integer per pair, sorted by (bound, i, j): sorting tuples took
+    // a twentieth of the analysis.
+    let mut pairs: Vec<u128> = (0..n)
+        .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+        .map(|(i, j)| {
+            let (b, exact) = bound(i, j);
+            (b as u128) << 64 | (i as u128) << 32 | (j as u128) << 1 | u128::from(exact)
+        })
+        .collect();
+    pairs.sort_unstable();
     let mut best = (usize::MAX, 0, 1);
-    for i in 0..states.len() {
-        for j in i + 1..states.len() {
-            // Bounded by the best so far: most pairs are told apart early.
-            let d = states[i].distance(&states[j], best.0);
-            if d < best.0 {
-                best = (d, i, j);
+    for pair in pairs {
+        let (bound, i, j, exact) = ((pair >> 64) as usize, (pair >> 32) as u32 as usize, ((pair >> 1) & 0x7fff_ffff) as usize, pair & 1 == 1);
+        if bound > best.0 {
+            break;
+        }
+        let d = if exact {
+            bound
+        } else {
+            // Exact when at most the best: ties are found too. Either way a
+            // lower bound for the next join here.
+            let limit = best.0.saturating_add(1);
+            let d = states[i].distance(&states[j], limit);
+            if let Some(known) = known.as_deref_mut() {
+                known.set(i, j, d, d < limit);
             }
+            d
+        };
+        if d < best.0 || (d == best.0 && (i, j) < (best.1, best.2)) {
+            best = (d, i, j);
         }
     }
     let (_, i, j) = best;
     let b = states.swap_remove(j);
     let a = states.swap_remove(i);
+    if let Some(known) = known.as_deref_mut() {
+        known.swap_remove(j);
+        known.swap_remove(i);
+    }
     let joined = a.join(&b, image);
-    add_state(states, joined, image);
+    add_remembering(states, known, joined, image);
 }
 
 /// The join of all states, if any.
@@ -1008,7 +1213,7 @@ mod tests {
 
     fn path_state(facts: &[(u32, bool)], local: Value) -> State {
         State {
-            frames: vec![Arc::new(Frame { stack: Vec::new(), locals: vec![local] })],
+            frames: vec![Rc::new(Frame { stack: Vec::new(), locals: Locals::new([local]) })],
             globals: Vec::new(),
             memory: Memory::default(),
             pages: Value::Const(1),
@@ -1037,6 +1242,34 @@ mod tests {
         let callees: Vec<Vec<Byte>> = states.iter().map(|s| s.memory.read(&IMAGE, 0x100, 32)).collect();
         assert!(callees.contains(&vec![Byte::Const(0); 32]), "the zero-address path stays apart");
         assert!(callees.iter().all(|c| !c.contains(&Byte::Unknown)), "no join lost the token address: {callees:?}");
+    }
+
+    #[test]
+    fn paths_remember_distances_and_join_as_without_them() {
+        // Many paths arrive at one point: some equal in value (absorbed),
+        // most not (joined when more than eight). What the remembered
+        // distances save must not change a single join.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let (mut plain, mut paths) = (Vec::new(), Paths::default());
+        for arrival in 0..400 {
+            let facts: Vec<(u32, bool)> = (0..next(3)).map(|_| (DECIDABLE_FLAG | next(4) as u32, next(2) == 1)).collect();
+            let mut st = path_state(&facts, Value::Const(next(3)));
+            Rc::make_mut(&mut st.frames[0]).locals = Locals::new((0..20).map(|_| Value::Const(next(2))));
+            for _ in 0..next(6) {
+                st.memory.write(0x100 + next(96), &[Byte::Const(next(3) as u8)]);
+            }
+            add_state(&mut plain, st.clone(), &IMAGE);
+            paths.add(st, &IMAGE);
+            assert!(paths.states == plain, "after arrival {arrival}, the states differ from those added without distances");
+            assert_eq!(paths.distances.len, plain.len());
+        }
+        assert_eq!(plain.len(), MAX_DISJUNCTS, "the test reaches the joins");
     }
 
     #[test]
@@ -1114,7 +1347,7 @@ mod tests {
     fn a_decided_flag_is_a_constant_on_its_path() {
         let mut s = path_state(&[], Value::Flag { id: A, negated: true });
         s.assume(&Value::Flag { id: A, negated: false }, true);
-        assert_eq!(s.frames[0].locals[0], Value::Const(0), "the negated flag is false where the flag holds");
+        assert_eq!(s.frames[0].locals.get(0), Some(Value::Const(0)), "the negated flag is false where the flag holds");
         assert_eq!(s.decided(Value::Flag { id: A, negated: false }), Value::Const(1));
         assert_eq!(s.decided(Value::Flag { id: B, negated: false }), Value::Flag { id: B, negated: false });
     }

@@ -20,9 +20,10 @@ use chroma_host_api::limits::{MAX_INPUT_LEN, MAX_KEY_LEN, MAX_METHOD_NAME_LEN};
 use chroma_host_api::ADDRESS_LEN;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::rc::Rc;
 
-use crate::domain::{add_state, bound_paths, join_all, Byte, Frame, Image, Memory, RangeContent, State, Value, DECIDABLE_FLAG};
+use crate::locals::Locals;
+use crate::domain::{add_state, Paths, bound_paths, join_all, Byte, Frame, Image, Memory, RangeContent, State, Value, DECIDABLE_FLAG};
 use crate::module::{BinOp, Body, Function, HostCall, Module, Op, Reach, UnOp};
 use crate::summary::{AccessKind, CallTemplate, Comparison, Condition, Guard, KeyTemplate, Literal};
 
@@ -235,7 +236,7 @@ impl Flags {
 
 /// What a call's fallback keeps of a calling state.
 struct Caller {
-    frames: Vec<Arc<Frame>>,
+    frames: Vec<Rc<Frame>>,
     facts: Vec<(u32, bool)>,
     alternatives: Vec<Vec<(u32, bool)>>,
 }
@@ -262,7 +263,7 @@ struct Label {
     height: usize,
     arity: usize,
     /// The states that branch here.
-    incoming: Vec<State>,
+    incoming: Paths,
 }
 
 pub(crate) struct Interpreter<'m> {
@@ -308,7 +309,7 @@ impl<'m> Interpreter<'m> {
     /// Interprets exported function `func` from the initial state of a fresh instance.
     pub fn run_entry(&mut self, func: u32, budget: u64) {
         let state = State {
-            frames: vec![Arc::default()],
+            frames: vec![Rc::default()],
             globals: self.initial_globals(),
             memory: Memory::default(),
             pages: Value::Const(self.module.memory_pages),
@@ -360,7 +361,7 @@ impl<'m> Interpreter<'m> {
         for caller in callers {
             let mut frames = caller.frames;
             if let Some(top) = frames.last_mut() {
-                Arc::make_mut(top).stack.extend(std::iter::repeat_n(Value::Top, results));
+                Rc::make_mut(top).stack.extend(std::iter::repeat_n(Value::Top, results));
             }
             // What the path decided before the call still holds after it.
             let state = State {
@@ -396,9 +397,8 @@ impl<'m> Interpreter<'m> {
             return Ok(self.fallback(callers, results, reach));
         }
         for (state, args) in states.iter_mut().zip(args) {
-            let mut locals = args;
-            locals.extend(std::iter::repeat_n(Value::Const(0), body.extra_locals as usize));
-            state.frames.push(Arc::new(Frame { stack: Vec::new(), locals }));
+            let locals = Locals::new(args.into_iter().chain(std::iter::repeat_n(Value::Const(0), body.extra_locals as usize)));
+            state.frames.push(Rc::new(Frame { stack: Vec::new(), locals }));
         }
         if !entry {
             let parent = self.deadlines.last().copied().unwrap_or(u64::MAX);
@@ -415,7 +415,7 @@ impl<'m> Interpreter<'m> {
             Ok(returned) => {
                 let mut outs = Vec::with_capacity(returned.len());
                 for mut out in returned {
-                    let callee = out.frames.pop().map(Arc::unwrap_or_clone).unwrap_or_default();
+                    let callee = out.frames.pop().map(Rc::unwrap_or_clone).unwrap_or_default();
                     // A returned comparison this path has decided is a
                     // constant: paths that return the same answer by
                     // different comparisons can then go on as one.
@@ -438,7 +438,7 @@ impl<'m> Interpreter<'m> {
     }
 
     fn run_body(&mut self, body: &Body, results: usize, states: Vec<State>) -> Flow {
-        let mut labels = vec![Label { height: 0, arity: results, incoming: Vec::new() }];
+        let mut labels = vec![Label { height: 0, arity: results, incoming: Paths::default() }];
         let end = body.ops.len().checked_sub(1).ok_or(Stop::Malformed)?;
         let fall = self.exec(body, 0, end, states, &mut labels)?;
         let image = self.image();
@@ -449,9 +449,9 @@ impl<'m> Interpreter<'m> {
                 return Err(Stop::Malformed);
             }
             *stack = stack.split_off(stack.len() - results);
-            add_state(&mut out, s, &image);
+            out.add(s, &image);
         }
-        Ok(out)
+        Ok(out.into_states())
     }
 
     fn branch(&mut self, mut state: State, labels: &mut [Label], depth: u32) -> Result<(), Stop> {
@@ -466,7 +466,7 @@ impl<'m> Interpreter<'m> {
         stack.truncate(label.height);
         stack.extend(values);
         let image = self.image();
-        add_state(&mut label.incoming, state, &image);
+        label.incoming.add(state, &image);
         Ok(())
     }
 
@@ -493,10 +493,10 @@ impl<'m> Interpreter<'m> {
                 Op::Nop | Op::Else | Op::End => {}
                 Op::Block { params, results, end: block_end } => {
                     let height = cur[0].top().stack.len().checked_sub(*params as usize).ok_or(Stop::Malformed)?;
-                    labels.push(Label { height, arity: *results as usize, incoming: Vec::new() });
+                    labels.push(Label { height, arity: *results as usize, incoming: Paths::default() });
                     let fall = self.exec(body, pc + 1, *block_end, cur, labels);
                     let label = labels.pop().ok_or(Stop::Malformed)?;
-                    cur = merge(fall?, label.incoming, &image);
+                    cur = merge(fall?, label.incoming.into_states(), &image);
                     pc = *block_end;
                 }
                 Op::Loop { params, end: loop_end, .. } => {
@@ -523,7 +523,7 @@ impl<'m> Interpreter<'m> {
                     }
                     let any = then_in.first().or(else_in.first()).ok_or(Stop::Malformed)?;
                     let height = any.frames.last().map_or(0, |f| f.stack.len()).checked_sub(*params as usize).ok_or(Stop::Malformed)?;
-                    labels.push(Label { height, arity: *results as usize, incoming: Vec::new() });
+                    labels.push(Label { height, arity: *results as usize, incoming: Paths::default() });
                     let then_end = else_at.unwrap_or(*if_end);
                     let then_out = if then_in.is_empty() { Ok(Vec::new()) } else { self.exec(body, pc + 1, then_end, then_in, labels) };
                     let else_out = match (then_out, else_at) {
@@ -534,7 +534,7 @@ impl<'m> Interpreter<'m> {
                     };
                     let label = labels.pop().ok_or(Stop::Malformed)?;
                     let (t, e) = else_out?;
-                    cur = merge(merge(t, e, &image), label.incoming, &image);
+                    cur = merge(merge(t, e, &image), label.incoming.into_states(), &image);
                     pc = *if_end;
                 }
                 Op::Br(depth) => {
@@ -646,13 +646,17 @@ impl<'m> Interpreter<'m> {
                     cur = out;
                 }
                 _ => {
-                    let mut alive = Vec::with_capacity(cur.len());
-                    for mut s in cur {
-                        if self.simple(op, &mut s, &image)? {
-                            alive.push(s);
+                    // In place: most instructions run here, and moving every
+                    // state to a new vector each time cost a tenth of the
+                    // analysis. A trapping path (rare) leaves in order.
+                    let mut i = 0;
+                    while i < cur.len() {
+                        if self.simple(op, &mut cur[i], &image)? {
+                            i += 1;
+                        } else {
+                            cur.remove(i);
                         }
                     }
-                    cur = alive;
                 }
             }
             pc += 1;
@@ -668,17 +672,17 @@ impl<'m> Interpreter<'m> {
             }
             Op::LocalGet(i) => {
                 let top = st.top();
-                let v = *top.locals.get(*i as usize).ok_or(Stop::Malformed)?;
+                let v = top.locals.get(*i as usize).ok_or(Stop::Malformed)?;
                 top.stack.push(v);
             }
             Op::LocalSet(i) => {
                 let v = pop(st)?;
-                *st.top().locals.get_mut(*i as usize).ok_or(Stop::Malformed)? = v;
+                st.top().locals.set(*i as usize, v).ok_or(Stop::Malformed)?;
             }
             Op::LocalTee(i) => {
                 let top = st.top();
                 let v = *top.stack.last().ok_or(Stop::Malformed)?;
-                *top.locals.get_mut(*i as usize).ok_or(Stop::Malformed)? = v;
+                top.locals.set(*i as usize, v).ok_or(Stop::Malformed)?;
             }
             Op::GlobalGet(i) => {
                 let v = *st.globals.get(*i as usize).ok_or(Stop::Malformed)?;
@@ -824,7 +828,7 @@ impl<'m> Interpreter<'m> {
         let mut iteration = 0u32;
         let index = labels.len();
         loop {
-            labels.push(Label { height, arity: params, incoming: Vec::new() });
+            labels.push(Label { height, arity: params, incoming: Paths::default() });
             let outer_lowest = std::mem::replace(&mut self.lowest_target, usize::MAX);
             let fall = self.exec(body, start, end, entry.clone(), labels);
             let escaped = self.lowest_target < index;
@@ -833,7 +837,7 @@ impl<'m> Interpreter<'m> {
             let fall = fall?;
             let certain = fall.is_empty() && !escaped;
             exits = merge(exits, fall, &image);
-            let back = label.incoming;
+            let back = label.incoming.into_states();
             if back.is_empty() || back == entry {
                 break;
             }
@@ -1114,11 +1118,15 @@ impl<'m> Interpreter<'m> {
     }
 }
 
-fn merge(mut a: Vec<State>, b: Vec<State>, image: &Image<'_>) -> Vec<State> {
-    for s in b {
-        add_state(&mut a, s, image);
+fn merge(a: Vec<State>, b: Vec<State>, image: &Image<'_>) -> Vec<State> {
+    if b.is_empty() {
+        return a;
     }
-    a
+    let mut paths = Paths::new(a);
+    for s in b {
+        paths.add(s, image);
+    }
+    paths.into_states()
 }
 
 fn pop(st: &mut State) -> Result<Value, Stop> {

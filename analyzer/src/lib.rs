@@ -17,6 +17,7 @@
 mod bytemap;
 mod domain;
 mod interp;
+mod locals;
 mod module;
 pub mod plan;
 mod predict;
