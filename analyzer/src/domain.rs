@@ -1077,8 +1077,11 @@ fn add_remembering(states: &mut Vec<State>, mut known: Option<&mut Distances>, s
     // keeping them apart would crowd out paths that differ in values.
     // Else the two sides of a branch whose outcome no value holds any more
     // (the comparison was consumed by the branch): one path again.
-    let same = states.iter().position(|s| differ_in_guards_only(&s.facts, &state.facts) && s.equal_but_facts(&state)).or_else(|| {
-        states.iter().position(|s| s.facts != state.facts && s.equal_but_facts(&state) && s.differ_in_guards_or_dead_outcomes(&state))
+    // (Values first: they tell most paths apart, and cost less to compare
+    // than long lists of outcomes.)
+    let equal: Vec<usize> = (0..states.len()).filter(|&k| states[k].equal_but_facts(&state)).collect();
+    let same = equal.iter().copied().find(|&k| differ_in_guards_only(&states[k].facts, &state.facts)).or_else(|| {
+        equal.iter().copied().find(|&k| states[k].facts != state.facts && states[k].differ_in_guards_or_dead_outcomes(&state))
     });
     if let Some(k) = same {
         let (facts, alternatives) = (states[k].facts.len(), states[k].alternatives.clone());
