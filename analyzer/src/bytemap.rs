@@ -94,21 +94,51 @@ impl ByteMap {
         (chunk.present & (1 << i) != 0).then(|| chunk.bytes[i])
     }
 
-    pub fn insert(&mut self, address: u64, byte: Byte) {
-        let (key, i) = split(address);
-        let at = match self.find(key) {
-            Ok(at) => at,
-            Err(at) => {
-                self.chunks.insert(at, (key, Rc::new(Chunk::EMPTY)));
-                at
+    /// Sets the bytes from `address` on: one lookup per chunk, not per byte.
+    pub fn insert_run(&mut self, address: u64, bytes: &[Byte]) {
+        let mut done = 0;
+        while done < bytes.len() {
+            let (key, first) = split(address + done as u64);
+            let at = match self.find(key) {
+                Ok(at) => at,
+                Err(at) => {
+                    self.chunks.insert(at, (key, Rc::new(Chunk::EMPTY)));
+                    at
+                }
+            };
+            let chunk = Rc::make_mut(&mut self.chunks[at].1);
+            let n = (CHUNK as usize - first).min(bytes.len() - done);
+            for (i, byte) in (first..first + n).zip(&bytes[done..done + n]) {
+                if chunk.present & (1 << i) == 0 {
+                    chunk.present |= 1 << i;
+                    self.len += 1;
+                }
+                chunk.bytes[i] = *byte;
             }
-        };
-        let chunk = Rc::make_mut(&mut self.chunks[at].1);
-        if chunk.present & (1 << i) == 0 {
-            chunk.present |= 1 << i;
-            self.len += 1;
+            done += n;
         }
-        chunk.bytes[i] = byte;
+    }
+
+    /// Adds a byte above every address held: what building a map in
+    /// address order needs, without a search.
+    pub fn push(&mut self, address: u64, byte: Byte) {
+        let (key, i) = split(address);
+        match self.chunks.last_mut() {
+            Some((last, chunk)) if *last == key => {
+                let chunk = Rc::make_mut(chunk);
+                debug_assert!(chunk.present >> i == 0, "pushed in address order");
+                chunk.present |= 1 << i;
+                chunk.bytes[i] = byte;
+            }
+            last => {
+                debug_assert!(last.is_none_or(|(k, _)| *k < key), "pushed in address order");
+                let mut chunk = Chunk::EMPTY;
+                chunk.present = 1 << i;
+                chunk.bytes[i] = byte;
+                self.chunks.push((key, Rc::new(chunk)));
+            }
+        }
+        self.len += 1;
     }
 
     /// Whether some address in `start..end` is held.
@@ -214,6 +244,7 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Op {
         Insert(u64, u8),
+        InsertRun(u64, u8, u8),
         RemoveIn(u64, u64),
         RemoveBelow(u64),
     }
@@ -223,6 +254,7 @@ mod tests {
         let address = prop_oneof![0u64..200, (u64::MAX - 100)..u64::MAX];
         prop_oneof![
             4 => (address.clone(), any::<u8>()).prop_map(|(a, b)| Op::Insert(a, b)),
+            1 => ((0u64..200), 0u8..70, any::<u8>()).prop_map(|(a, n, b)| Op::InsertRun(a, n, b)),
             1 => (address.clone(), 0u64..100).prop_map(|(a, n)| Op::RemoveIn(a, a.saturating_add(n))),
             1 => address.prop_map(Op::RemoveBelow),
         ]
@@ -231,8 +263,15 @@ mod tests {
     fn apply(map: &mut ByteMap, model: &mut BTreeMap<u64, Byte>, op: &Op) {
         match *op {
             Op::Insert(a, b) => {
-                map.insert(a, Byte::Const(b));
+                map.insert_run(a, &[Byte::Const(b)]);
                 model.insert(a, Byte::Const(b));
+            }
+            Op::InsertRun(a, n, b) => {
+                let run: Vec<Byte> = (0..n).map(|i| Byte::Const(b.wrapping_add(i))).collect();
+                map.insert_run(a, &run);
+                for (i, byte) in run.into_iter().enumerate() {
+                    model.insert(a + i as u64, byte);
+                }
             }
             Op::RemoveIn(start, end) => {
                 map.remove_in(start, end);
@@ -275,6 +314,11 @@ mod tests {
                 prop_assert_eq!(m.len(), expected.len());
                 prop_assert!(m.chunks.iter().all(|(_, c)| c.present != 0), "no empty chunk");
                 prop_assert!(m.chunks.windows(2).all(|w| w[0].0 < w[1].0), "chunks in order");
+                let mut pushed = ByteMap::default();
+                for (a, b) in expected {
+                    pushed.push(*a, *b);
+                }
+                prop_assert_eq!(&pushed, m, "a map built in address order equals one built by inserts");
                 for a in (0..200).chain((u64::MAX - 100)..=u64::MAX) {
                     prop_assert_eq!(m.get(a), expected.get(&a).copied());
                 }

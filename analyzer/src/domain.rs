@@ -357,10 +357,7 @@ impl Memory {
         if bytes.is_empty() {
             return;
         }
-        let written = Rc::make_mut(&mut self.written);
-        for (i, b) in bytes.iter().enumerate() {
-            written.insert(address + i as u64, *b);
-        }
+        Rc::make_mut(&mut self.written).insert_run(address, bytes);
     }
 
     /// Sets `len` bytes from `start` to a range content.
@@ -370,10 +367,8 @@ impl Memory {
         }
         let fact = RangeFact { start, end: start.saturating_add(len), content };
         if len <= BYTEWISE_LIMIT {
-            let written = Rc::make_mut(&mut self.written);
-            for a in fact.start..fact.end {
-                written.insert(a, fact.byte_at(a));
-            }
+            let bytes: Vec<Byte> = (fact.start..fact.end).map(|a| fact.byte_at(a)).collect();
+            Rc::make_mut(&mut self.written).insert_run(start, &bytes);
             let _ = image;
             return;
         }
@@ -542,7 +537,7 @@ impl Memory {
                 };
                 let b = x.join(y);
                 if joined.byte(image, a) != b {
-                    written.insert(a, b);
+                    written.push(a, b);
                 }
             }
             joined.written = Rc::new(written);
