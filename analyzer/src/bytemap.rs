@@ -88,10 +88,29 @@ impl ByteMap {
         self.chunks.partition_point(|(k, _)| *k < first)..self.chunks.partition_point(|(k, _)| *k <= last)
     }
 
+    #[cfg(test)]
     pub fn get(&self, address: u64) -> Option<Byte> {
         let (key, i) = split(address);
         let chunk = &self.chunks[self.find(key).ok()?].1;
         (chunk.present & (1 << i) != 0).then(|| chunk.bytes[i])
+    }
+
+    /// What is held at each of `n` addresses from `address` on: one lookup
+    /// per chunk, not per byte.
+    pub fn get_run(&self, address: u64, n: usize) -> Vec<Option<Byte>> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let (key, first) = split(address + out.len() as u64);
+            let count = (CHUNK as usize - first).min(n - out.len());
+            match self.find(key) {
+                Ok(at) => {
+                    let chunk = &self.chunks[at].1;
+                    out.extend((first..first + count).map(|i| (chunk.present & (1 << i) != 0).then(|| chunk.bytes[i])));
+                }
+                Err(_) => out.extend(std::iter::repeat_n(None, count)),
+            }
+        }
+        out
     }
 
     /// Sets the bytes from `address` on: one lookup per chunk, not per byte.
@@ -322,6 +341,8 @@ mod tests {
                 for a in (0..200).chain((u64::MAX - 100)..=u64::MAX) {
                     prop_assert_eq!(m.get(a), expected.get(&a).copied());
                 }
+                let run: Vec<Option<Byte>> = (50..150).map(|a| expected.get(&a).copied()).collect();
+                prop_assert_eq!(m.get_run(50, 100), run);
                 let (s, e) = (60, 130);
                 prop_assert_eq!(m.iter_in(s, e).collect::<Vec<_>>(), expected.range(s..e).map(|(a, b)| (*a, *b)).collect::<Vec<_>>());
                 prop_assert_eq!(m.any_in(s, e), expected.range(s..e).next().is_some());

@@ -335,10 +335,16 @@ impl PartialEq for Memory {
 impl Eq for Memory {}
 
 impl Memory {
+    #[cfg(test)]
     pub fn byte(&self, image: &Image<'_>, address: u64) -> Byte {
-        if let Some(b) = self.written.get(address) {
-            return b;
+        match self.written.get(address) {
+            Some(b) => b,
+            None => self.unwritten_byte(image, address),
         }
+    }
+
+    /// What range facts and the image say of an address no single byte holds.
+    fn unwritten_byte(&self, image: &Image<'_>, address: u64) -> Byte {
         if let Some(fact) = self.ranges.iter().rev().find(|f| f.start <= address && address < f.end) {
             return fact.byte_at(address);
         }
@@ -350,7 +356,8 @@ impl Memory {
     }
 
     pub fn read(&self, image: &Image<'_>, address: u64, n: usize) -> Vec<Byte> {
-        (0..n as u64).map(|i| self.byte(image, address + i)).collect()
+        let written = self.written.get_run(address, n);
+        written.into_iter().zip(address..).map(|(b, a)| b.unwrap_or_else(|| self.unwritten_byte(image, a))).collect()
     }
 
     pub fn write(&mut self, address: u64, bytes: &[Byte]) {
@@ -524,19 +531,19 @@ impl Memory {
                     }
                     (Some((a, x)), Some((b, _))) if a < b => {
                         mine.next();
-                        (a, x, other.byte(image, a))
+                        (a, x, other.unwritten_byte(image, a))
                     }
                     (Some((a, x)), None) => {
                         mine.next();
-                        (a, x, other.byte(image, a))
+                        (a, x, other.unwritten_byte(image, a))
                     }
                     (_, Some((b, y))) => {
                         theirs.next();
-                        (b, self.byte(image, b), y)
+                        (b, self.unwritten_byte(image, b), y)
                     }
                 };
                 let b = x.join(y);
-                if joined.byte(image, a) != b {
+                if joined.unwritten_byte(image, a) != b {
                     written.push(a, b);
                 }
             }
@@ -605,9 +612,9 @@ impl State {
     /// Whether the two states hold the same values, and may differ only in
     /// the outcomes they branched on.
     fn equal_but_facts(&self, other: &State) -> bool {
-        self.pages == other.pages
+        self.memory.may_equal(&other.memory)
+            && self.pages == other.pages
             && self.globals == other.globals
-            && self.memory.may_equal(&other.memory)
             && self.frames == other.frames
             && self.memory == other.memory
     }
