@@ -355,6 +355,11 @@ impl Memory {
         }
     }
 
+    /// [`Memory::unwritten_byte`] for addresses asked in ascending order.
+    fn unwritten_cursor(&self) -> UnwrittenCursor<'_> {
+        UnwrittenCursor { memory: self, from: 1, until: 0, fact: None }
+    }
+
     pub fn read(&self, image: &Image<'_>, address: u64, n: usize) -> Vec<Byte> {
         let written = self.written.get_run(address, n);
         written.into_iter().zip(address..).map(|(b, a)| b.unwrap_or_else(|| self.unwritten_byte(image, a))).collect()
@@ -521,6 +526,8 @@ impl Memory {
             // it has one.
             let mut written = ByteMap::default();
             let (mut mine, mut theirs) = (self.written.iter().peekable(), other.written.iter().peekable());
+            let (mut my_unwritten, mut their_unwritten) = (self.unwritten_cursor(), other.unwritten_cursor());
+            let mut joined_unwritten = joined.unwritten_cursor();
             loop {
                 let (a, x, y) = match (mine.peek().copied(), theirs.peek().copied()) {
                     (None, None) => break,
@@ -531,19 +538,19 @@ impl Memory {
                     }
                     (Some((a, x)), Some((b, _))) if a < b => {
                         mine.next();
-                        (a, x, other.unwritten_byte(image, a))
+                        (a, x, their_unwritten.byte(image, a))
                     }
                     (Some((a, x)), None) => {
                         mine.next();
-                        (a, x, other.unwritten_byte(image, a))
+                        (a, x, their_unwritten.byte(image, a))
                     }
                     (_, Some((b, y))) => {
                         theirs.next();
-                        (b, self.unwritten_byte(image, b), y)
+                        (b, my_unwritten.byte(image, b), y)
                     }
                 };
                 let b = x.join(y);
-                if joined.unwritten_byte(image, a) != b {
+                if joined_unwritten.byte(image, a) != b {
                     written.push(a, b);
                 }
             }
@@ -553,6 +560,40 @@ impl Memory {
             joined.forget();
         }
         joined
+    }
+}
+
+/// Answers [`Memory::unwritten_byte`] for ascending addresses without
+/// scanning every range fact for each: it keeps the newest fact at the last
+/// address asked and how far up that fact stays the answer. A join asks
+/// this for every address either side wrote, and scanning up to
+/// [`MAX_RANGES`] facts each time was most of its cost.
+struct UnwrittenCursor<'m> {
+    memory: &'m Memory,
+    /// The answer is `fact`'s (or the image's, if none) for `from..until`.
+    from: u64,
+    until: u64,
+    fact: Option<RangeFact>,
+}
+
+impl UnwrittenCursor<'_> {
+    fn byte(&mut self, image: &Image<'_>, address: u64) -> Byte {
+        if !(self.from <= address && address < self.until) {
+            let ranges = &self.memory.ranges;
+            let newest = ranges.iter().rposition(|f| f.start <= address && address < f.end);
+            // A newer fact can only take over where it starts, above `address`
+            // (one covering `address` would be the newest).
+            let newer = newest.map_or(&ranges[..], |i| &ranges[i + 1..]);
+            let ends = newest.map_or(u64::MAX, |i| ranges[i].end);
+            self.until = newer.iter().filter(|f| f.start > address).map(|f| f.start).fold(ends, u64::min);
+            self.from = address;
+            self.fact = newest.map(|i| ranges[i]);
+        }
+        match self.fact {
+            Some(fact) => fact.byte_at(address),
+            None if self.memory.forgotten => Byte::Unknown,
+            None => Byte::Const(image.byte(address)),
+        }
     }
 }
 
@@ -1182,6 +1223,26 @@ mod tests {
         m.write_range(&IMAGE, 0, 1024, RangeContent::Stored { read: 2, first: 0 });
         assert_eq!(m.byte(&IMAGE, 7), Byte::Stored { read: 2, offset: 7 }, "a newer range hides older bytes");
         assert_eq!(m.byte(&IMAGE, 2000), Byte::Input(2000));
+    }
+
+    #[test]
+    fn the_unwritten_cursor_answers_as_the_memory_does() {
+        // Overlapping range facts (longer than single-byte writes), newer
+        // ones inside, across and after older ones, over the image.
+        let mut m = Memory::default();
+        m.write_range(&IMAGE, 90, 2000, RangeContent::Input { first: 0 });
+        m.write_range(&IMAGE, 1000, 600, RangeContent::Fill(7));
+        m.write_range(&IMAGE, 1500, 1000, RangeContent::Stored { read: 1, first: 3 });
+        m.write_range(&IMAGE, 3000, 600, RangeContent::Unknown);
+        assert_eq!(m.ranges.len(), 4);
+        for step in [1, 7, 64, 999] {
+            let mut cursor = m.unwritten_cursor();
+            for a in (0..4000).step_by(step) {
+                assert_eq!(cursor.byte(&IMAGE, a), m.unwritten_byte(&IMAGE, a), "address {a}, step {step}");
+            }
+        }
+        m.forget();
+        assert_eq!(m.unwritten_cursor().byte(&IMAGE, 101), Byte::Unknown);
     }
 
     #[test]
