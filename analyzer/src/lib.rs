@@ -43,7 +43,7 @@ pub const MODULE_BUDGET: u64 = 12_000_000;
 
 /// Bumped whenever summaries of the same code may change, so stored
 /// summaries from an older analyzer are recomputed.
-pub const ANALYZER_VERSION: u32 = 4;
+pub const ANALYZER_VERSION: u32 = 5;
 
 /// Why a module could not be analysed. Callers that must go on (the VM at
 /// deploy) use [`ContractSummary::unbounded`] instead.

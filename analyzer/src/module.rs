@@ -473,6 +473,18 @@ impl Module {
         self.reach.get(func as usize).is_some_and(|r| *r == Reach::default())
     }
 
+    /// Whether the ops of `body` at `start..end` (a loop's body) may touch
+    /// storage or call a contract, directly or through the functions they call.
+    pub fn reaches_in(&self, body: &Body, start: usize, end: usize) -> bool {
+        body.ops.get(start..end).is_none_or(|ops| {
+            ops.iter().any(|op| match op {
+                Op::Call(f) => !self.is_pure(*f),
+                Op::CallIndirect { type_index, table } => self.reach_of_indirect(*table, *type_index) != Reach::default(),
+                _ => false,
+            })
+        })
+    }
+
     /// Whether the rest of `body` after position `pc` surely ends the call
     /// (revert, trap) without reaching storage or another contract: the
     /// straight-line code there only computes, calls pure functions and ends

@@ -144,3 +144,37 @@ fn entries_share_the_module_budget_in_order_on_any_thread() {
         assert_eq!(analyze(&bytes).expect("analyses"), first, "the same summaries in every run");
     }
 }
+
+/// A loop that writes storage runs its first iterations exactly, so a short
+/// batch of keys is predicted key by key; a loop that only computes does not
+/// (`PURE_UNROLL_LIMIT`), and must not cost the other loop its precision.
+#[test]
+fn a_loop_over_keys_is_unrolled_and_a_computing_loop_before_it_is_not() {
+    let module = r#"(module
+        (import "chroma" "input" (func $input (param i32) (result i32)))
+        (import "chroma" "storage_write" (func $write (param i32 i32 i32 i32 i32)))
+        (memory 1)
+        (func (export "batch") (local $n i32) (local $i i32) (local $x i32)
+          (local.set $n (call $input (i32.const 1024)))
+          ;; Only computes, as many times as the input is long.
+          (block (loop
+            (br_if 1 (i32.ge_u (local.get $i) (local.get $n)))
+            (local.set $x (i32.add (i32.mul (local.get $x) (i32.const 3)) (i32.const 1)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br 0)))
+          ;; Writes key i for i below the input's first byte.
+          (local.set $i (i32.const 0))
+          (block (loop
+            (br_if 1 (i32.ge_u (local.get $i) (i32.load8_u (i32.const 1024))))
+            (i32.store (i32.const 0) (local.get $i))
+            (call $write (i32.const 7) (i32.const 0) (i32.const 4) (i32.const 0) (i32.const 4))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br 0)))))"#;
+    let bytes = wat::parse_str(module).expect("valid module");
+    let summary = analyze(&bytes).expect("analyses");
+    let writes = describe(&summary, &Abi::default(), "batch");
+    for key in ["slot7[0x00000000]", "slot7[0x01000000]", "slot7[0x02000000]", "slot7[0x03000000]"] {
+        assert!(writes.contains(&format!("write {key}")), "{key} is predicted exactly: {writes:?}");
+    }
+    assert!(writes.iter().any(|w| w.starts_with("write slot7[") && !w.contains("0x")), "later keys stay covered: {writes:?}");
+}
