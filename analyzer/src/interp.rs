@@ -656,7 +656,8 @@ impl<'m> Interpreter<'m> {
                 _ => {
                     // In place: most instructions run here, and moving every
                     // state to a new vector each time cost a tenth of the
-                    // analysis. A trapping path (rare) leaves in order.
+                    // analysis. A path that traps (rare) is removed; the
+                    // others keep their order.
                     let mut i = 0;
                     while i < cur.len() {
                         if self.simple(op, &mut cur[i], &image)? {
