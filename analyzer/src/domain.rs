@@ -1315,13 +1315,7 @@ mod tests {
         // Many paths arrive at one point: some equal in value (absorbed),
         // most not (joined when more than eight). What the remembered
         // distances save must not change a single join.
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut next = crate::test_rng(0x9e37_79b9_7f4a_7c15);
         let (mut plain, mut paths) = (Vec::new(), Paths::default());
         for arrival in 0..400 {
             let facts: Vec<(u32, bool)> = (0..next(3)).map(|_| (DECIDABLE_FLAG | next(4) as u32, next(2) == 1)).collect();

@@ -59,6 +59,18 @@ pub enum AnalyzeError {
 /// block and inlined call.
 const ANALYSIS_STACK: usize = 64 << 20;
 
+/// A small deterministic generator for the crate's tests: each call gives a
+/// number below its argument (xorshift).
+#[cfg(test)]
+pub(crate) fn test_rng(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    }
+}
+
 /// Most threads one module's analysis uses (entry points are analysed
 /// independently, each on one thread).
 const MAX_ANALYSIS_THREADS: usize = 8;

@@ -647,13 +647,7 @@ mod tests {
     fn random_blocks(len: usize, keys: &[&[u8]], unbounded_one_in: u64) -> impl Iterator<Item = Vec<PredictedAccess>> {
         let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
         let prefixes = [KeyPattern::Prefix(b"p1".to_vec()), KeyPattern::Prefix(b"p".to_vec())];
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut next = crate::test_rng(0x9e37_79b9_7f4a_7c15);
         std::iter::repeat_with(move || {
             let mut block = Vec::new();
             for _ in 0..len {
