@@ -64,8 +64,10 @@ const MAX_EXECUTION_THREADS: usize = 8;
 /// [`MAX_EXECUTION_THREADS`]), started on first use and kept. A new thread for
 /// each block cost about 0.3 ms of a 1,000-transaction block (its creation,
 /// its first Wasm call, and at its end handing back what its allocator held),
-/// and 40 µs of every single transaction run outside a block. `None` if they
-/// cannot be started: each call then gets a thread of its own.
+/// and 40 µs of every single transaction run outside a block. Not one of the
+/// executor's pools: a block running on one of those would wait on itself
+/// when its planner asks that pool for work. `None` if they cannot be
+/// started: each call then gets a thread of its own.
 fn execution_threads() -> Option<&'static rayon::ThreadPool> {
     static THREADS: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
     THREADS
