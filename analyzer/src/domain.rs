@@ -343,11 +343,20 @@ impl Memory {
         }
     }
 
-    /// What range facts and the image say of an address no single byte holds.
+    /// What range facts and the image say of an address no single byte
+    /// holds, looked up on its own: the reference [`UnwrittenCursor`] is
+    /// tested against (the analysis asks in address order, through a cursor).
+    #[cfg(test)]
     fn unwritten_byte(&self, image: &Image<'_>, address: u64) -> Byte {
-        if let Some(fact) = self.ranges.iter().rev().find(|f| f.start <= address && address < f.end) {
-            return fact.byte_at(address);
+        match self.ranges.iter().rev().find(|f| f.start <= address && address < f.end) {
+            Some(fact) => fact.byte_at(address),
+            None => self.below_ranges(image, address),
         }
+    }
+
+    /// What an address no byte and no range fact holds is: the image's byte,
+    /// unless the image is forgotten.
+    fn below_ranges(&self, image: &Image<'_>, address: u64) -> Byte {
         if self.forgotten {
             Byte::Unknown
         } else {
@@ -355,14 +364,16 @@ impl Memory {
         }
     }
 
-    /// [`Memory::unwritten_byte`] for addresses asked in ascending order.
+    /// What range facts and the image say of addresses no single byte
+    /// holds, asked in ascending order.
     fn unwritten_cursor(&self) -> UnwrittenCursor<'_> {
         UnwrittenCursor { memory: self, from: 1, until: 0, fact: None }
     }
 
     pub fn read(&self, image: &Image<'_>, address: u64, n: usize) -> Vec<Byte> {
         let written = self.written.get_run(address, n);
-        written.into_iter().zip(address..).map(|(b, a)| b.unwrap_or_else(|| self.unwritten_byte(image, a))).collect()
+        let mut unwritten = self.unwritten_cursor();
+        written.into_iter().zip(address..).map(|(b, a)| b.unwrap_or_else(|| unwritten.byte(image, a))).collect()
     }
 
     pub fn write(&mut self, address: u64, bytes: &[Byte]) {
@@ -563,7 +574,7 @@ impl Memory {
     }
 }
 
-/// Answers [`Memory::unwritten_byte`] for ascending addresses without
+/// Answers what range facts and the image say of ascending addresses without
 /// scanning every range fact for each: it keeps the newest fact at the last
 /// address asked and how far up that fact stays the answer. A join asks
 /// this for every address either side wrote, and scanning up to
@@ -591,8 +602,7 @@ impl UnwrittenCursor<'_> {
         }
         match self.fact {
             Some(fact) => fact.byte_at(address),
-            None if self.memory.forgotten => Byte::Unknown,
-            None => Byte::Const(image.byte(address)),
+            None => self.memory.below_ranges(image, address),
         }
     }
 }
