@@ -1,10 +1,15 @@
-//! Executes the same block serially over and over from the same state, for a
-//! profiler: `cargo run --release -p chroma-benches --example exec_profile -- [workload] [size] [rounds]`.
-//! Prints the median time per transaction.
+//! Executes blocks over and over, for a profiler:
+//! `cargo run --release -p chroma-benches --example exec_profile -- [serial|node] [workload] [size] [rounds]`.
+//!
+//! - `serial`: the same block serially from the same state; prints the
+//!   median time per transaction.
+//! - `node`: fresh blocks of the workload executed by a `Node` on disk (in
+//!   parallel) and committed; prints the medians of execution and commit per
+//!   transaction.
 
 use chroma_benches::{median, SetUpWorld};
-use chroma_vm::BlockOptions;
-use chroma_workloads::{Workload, WorldConfig};
+use chroma_vm::{BlockOptions, Node};
+use chroma_workloads::{Workload, World, WorldConfig};
 
 /// The allocator of the other benchmarks (see `throughput.rs`).
 #[global_allocator]
@@ -12,17 +17,47 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_else(|| "serial".into());
     let workload: Workload = args.next().map_or(Ok(Workload::Transfers), |w| w.parse()).unwrap_or(Workload::Transfers);
     let size: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let rounds: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(20);
-    let world = SetUpWorld::new(WorldConfig { users: 10_000, pools: 100, seed: 42, ..WorldConfig::default() });
-    let block = world.world().block(workload, size);
-    let mut times = Vec::new();
-    for _ in 0..rounds {
-        let mut vm = world.fork();
-        let done = vm.execute_block(&block, &BlockOptions::serial()).expect("block");
-        times.push(done.report.execution);
+    let config = WorldConfig { users: 10_000, pools: 100, seed: 42, ..WorldConfig::default() };
+    let micros_per_tx = |samples| median(samples).as_secs_f64() * 1e6 / size as f64;
+    match mode.as_str() {
+        "serial" => {
+            let world = SetUpWorld::new(config);
+            let block = world.world().block(workload, size);
+            let mut times = Vec::new();
+            for _ in 0..rounds {
+                let mut vm = world.fork();
+                let done = vm.execute_block(&block, &BlockOptions::serial()).expect("block");
+                times.push(done.report.execution);
+            }
+            println!("{workload}: {size} transactions serially, median of {rounds}: {:.2} µs per transaction", micros_per_tx(times));
+        }
+        "node" => {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let mut node = Node::create(dir.path()).expect("node");
+            let (mut world, setup) = World::new(config);
+            for block in &setup {
+                node.execute_block(block, &BlockOptions::default()).expect("set-up");
+            }
+            let (mut execution, mut commit) = (Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                let block = world.block(workload, size);
+                let committed = node.execute_block(&block, &BlockOptions::default()).expect("block");
+                execution.push(committed.report.execution + committed.report.planning);
+                commit.push(committed.commit);
+            }
+            println!(
+                "{workload}: {size} transactions on a node, median of {rounds}: execution {:.2} µs, commit {:.2} µs per transaction",
+                micros_per_tx(execution),
+                micros_per_tx(commit)
+            );
+        }
+        other => {
+            eprintln!("unknown mode {other:?}: serial or node");
+            std::process::exit(2);
+        }
     }
-    let per_tx = median(times).as_secs_f64() * 1e6 / size as f64;
-    println!("{workload}: {size} transactions serially, median of {rounds}: {per_tx:.2} µs per transaction");
 }

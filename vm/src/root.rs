@@ -42,7 +42,10 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn element(key: &[u8], value: &[u8]) -> [u16; LANES] {
-    let mut hasher = blake3::Hasher::new_derive_key("chroma 2026 state entry");
+    // Deriving the key hashes the context string: done once, then copied.
+    static ENTRY_HASHER: std::sync::LazyLock<blake3::Hasher> =
+        std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key("chroma 2026 state entry"));
+    let mut hasher = ENTRY_HASHER.clone();
     // Length-prefix the key so (key, value) pairs cannot be confused.
     hasher.update(&(key.len() as u32).to_le_bytes());
     hasher.update(key);
@@ -66,6 +69,14 @@ impl StateHash {
     pub fn remove(&mut self, key: &[u8], value: &[u8]) {
         for (acc, x) in self.lanes.iter_mut().zip(element(key, value)) {
             *acc = acc.wrapping_sub(x);
+        }
+    }
+
+    /// Adds every entry of `other` (the accumulators of two disjoint sets of
+    /// changes combine into that of both, in either order).
+    pub fn merge(&mut self, other: &StateHash) {
+        for (acc, x) in self.lanes.iter_mut().zip(other.lanes.iter()) {
+            *acc = acc.wrapping_add(*x);
         }
     }
 
@@ -127,6 +138,24 @@ mod tests {
             let reversed = StateHash::of(state.iter().rev().map(|(k, v)| (k.as_slice(), v.as_slice())));
             prop_assert_eq!(reversed.root(), scratch.root());
         }
+    }
+
+    /// A change computed apart (as a block's commit does, on another
+    /// thread) and merged gives the root of applying it in place.
+    #[test]
+    fn a_merged_change_equals_the_change_in_place() {
+        let mut in_place = StateHash::of([(&b"a"[..], &b"1"[..]), (&b"b"[..], &b"2"[..])]);
+        let mut apart = in_place.clone();
+        in_place.remove(b"a", b"1");
+        in_place.insert(b"a", b"3");
+        in_place.insert(b"c", b"4");
+        let mut change = StateHash::default();
+        change.insert(b"c", b"4");
+        change.remove(b"a", b"1");
+        change.insert(b"a", b"3");
+        apart.merge(&change);
+        assert_eq!(apart.root(), in_place.root());
+        assert_eq!(in_place.root(), StateHash::of([(&b"a"[..], &b"3"[..]), (&b"b"[..], &b"2"[..]), (&b"c"[..], &b"4"[..])]).root());
     }
 
     #[test]

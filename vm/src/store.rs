@@ -213,43 +213,54 @@ impl StateDb {
     pub fn commit_block(&self, commit: BlockCommit<'_>) -> Result<[u8; 32], StoreError> {
         let mut hash = self.state_hash()?;
         let tx = self.db.begin_write().map_err(db_err)?;
+        // The state this write transaction starts from: no other writer can
+        // commit while it is open, so a read begun now sees exactly that.
+        let before = self.db.begin_read().map_err(db_err)?;
+        let before = before.open_table(STORAGE).map_err(db_err)?;
+        // The state hash's change (a blake3 XOF of 2 KiB per old and new
+        // entry) is computed on another thread while this one writes to the
+        // database: together they were a third and a half of a commit. The
+        // change is a sum, so where it is computed cannot alter it.
+        let change = std::thread::scope(|scope| {
+            let change = scope.spawn(|| state_hash_change(&before, commit.writes));
+            let written = Self::write_block(&tx, &commit);
+            let change = change.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            written.and(change)
+        })?;
+        hash.merge(&change);
         {
-            let mut storage = tx.open_table(STORAGE).map_err(db_err)?;
-            for (key, value) in commit.writes {
-                let old = storage.get(&key[..]).map_err(db_err)?.map(|v| v.value().to_vec());
-                if let Some(old) = old {
-                    hash.remove(key, &old);
-                }
-                match value {
-                    Some(new) => {
-                        hash.insert(key, new);
-                        storage.insert(&key[..], &new[..]).map_err(db_err)?;
-                    }
-                    None => {
-                        storage.remove(&key[..]).map_err(db_err)?;
-                    }
-                }
-            }
-            let mut code = tx.open_table(CODE).map_err(db_err)?;
-            for (code_hash, wasm) in commit.code {
-                code.insert(&code_hash[..], &wasm[..]).map_err(db_err)?;
-            }
-            let mut contracts = tx.open_table(CONTRACTS).map_err(db_err)?;
-            for (address, code_hash) in commit.contracts {
-                contracts.insert(&address.0[..], &code_hash[..]).map_err(db_err)?;
-            }
-            tx.open_table(BLOCKS).map_err(db_err)?.insert(commit.height, commit.block).map_err(db_err)?;
-            let mut receipts = tx.open_table(RECEIPTS).map_err(db_err)?;
-            for (index, receipt) in commit.receipts.iter().enumerate() {
-                let key = [commit.height.to_be_bytes(), (index as u64).to_be_bytes()].concat();
-                receipts.insert(&key[..], &receipt[..]).map_err(db_err)?;
-            }
             let mut meta = tx.open_table(META).map_err(db_err)?;
             meta.insert(META_HEIGHT, &commit.height.to_le_bytes()[..]).map_err(db_err)?;
             meta.insert(META_STATE_HASH, &hash.to_bytes()[..]).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(hash.root())
+    }
+
+    /// Everything of a block but its meta records, into `tx`.
+    fn write_block(tx: &redb::WriteTransaction, commit: &BlockCommit<'_>) -> Result<(), StoreError> {
+        let mut storage = tx.open_table(STORAGE).map_err(db_err)?;
+        for (key, value) in commit.writes {
+            match value {
+                Some(new) => storage.insert(&key[..], &new[..]).map_err(db_err)?,
+                None => storage.remove(&key[..]).map_err(db_err)?,
+            };
+        }
+        let mut code = tx.open_table(CODE).map_err(db_err)?;
+        for (code_hash, wasm) in commit.code {
+            code.insert(&code_hash[..], &wasm[..]).map_err(db_err)?;
+        }
+        let mut contracts = tx.open_table(CONTRACTS).map_err(db_err)?;
+        for (address, code_hash) in commit.contracts {
+            contracts.insert(&address.0[..], &code_hash[..]).map_err(db_err)?;
+        }
+        tx.open_table(BLOCKS).map_err(db_err)?.insert(commit.height, commit.block).map_err(db_err)?;
+        let mut receipts = tx.open_table(RECEIPTS).map_err(db_err)?;
+        for (index, receipt) in commit.receipts.iter().enumerate() {
+            let key = [commit.height.to_be_bytes(), (index as u64).to_be_bytes()].concat();
+            receipts.insert(&key[..], &receipt[..]).map_err(db_err)?;
+        }
+        Ok(())
     }
 
     /// Recomputes the state hash from every stored entry (for checking).
@@ -276,3 +287,20 @@ impl StateDb {
         Ok(out)
     }
 }
+/// What `writes` change in the state hash of the state `before` them.
+fn state_hash_change(
+    before: &ReadOnlyTable<&'static [u8], &'static [u8]>,
+    writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+) -> Result<StateHash, StoreError> {
+    let mut change = StateHash::default();
+    for (key, value) in writes {
+        if let Some(old) = before.get(&key[..]).map_err(db_err)? {
+            change.remove(key, old.value());
+        }
+        if let Some(new) = value {
+            change.insert(key, new);
+        }
+    }
+    Ok(change)
+}
+
