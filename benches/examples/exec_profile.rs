@@ -1,8 +1,13 @@
 //! Executes blocks over and over, for a profiler:
-//! `cargo run --release -p chroma-benches --example exec_profile -- [serial|node] [workload] [size] [rounds]`.
+//! `cargo run --release -p chroma-benches --example exec_profile -- [serial|parallel|node] [workload] [size] [rounds]`.
 //!
 //! - `serial`: the same block serially from the same state; prints the
 //!   median time per transaction.
+//! - `parallel`: the same, in parallel with the default options; prints the
+//!   medians of planning and execution per transaction.
+//! - `compare`: serial, parallel on one thread and parallel on every core,
+//!   alternating round by round; prints the medians of execution per
+//!   transaction and the speedup.
 //! - `node`: fresh blocks of the workload executed by a `Node` on disk (in
 //!   parallel) and committed; prints the medians of execution and commit per
 //!   transaction.
@@ -35,6 +40,45 @@ fn main() {
             }
             println!("{workload}: {size} transactions serially, median of {rounds}: {:.2} µs per transaction", micros_per_tx(times));
         }
+        "parallel" => {
+            let world = SetUpWorld::new(config);
+            let block = world.world().block(workload, size);
+            let (mut planning, mut execution) = (Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                let mut vm = world.fork();
+                let done = vm.execute_block(&block, &BlockOptions::default()).expect("block");
+                planning.push(done.report.planning);
+                execution.push(done.report.execution);
+            }
+            println!(
+                "{workload}: {size} transactions in parallel, median of {rounds}: planning {:.2} µs, execution {:.2} µs per transaction",
+                micros_per_tx(planning),
+                micros_per_tx(execution)
+            );
+        }
+        "compare" => {
+            let world = SetUpWorld::new(config);
+            let block = world.world().block(workload, size);
+            let runs = [
+                ("serial", BlockOptions::serial()),
+                ("one_thread", BlockOptions { threads: 1, adaptive: false, ..BlockOptions::default() }),
+                ("parallel", BlockOptions::default()),
+            ];
+            let mut times = vec![Vec::new(); runs.len()];
+            for _ in 0..rounds {
+                for ((_, options), times) in runs.iter().zip(&mut times) {
+                    let mut vm = world.fork();
+                    times.push(vm.execute_block(&block, options).expect("block").report.execution);
+                }
+            }
+            let medians: Vec<f64> = times.into_iter().map(micros_per_tx).collect();
+            let described: Vec<String> = runs.iter().zip(&medians).map(|((name, _), m)| format!("{name} {m:.2} µs")).collect();
+            println!(
+                "{workload}: {size} transactions, execution per transaction, medians of {rounds}: {}; speedup {:.2}x",
+                described.join(", "),
+                medians[0] / medians[2]
+            );
+        }
         "node" => {
             let dir = tempfile::tempdir().expect("temporary directory");
             let mut node = Node::create(dir.path()).expect("node");
@@ -56,7 +100,7 @@ fn main() {
             );
         }
         other => {
-            eprintln!("unknown mode {other:?}: serial or node");
+            eprintln!("unknown mode {other:?}: serial, parallel, compare or node");
             std::process::exit(2);
         }
     }

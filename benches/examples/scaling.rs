@@ -28,9 +28,9 @@ fn main() {
     let block = world.block(Workload::Transfers, 4_000);
     let (a, b) = (set_up(&setup), set_up(&setup));
     let frozen_a = StateOverlay::new();
-    frozen_a.apply_values(a.state().snapshot().into_iter().map(|(k, v)| (k, Some(v))).collect());
+    frozen_a.apply_values(a.state().snapshot().into_iter().map(|(k, v)| (k, Some(v))));
     let frozen_b = StateOverlay::new();
-    frozen_b.apply_values(b.state().snapshot().into_iter().map(|(k, v)| (k, Some(v))).collect());
+    frozen_b.apply_values(b.state().snapshot().into_iter().map(|(k, v)| (k, Some(v))));
     let fork = |vm: &Vm, frozen: &std::sync::Arc<StateOverlay>| Vm::with_state(vm.runtime().clone(), StateOverlay::over(frozen.clone()));
     if std::env::args().any(|a| a == "executor") {
         for _ in 0..20 {

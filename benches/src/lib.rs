@@ -65,7 +65,7 @@ impl SetUpWorld {
             assert!(done.receipts.iter().all(|r| r.outcome.is_success()), "set-up failed");
         }
         let frozen = StateOverlay::new();
-        frozen.apply_values(vm.state().snapshot().into_iter().map(|(k, v)| (k, Some(v))).collect());
+        frozen.apply_values(vm.state().snapshot().into_iter().map(|(k, v)| (k, Some(v))));
         SetUpWorld { vm, config, frozen }
     }
 

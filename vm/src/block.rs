@@ -427,7 +427,8 @@ impl Vm {
         plan: &ExecutionPlan,
         strategy: Strategy,
     ) -> Result<SegmentRun, VmError> {
-        let overlay = BlockOverlay::over(self.state().clone());
+        let expected_writes = predicted.iter().map(|p| p.writes.len() + p.adds.len()).sum();
+        let overlay = BlockOverlay::over(self.state().clone(), expected_writes);
         let run = Parallel {
             runtime: self.runtime().clone(),
             view: overlay.clone(),

@@ -105,10 +105,13 @@ impl StateOverlay {
         Ok(())
     }
 
-    /// Applies final values (another overlay's pending entries).
-    pub fn apply_values(&self, values: BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+    /// Applies final values (another overlay's pending entries), each key at
+    /// most once: the order they come in does not matter.
+    pub fn apply_values(&self, values: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>) {
+        let values = values.into_iter();
         let has_base = self.base.read().unwrap_or_else(|p| p.into_inner()).is_some();
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        entries.reserve(values.size_hint().0);
         for (key, value) in values {
             if value.is_none() && !has_base {
                 entries.remove(&key);
@@ -178,8 +181,15 @@ pub struct BlockOverlay {
 }
 
 impl BlockOverlay {
-    pub fn over(base: Arc<dyn StateRead>) -> Arc<BlockOverlay> {
-        Arc::new(BlockOverlay { base, shards: (0..OVERLAY_SHARDS).map(|_| RwLock::default()).collect() })
+    /// An empty overlay over `base`, with room for about `expected_writes`
+    /// keys (growing the shards' tables as they filled was a tenth of the
+    /// applying).
+    pub fn over(base: Arc<dyn StateRead>, expected_writes: usize) -> Arc<BlockOverlay> {
+        let per_shard = expected_writes.div_ceil(OVERLAY_SHARDS);
+        let shards = (0..OVERLAY_SHARDS)
+            .map(|_| RwLock::new(FxHashMap::with_capacity_and_hasher(per_shard, Default::default())))
+            .collect();
+        Arc::new(BlockOverlay { base, shards })
     }
 
     fn shard(&self, key: &[u8]) -> &RwLock<FxHashMap<Vec<u8>, Option<Vec<u8>>>> {
@@ -207,15 +217,38 @@ impl BlockOverlay {
         Ok(())
     }
 
-    /// Takes every pending write, in key order.
-    pub fn take_pending(&self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
-        let mut all = BTreeMap::new();
-        for shard in &self.shards {
-            all.extend(std::mem::take(&mut *shard.write().unwrap_or_else(|p| p.into_inner())));
-        }
-        all
+    /// Takes every pending write, each key once, in no particular order (for
+    /// [`StateOverlay::apply_values`], to which the order makes no
+    /// difference: sorting them cost a tenth of a parallel block of transfers).
+    pub fn take_pending(&self) -> impl ExactSizeIterator<Item = (Vec<u8>, Option<Vec<u8>>)> {
+        let shards: Vec<_> =
+            self.shards.iter().map(|shard| std::mem::take(&mut *shard.write().unwrap_or_else(|p| p.into_inner()))).collect();
+        Pending { len: shards.iter().map(|shard| shard.len()).sum(), entries: shards.into_iter().flatten() }
     }
 }
+
+/// A [`BlockOverlay`]'s pending writes, counted (so that the overlay they
+/// are applied to can make room for them at once).
+struct Pending<I> {
+    len: usize,
+    entries: I,
+}
+
+impl<I: Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>> Iterator for Pending<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let next = self.entries.next()?;
+        self.len -= 1;
+        Some(next)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.len, Some(self.len))
+    }
+}
+
+impl<I: Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>> ExactSizeIterator for Pending<I> {}
 
 impl StateRead for BlockOverlay {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {

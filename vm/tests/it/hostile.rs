@@ -315,7 +315,7 @@ fn call(sender: Address, nonce: u64, contract: Address, method: &str, args: impl
 pub(crate) fn compare_with_serial(chain: &mut Chain, block: &[Transaction]) -> chroma_vm::BlockReport {
     let copy = |chain: &Chain| -> Vm {
         let vm = Vm::with_state(chain.vm.runtime().clone(), chroma_vm::StateOverlay::new());
-        vm.state().apply_values(chain.vm.state().snapshot().into_iter().map(|(k, v)| (k, Some(v))).collect());
+        vm.state().apply_values(chain.vm.state().snapshot().into_iter().map(|(k, v)| (k, Some(v))));
         vm
     };
     let mut serial = copy(chain);

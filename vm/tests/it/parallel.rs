@@ -194,7 +194,7 @@ fn the_same_block_gives_the_same_result_every_time_on_any_thread_count() {
     let block = world.block(Workload::DefiMix, 120);
     let fresh = || {
         let vm = Vm::with_state(start.runtime().clone(), chroma_vm::StateOverlay::new());
-        vm.state().apply_values(start.state().snapshot().into_iter().map(|(k, v)| (k, Some(v))).collect());
+        vm.state().apply_values(start.state().snapshot().into_iter().map(|(k, v)| (k, Some(v))));
         vm
     };
     let mut serial = fresh();
