@@ -12,7 +12,7 @@ use chroma_host_api::limits::MAX_CALL_DEPTH;
 use chroma_host_api::{gas, Address, CallStatus};
 use chroma_analyzer::{ContractSummary, PredictedAccess};
 use rustc_hash::FxHashMap;
-use wasmtime::{Engine, InstancePre, Module, Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Engine, Extern, ExternType, InstancePre, Module, ModuleExport, Store, StoreLimitsBuilder, Trap, TypedFunc};
 
 use crate::address::contract_address;
 use crate::engine::{new_engine, MAX_MEMORY_BYTES};
@@ -44,11 +44,68 @@ pub struct Contract {
     /// What each entry point may access, inferred from the code at deploy.
     pub summary: Arc<ContractSummary>,
     pre: InstancePre<StoreData>,
+    /// The memory's and the entry points' places among the module's exports,
+    /// found by name once, here, instead of in every call (looking them up by
+    /// name and type-checking the entry point was 4% of a transfer).
+    exports: Exports,
+}
+
+struct Exports {
+    memory: ModuleExport,
+    /// Every ABI method's function, each checked to be `() -> ()`.
+    entries: BTreeMap<String, ModuleExport>,
+}
+
+impl Exports {
+    fn of(module: &Module, abi: &Abi) -> Result<Exports, String> {
+        let memory = match module.get_export(MEMORY_EXPORT) {
+            Some(ExternType::Memory(_)) => module.get_export_index(MEMORY_EXPORT),
+            _ => None,
+        }
+        .ok_or("the module exports no memory")?;
+        let mut entries = BTreeMap::new();
+        for method in &abi.methods {
+            let entry = match module.get_export(&method.name) {
+                Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {
+                    module.get_export_index(&method.name)
+                }
+                _ => None,
+            }
+            .ok_or_else(|| format!("method {} is not exported as a () -> () function", method.name))?;
+            entries.insert(method.name.clone(), entry);
+        }
+        Ok(Exports { memory, entries })
+    }
 }
 
 impl Contract {
     pub(crate) fn instantiate(&self, store: &mut Store<StoreData>) -> wasmtime::Result<wasmtime::Instance> {
         self.pre.instantiate(store)
+    }
+
+    /// A new instance in `store`, its memory, and its entry point `method`.
+    fn instantiate_for(
+        &self,
+        store: &mut Store<StoreData>,
+        method: &str,
+    ) -> wasmtime::Result<(wasmtime::Memory, TypedFunc<(), ()>)> {
+        let instance = self.pre.instantiate(&mut *store)?;
+        let memory = instance
+            .get_module_export(&mut *store, &self.exports.memory)
+            .and_then(Extern::into_memory)
+            .ok_or_else(|| wasmtime::Error::msg("contract has no memory export"))?;
+        let func = self
+            .exports
+            .entries
+            .get(method)
+            .and_then(|export| instance.get_module_export(&mut *store, export))
+            .and_then(Extern::into_func)
+            .ok_or_else(|| wasmtime::Error::msg(format!("contract exports no function {method}")))?;
+        // SAFETY: `Exports::of` checked that this export of this instance's
+        // module is a function of type `() -> ()`, which is what
+        // `TypedFunc::<(), ()>` assumes.
+        let entry = unsafe { TypedFunc::<(), ()>::new_unchecked(&*store, func) };
+        Ok((memory, entry))
     }
 }
 
@@ -196,8 +253,9 @@ impl Runtime {
             }
         };
         let pre = self.linker.instantiate_pre(&module).map_err(|e| format!("linking failed: {e}"))?;
+        let exports = Exports::of(&module, &validated.abi)?;
         let summary = self.summary_of(&validated.code_hash, code, &validated.abi);
-        Ok(Contract { address, code_hash: validated.code_hash, abi: validated.abi, summary, pre })
+        Ok(Contract { address, code_hash: validated.code_hash, abi: validated.abi, summary, pre, exports })
     }
 
     /// The access summary of `code` (analysed once per code hash). A module
@@ -326,12 +384,8 @@ impl Runtime {
         let mut store = Store::new(&self.engine, StoreData { tx: Some(state), frame, limits });
         store.limiter(|data| &mut data.limits);
         let run = store.set_fuel(call.fuel).and_then(|()| {
-            let instance = contract.pre.instantiate(&mut store)?;
-            let memory = instance
-                .get_memory(&mut store, MEMORY_EXPORT)
-                .ok_or_else(|| wasmtime::Error::msg("contract has no memory export"))?;
+            let (memory, entry) = contract.instantiate_for(&mut store, &call.method)?;
             store.data_mut().frame.memory = Some(memory);
-            let entry = instance.get_typed_func::<(), ()>(&mut store, &call.method)?;
             entry.call(&mut store, ())
         });
         let fuel_left = store.get_fuel().unwrap_or(0);
@@ -572,4 +626,38 @@ impl Vm {
 
 fn receipt(outcome: Outcome, gas_used: u64) -> Receipt {
     Receipt { outcome, gas_used, return_data: Vec::new(), events: Vec::new(), deployed: None, accesses: Default::default() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chroma_host_api::abi::{Method, Type};
+
+    fn abi(names: &[&str]) -> Abi {
+        let method = |name: &&str| Method { name: name.to_string(), kind: MethodKind::Mutating, args: Vec::new(), returns: Type::Unit };
+        Abi { methods: names.iter().map(method).collect() }
+    }
+
+    /// Entry points are called without a type check per call: the one here
+    /// must refuse anything but a `() -> ()` function, whatever the
+    /// gatekeeper let through.
+    #[test]
+    fn exports_are_found_once_and_entry_points_must_take_and_return_nothing() {
+        let engine = Engine::default();
+        let wat = r#"(module
+            (memory (export "memory") 1)
+            (func (export "ok"))
+            (func (export "takes") (param i32))
+            (func (export "gives") (result i32) i32.const 0)
+            (global (export "not_a_function") i32 (i32.const 0)))"#;
+        let module = Module::new(&engine, wat::parse_str(wat).expect("valid text")).expect("valid module");
+        let exports = Exports::of(&module, &abi(&["ok"])).expect("a () -> () entry point");
+        assert_eq!(exports.entries.keys().collect::<Vec<_>>(), ["ok"]);
+        for bad in ["takes", "gives", "not_a_function", "missing"] {
+            let refused = Exports::of(&module, &abi(&["ok", bad])).err();
+            assert_eq!(refused, Some(format!("method {bad} is not exported as a () -> () function")));
+        }
+        let no_memory = Module::new(&engine, wat::parse_str(r#"(module (func (export "ok")))"#).expect("text")).expect("module");
+        assert_eq!(Exports::of(&no_memory, &abi(&["ok"])).err(), Some("the module exports no memory".to_string()));
+    }
 }
