@@ -145,7 +145,9 @@ impl Node {
         let BlockExecution { receipts, report } = self.vm.execute_block(txs, options)?;
         let started = Instant::now();
         let height = self.height + 1;
-        let writes = self.vm.state().pending();
+        // Taken, not copied: if the commit fails, the state in memory holds
+        // none of the block's writes, like the database.
+        let writes = self.vm.state().take_pending();
         let code = self.vm.take_new_code();
         let contracts: Vec<(Address, [u8; 32])> = receipts
             .iter()

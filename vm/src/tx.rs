@@ -96,7 +96,7 @@ pub struct Receipt {
     pub accesses: AccessSet,
 }
 
-use chroma_host_api::codec::{Encode, Writer};
+use chroma_host_api::codec::{encode_bytes, Encode, Writer};
 
 /// The canonical encoding of a transaction (as stored in blocks).
 impl Encode for Transaction {
@@ -108,13 +108,13 @@ impl Encode for Transaction {
             TxKind::Deploy { code, init_args } => {
                 0u8.encode_to(out);
                 blake3::hash(code).as_bytes().encode_to(out);
-                init_args.encode_to(out);
+                encode_bytes(init_args, out);
             }
             TxKind::Call { contract, method, args } => {
                 1u8.encode_to(out);
                 contract.encode_to(out);
                 method.encode_to(out);
-                args.encode_to(out);
+                encode_bytes(args, out);
             }
         }
     }
@@ -126,12 +126,12 @@ impl Encode for Receipt {
     fn encode_to<W: Writer + ?Sized>(&self, out: &mut W) {
         self.outcome.to_string().encode_to(out);
         self.gas_used.encode_to(out);
-        self.return_data.encode_to(out);
+        encode_bytes(&self.return_data, out);
         (self.events.len() as u32).encode_to(out);
         for event in &self.events {
             event.contract.encode_to(out);
             event.name.encode_to(out);
-            event.data.encode_to(out);
+            encode_bytes(&event.data, out);
         }
         self.deployed.encode_to(out);
     }
