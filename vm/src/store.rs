@@ -51,7 +51,8 @@ fn db_err<E: std::fmt::Display>(e: E) -> StoreError {
 pub struct BlockCommit<'a> {
     pub height: u64,
     pub block: &'a [u8],
-    pub receipts: &'a [Vec<u8>],
+    /// The encoded receipts, in block order.
+    pub receipts: &'a [&'a [u8]],
     pub writes: &'a BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     pub code: &'a BTreeMap<[u8; 32], Vec<u8>>,
     pub contracts: &'a [(Address, [u8; 32])],
@@ -258,7 +259,7 @@ impl StateDb {
         let mut receipts = tx.open_table(RECEIPTS).map_err(db_err)?;
         for (index, receipt) in commit.receipts.iter().enumerate() {
             let key = [commit.height.to_be_bytes(), (index as u64).to_be_bytes()].concat();
-            receipts.insert(&key[..], &receipt[..]).map_err(db_err)?;
+            receipts.insert(&key[..], *receipt).map_err(db_err)?;
         }
         Ok(())
     }
