@@ -245,9 +245,9 @@ fn encode_len<W: Writer + ?Sized>(len: usize, out: &mut W) {
 }
 
 /// The encoding of a byte vector (the same bytes as `[u8]`'s), written at
-/// once instead of byte by byte: for the host's blocks and receipts, whose
-/// arguments and event data encoded one byte per call were a sixth of a
-/// block's commit.
+/// once instead of byte by byte: for the host's blocks and receipts (their
+/// arguments, return values and event data, encoded one byte per call, made
+/// encoding a sixth of a block's commit).
 pub fn encode_bytes<W: Writer + ?Sized>(bytes: &[u8], out: &mut W) {
     encode_len(bytes.len(), out);
     out.write(bytes);

@@ -12,13 +12,13 @@ use chroma_host_api::Address;
 use crate::block::{BlockExecution, BlockOptions, BlockReport};
 use crate::runtime::{Runtime, Vm, VmError};
 use crate::state::StateOverlay;
+use crate::store::{BlockCommit, StateDb, StoreError};
+use crate::tx::{Receipt, Transaction};
 
 /// About the encoded size of a call transaction and of its receipt, for
 /// sizing a block's buffers (an estimate: the buffers grow past it if need be).
 const ENCODED_TX_ESTIMATE: usize = 160;
 const ENCODED_RECEIPT_ESTIMATE: usize = 192;
-use crate::store::{BlockCommit, StateDb, StoreError};
-use crate::tx::{Receipt, Transaction};
 
 /// The database file inside a data directory.
 pub const DB_FILE: &str = "chroma.redb";
@@ -160,7 +160,7 @@ impl Node {
             .filter_map(|address| self.vm.contract(&address).map(|c| (address, c.code_hash)))
             .collect();
         // Sized up front, and the receipts encoded into one buffer: growing
-        // a buffer per receipt and the block's own was a sixth of a commit.
+        // a buffer per receipt and the block's own was a tenth of a commit.
         let mut block = Vec::with_capacity(txs.len() * ENCODED_TX_ESTIMATE);
         height.encode_to(&mut block);
         self.root.encode_to(&mut block);
