@@ -37,7 +37,7 @@ fn transfer_paths(c: &mut Criterion) {
     let args = (dev_account("bob"), 1u128).encode();
     let mut warm = WarmInstance::new(&vm, token, dev_account("alice"), "transfer", args).expect("warm instance");
     group.bench_function("warm_floor", |b| b.iter(|| warm.call().expect("call")));
-    group.bench_function("instantiate_only", |b| b.iter(|| instantiate_once(&vm, token).expect("instantiate")));
+    group.bench_function("instantiate_only", |b| b.iter(|| instantiate_once(&vm, token, "transfer").expect("instantiate")));
     group.finish();
 }
 

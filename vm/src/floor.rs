@@ -15,7 +15,6 @@ use chroma_host_api::Address;
 use wasmtime::{Store, StoreLimitsBuilder, TypedFunc};
 
 use crate::engine::MAX_MEMORY_BYTES;
-use crate::gatekeeper::MEMORY_EXPORT;
 use crate::imports::{Frame, StoreData};
 use crate::runtime::{TxState, Vm};
 use crate::state::{Journal, StateRead};
@@ -30,13 +29,15 @@ pub struct WarmInstance {
     base: Arc<dyn StateRead>,
 }
 
-/// A fresh store with `contract` instantiated in it, as the full path makes per call.
+/// A fresh store with `contract` instantiated in it, ready to run `method`,
+/// as the full path makes per call (`Contract::instantiate_for`).
 fn instantiate(
     vm: &Vm,
     contract: Address,
     caller: Address,
+    method: &str,
     input: Vec<u8>,
-) -> Result<(Store<StoreData>, wasmtime::Instance, Arc<dyn StateRead>), String> {
+) -> Result<(Store<StoreData>, TypedFunc<(), ()>, Arc<dyn StateRead>), String> {
     let deployed = vm.contract(&contract).ok_or("no such contract")?;
     let base: Arc<dyn StateRead> = vm.state().clone();
     let tx = Box::new(TxState { runtime: vm.runtime().clone(), journal: Journal::new(base.clone()), depth: 1 });
@@ -44,17 +45,15 @@ fn instantiate(
     let limits = StoreLimitsBuilder::new().memory_size(MAX_MEMORY_BYTES).instances(1).memories(1).tables(1).build();
     let mut store = Store::new(vm.runtime().engine(), StoreData { tx: Some(tx), frame, limits });
     store.limiter(|data| &mut data.limits);
-    let instance = deployed.instantiate(&mut store).map_err(|e| e.to_string())?;
-    let memory = instance.get_memory(&mut store, MEMORY_EXPORT).ok_or("no memory export")?;
+    let (memory, entry) = deployed.instantiate_for(&mut store, method).map_err(|e| e.to_string())?;
     store.data_mut().frame.memory = Some(memory);
-    Ok((store, instance, base))
+    Ok((store, entry, base))
 }
 
 impl WarmInstance {
     /// Instantiates `contract` once, ready to run `method` with `input` as `caller`.
     pub fn new(vm: &Vm, contract: Address, caller: Address, method: &str, input: Vec<u8>) -> Result<WarmInstance, String> {
-        let (mut store, instance, base) = instantiate(vm, contract, caller, input)?;
-        let entry = instance.get_typed_func::<(), ()>(&mut store, method).map_err(|e| e.to_string())?;
+        let (store, entry, base) = instantiate(vm, contract, caller, method, input)?;
         Ok(WarmInstance { store, entry, base })
     }
 
@@ -69,8 +68,8 @@ impl WarmInstance {
     }
 }
 
-/// Instantiates `contract` in a fresh store and drops it: the per-call set-up
-/// cost of the full path.
-pub fn instantiate_once(vm: &Vm, contract: Address) -> Result<(), String> {
-    instantiate(vm, contract, Address::ZERO, Vec::new()).map(drop)
+/// Instantiates `contract` for `method` in a fresh store and drops it: the
+/// per-call set-up cost of the full path.
+pub fn instantiate_once(vm: &Vm, contract: Address, method: &str) -> Result<(), String> {
+    instantiate(vm, contract, Address::ZERO, method, Vec::new()).map(drop)
 }

@@ -79,12 +79,8 @@ impl Exports {
 }
 
 impl Contract {
-    pub(crate) fn instantiate(&self, store: &mut Store<StoreData>) -> wasmtime::Result<wasmtime::Instance> {
-        self.pre.instantiate(store)
-    }
-
     /// A new instance in `store`, its memory, and its entry point `method`.
-    fn instantiate_for(
+    pub(crate) fn instantiate_for(
         &self,
         store: &mut Store<StoreData>,
         method: &str,
