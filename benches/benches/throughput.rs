@@ -175,20 +175,24 @@ fn main() {
             let txs = base.world().block(*workload, size);
             let (mut serial, mut one, mut all, mut all_exec, mut planning) = (vec![], vec![], vec![], vec![], vec![]);
             let mut predicted = 0.0;
-            for _ in 0..rounds {
-                let runs = [
-                    BlockOptions::serial(),
+            for round in 0..rounds {
+                let mut runs = [
+                    (0, BlockOptions::serial()),
                     // The parallel machinery on one thread (not chosen adaptively).
-                    BlockOptions { threads: 1, adaptive: false, ..BlockOptions::default() },
-                    BlockOptions::default(),
+                    (1, BlockOptions { threads: 1, adaptive: false, ..BlockOptions::default() }),
+                    (2, BlockOptions::default()),
                 ];
-                for (i, options) in runs.iter().enumerate() {
+                // A different run first each round: a run right after
+                // another measured slower than alone (the one-thread run
+                // after serial did), so no run keeps one place.
+                runs.rotate_left(round % 3);
+                for (i, options) in &runs {
                     let mut vm = base.fork();
                     let started = Instant::now();
                     let done = vm.execute_block(&txs, options).expect("block");
                     let elapsed = started.elapsed();
                     assert!(done.report.mispredicted.is_empty(), "{name}: mispredicted");
-                    match i {
+                    match *i {
                         // Serial: execution alone (the report's plan is not part of serial work).
                         0 => serial.push(done.report.execution),
                         1 => one.push(elapsed),

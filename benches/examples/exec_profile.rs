@@ -4,13 +4,19 @@
 //! - `serial`: the same block serially from the same state; prints the
 //!   median time per transaction.
 //! - `parallel`: the same, in parallel with the default options; prints the
-//!   medians of planning and execution per transaction.
+//!   medians of planning, execution and the rest of the call (what planning
+//!   does not overlap, and the report) per transaction.
 //! - `compare`: serial, parallel on one thread and parallel on every core,
 //!   alternating round by round; prints the medians of execution per
-//!   transaction and the speedup.
+//!   transaction, the whole call of the parallel run (planning included,
+//!   as the throughput harness counts it) and the speedups.
+//! - `plan`: the block's planning on one thread, split into filling in
+//!   templates and building the plan; prints the medians per transaction.
 //! - `node`: fresh blocks of the workload executed by a `Node` on disk (in
 //!   parallel) and committed; prints the medians of execution and commit per
 //!   transaction.
+
+use std::time::Instant;
 
 use chroma_benches::{median, SetUpWorld};
 use chroma_vm::{BlockOptions, Node};
@@ -43,17 +49,20 @@ fn main() {
         "parallel" => {
             let world = SetUpWorld::new(config);
             let block = world.world().block(workload, size);
-            let (mut planning, mut execution) = (Vec::new(), Vec::new());
+            let (mut planning, mut execution, mut outside) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..rounds {
                 let mut vm = world.fork();
+                let started = Instant::now();
                 let done = vm.execute_block(&block, &BlockOptions::default()).expect("block");
+                outside.push(started.elapsed().saturating_sub(done.report.execution));
                 planning.push(done.report.planning);
                 execution.push(done.report.execution);
             }
             println!(
-                "{workload}: {size} transactions in parallel, median of {rounds}: planning {:.2} µs, execution {:.2} µs per transaction",
+                "{workload}: {size} transactions in parallel, median of {rounds}: planning {:.2} µs, execution {:.2} µs, the call beyond execution {:.3} µs per transaction",
                 micros_per_tx(planning),
-                micros_per_tx(execution)
+                micros_per_tx(execution),
+                micros_per_tx(outside)
             );
         }
         "compare" => {
@@ -65,18 +74,46 @@ fn main() {
                 ("parallel", BlockOptions::default()),
             ];
             let mut times = vec![Vec::new(); runs.len()];
+            let mut whole = Vec::new();
             for _ in 0..rounds {
-                for ((_, options), times) in runs.iter().zip(&mut times) {
+                for ((name, options), times) in runs.iter().zip(&mut times) {
                     let mut vm = world.fork();
-                    times.push(vm.execute_block(&block, options).expect("block").report.execution);
+                    let started = Instant::now();
+                    let done = vm.execute_block(&block, options).expect("block");
+                    if *name == "parallel" {
+                        whole.push(started.elapsed());
+                    }
+                    times.push(done.report.execution);
                 }
             }
             let medians: Vec<f64> = times.into_iter().map(micros_per_tx).collect();
+            let whole = micros_per_tx(whole);
             let described: Vec<String> = runs.iter().zip(&medians).map(|((name, _), m)| format!("{name} {m:.2} µs")).collect();
             println!(
-                "{workload}: {size} transactions, execution per transaction, medians of {rounds}: {}; speedup {:.2}x",
+                "{workload}: {size} transactions, execution per transaction, medians of {rounds}: {}; parallel with planning {whole:.2} µs; speedup {:.2}x, with planning {:.2}x",
                 described.join(", "),
-                medians[0] / medians[2]
+                medians[0] / medians[2],
+                medians[0] / whole
+            );
+        }
+        "plan" => {
+            let world = SetUpWorld::new(config);
+            let block = world.world().block(workload, size);
+            let vm = world.fork();
+            let (mut predicting, mut planning) = (Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                let started = Instant::now();
+                let predicted = vm.predict_block(&block, 1).expect("predictions");
+                predicting.push(started.elapsed());
+                let started = Instant::now();
+                let plan = chroma_analyzer::ExecutionPlan::new(&predicted);
+                planning.push(started.elapsed());
+                assert_eq!(plan.len(), size);
+            }
+            println!(
+                "{workload}: {size} transactions planned on one thread, median of {rounds}: templates {:.2} µs, plan {:.2} µs per transaction",
+                micros_per_tx(predicting),
+                micros_per_tx(planning)
             );
         }
         "node" => {
@@ -100,7 +137,7 @@ fn main() {
             );
         }
         other => {
-            eprintln!("unknown mode {other:?}: serial, parallel, compare or node");
+            eprintln!("unknown mode {other:?}: serial, parallel, compare, plan or node");
             std::process::exit(2);
         }
     }

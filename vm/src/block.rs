@@ -263,17 +263,22 @@ impl Vm {
         let threads = options.threads.clamp(1, MAX_THREADS);
         let options = BlockOptions { threads, ..*options };
         let pool = if options.serial { None } else { Some(pool(threads)?) };
-        let mut receipts: Vec<Option<Receipt>> = vec![None; txs.len()];
-        let mut predictions: Vec<Option<Arc<PredictedAccess>>> = vec![None; txs.len()];
+        // Both are filled in block order: segments and deploys end in order,
+        // and a misprediction ends its segment's part at the transaction it
+        // re-executes. A block of one segment takes its segment's vectors as
+        // they are (a 10,000-transaction chain spent 1.5% of its time moving
+        // receipts and predictions through slots and back).
+        let mut receipts: Vec<Receipt> = Vec::new();
+        let mut predictions: Vec<Arc<PredictedAccess>> = Vec::new();
         let mut mispredicted = Vec::new();
         let (mut planning, mut execution, mut plans, mut serial_segments) = (Duration::ZERO, Duration::ZERO, 0, 0);
         let mut segment_plan: Option<ExecutionPlan> = None;
         let mut next = 0;
         while next < txs.len() {
             if let TxKind::Deploy { .. } = txs[next].kind {
-                predictions[next] = Some(Arc::new(PredictedAccess { unbounded: true, ..PredictedAccess::default() }));
+                predictions.push(Arc::new(PredictedAccess { unbounded: true, ..PredictedAccess::default() }));
                 let started = Instant::now();
-                receipts[next] = Some(self.execute(&txs[next])?);
+                receipts.push(self.execute(&txs[next])?);
                 execution += started.elapsed();
                 next += 1;
                 continue;
@@ -343,34 +348,31 @@ impl Vm {
                 (plan, run)
             };
             let whole_block = next == 0 && end == txs.len();
-            for (i, prediction) in predicted.into_iter().enumerate() {
-                predictions[next + i] = Some(prediction);
-            }
             match run {
                 SegmentRun::Applied(done) => {
-                    for (i, receipt) in done.into_iter().enumerate() {
-                        receipts[next + i] = Some(receipt);
-                    }
+                    append(&mut predictions, predicted);
+                    append(&mut receipts, done);
                     if whole_block {
                         segment_plan = Some(plan);
                     }
                     next = end;
                 }
                 SegmentRun::Mispredicted { done, at } => {
-                    for (i, receipt) in done.into_iter().enumerate() {
-                        receipts[next + i] = Some(receipt);
-                    }
+                    // The mispredicted transaction keeps the prediction it
+                    // failed; the ones after it are predicted again.
+                    predicted.truncate(at + 1);
+                    append(&mut predictions, predicted);
+                    append(&mut receipts, done);
                     let index = next + at;
                     mispredicted.push(index);
                     let started = Instant::now();
-                    receipts[index] = Some(self.execute(&txs[index])?);
+                    receipts.push(self.execute(&txs[index])?);
                     execution += started.elapsed();
                     next = index + 1;
                 }
             }
+            debug_assert_eq!((receipts.len(), predictions.len()), (next, next));
         }
-        let predictions: Vec<Arc<PredictedAccess>> = predictions.into_iter().flatten().collect();
-        let receipts: Vec<Receipt> = receipts.into_iter().flatten().collect();
         debug_assert_eq!(receipts.len(), txs.len());
         let plan = match segment_plan {
             Some(plan) => plan,
@@ -476,6 +478,15 @@ fn plan_on(threads: Option<&ThreadPool>, predicted: &[Arc<PredictedAccess>]) -> 
         _ if predicted.len() <= chroma_analyzer::plan::SEQUENTIAL_MAX => Ok(ExecutionPlan::new(predicted)),
         Some(threads) => Ok(threads.install(|| ExecutionPlan::new(predicted))),
         None => Ok(pool(1)?.install(|| ExecutionPlan::new(predicted))),
+    }
+}
+
+/// Appends `more` to `all`, taking it whole when `all` is empty.
+fn append<T>(all: &mut Vec<T>, mut more: Vec<T>) {
+    if all.is_empty() {
+        *all = more;
+    } else {
+        all.append(&mut more);
     }
 }
 
