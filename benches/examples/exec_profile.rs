@@ -10,21 +10,76 @@
 //!   alternating round by round; prints the medians of execution per
 //!   transaction, the whole call of the parallel run (planning included,
 //!   as the throughput harness counts it) and the speedups.
-//! - `plan`: the block's planning on one thread, split into filling in
-//!   templates and building the plan; prints the medians per transaction.
+//! - `plan`: the block's planning on one thread and on every core: filling
+//!   in templates alone, then with the plan; prints the medians per
+//!   transaction.
+//! - `allocs`: the block once serially and once in parallel; prints the
+//!   allocations and bytes allocated per transaction (counts, unlike times,
+//!   repeat exactly from run to run).
 //! - `node`: fresh blocks of the workload executed by a `Node` on disk (in
 //!   parallel) and committed; prints the medians of execution and commit per
 //!   transaction.
 
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use chroma_benches::{median, SetUpWorld};
 use chroma_vm::{BlockOptions, Node};
 use chroma_workloads::{Workload, World, WorldConfig};
 
-/// The allocator of the other benchmarks (see `throughput.rs`).
+/// The allocator of the other benchmarks (see `throughput.rs`), counting
+/// allocations while `allocs` mode measures: a count does not vary from run
+/// to run as times do on a noisy host.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: Counting = Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static ALLOCATED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+struct Counting;
+
+impl Counting {
+    fn count(size: usize) {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            ALLOCATED_BYTES.fetch_add(size as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+// SAFETY: every call is passed on to mimalloc unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        Counting::count(layout.size());
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        Counting::count(layout.size());
+        unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        Counting::count(new_size);
+        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Allocations and bytes allocated (reallocations included) while `f` runs.
+fn allocations_in<R>(f: impl FnOnce() -> R) -> (R, u64, u64) {
+    ALLOCATIONS.store(0, Ordering::SeqCst);
+    ALLOCATED_BYTES.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    let result = f();
+    COUNTING.store(false, Ordering::SeqCst);
+    (result, ALLOCATIONS.load(Ordering::SeqCst), ALLOCATED_BYTES.load(Ordering::SeqCst))
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -100,21 +155,41 @@ fn main() {
             let world = SetUpWorld::new(config);
             let block = world.world().block(workload, size);
             let vm = world.fork();
-            let (mut predicting, mut planning) = (Vec::new(), Vec::new());
-            for _ in 0..rounds {
-                let started = Instant::now();
-                let predicted = vm.predict_block(&block, 1).expect("predictions");
-                predicting.push(started.elapsed());
-                let started = Instant::now();
-                let plan = chroma_analyzer::ExecutionPlan::new(&predicted);
-                planning.push(started.elapsed());
-                assert_eq!(plan.len(), size);
+            let cores = BlockOptions::default().threads;
+            for threads in [1, cores] {
+                let (mut predicting, mut planning) = (Vec::new(), Vec::new());
+                for _ in 0..rounds {
+                    let started = Instant::now();
+                    let predicted = vm.predict_block(&block, threads).expect("predictions");
+                    predicting.push(started.elapsed());
+                    assert_eq!(predicted.len(), size);
+                    let started = Instant::now();
+                    let plan = vm.plan(&block, threads).expect("plan");
+                    planning.push(started.elapsed());
+                    assert_eq!(plan.len(), size);
+                }
+                println!(
+                    "{workload}: {size} transactions planned on {threads} thread(s), median of {rounds}: templates {:.2} µs, templates and plan {:.2} µs per transaction",
+                    micros_per_tx(predicting),
+                    micros_per_tx(planning)
+                );
             }
-            println!(
-                "{workload}: {size} transactions planned on one thread, median of {rounds}: templates {:.2} µs, plan {:.2} µs per transaction",
-                micros_per_tx(predicting),
-                micros_per_tx(planning)
-            );
+        }
+        "allocs" => {
+            // The block once serially and once in parallel, each from the
+            // same state; dropping the result is not counted.
+            let world = SetUpWorld::new(config);
+            let block = world.world().block(workload, size);
+            for (name, options) in [("serially", BlockOptions::serial()), ("in parallel", BlockOptions::default())] {
+                let mut vm = world.fork();
+                let (done, count, bytes) = allocations_in(|| vm.execute_block(&block, &options).expect("block"));
+                assert_eq!(done.receipts.len(), size);
+                println!(
+                    "{workload}: {size} transactions {name}: {:.1} allocations, {:.0} bytes allocated per transaction (planning included)",
+                    count as f64 / size as f64,
+                    bytes as f64 / size as f64
+                );
+            }
         }
         "node" => {
             let dir = tempfile::tempdir().expect("temporary directory");
@@ -137,7 +212,7 @@ fn main() {
             );
         }
         other => {
-            eprintln!("unknown mode {other:?}: serial, parallel, compare, plan or node");
+            eprintln!("unknown mode {other:?}: serial, parallel, compare, plan, allocs or node");
             std::process::exit(2);
         }
     }

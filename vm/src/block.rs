@@ -463,7 +463,7 @@ impl Vm {
         }
         let mut done = Vec::with_capacity(executed.len());
         for e in executed {
-            self.state().apply(&e.writes)?;
+            self.state().apply(e.writes)?;
             done.push(e.receipt);
         }
         Ok(SegmentRun::Mispredicted { done, at: first_bad })

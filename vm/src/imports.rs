@@ -69,18 +69,25 @@ fn memory(caller: &Ctx<'_>) -> HostResult<Memory> {
 
 fn read_bytes(caller: &mut Ctx<'_>, ptr: u32, len: u32) -> HostResult<Vec<u8>> {
     let mem = memory(caller)?;
-    let data = mem.data(&*caller);
+    Ok(span(mem.data(&*caller), ptr, len)?.to_vec())
+}
+
+/// `len` bytes of `data` from `ptr`, or the out-of-bounds error.
+fn span(data: &[u8], ptr: u32, len: u32) -> HostResult<&[u8]> {
     let start = ptr as usize;
     start
         .checked_add(len as usize)
         .and_then(|end| data.get(start..end))
-        .map(<[u8]>::to_vec)
         .ok_or_else(|| Abort::from(HostError::MemoryOutOfBounds { ptr, len, memory_size: data.len() as u64 }).into())
 }
 
 fn write_bytes(caller: &mut Ctx<'_>, ptr: u32, bytes: &[u8]) -> HostResult<()> {
     let mem = memory(caller)?;
-    let data = mem.data_mut(&mut *caller);
+    copy_into(mem.data_mut(&mut *caller), ptr, bytes)
+}
+
+/// Copies `bytes` into `data` at `ptr`, or fails with the out-of-bounds error.
+fn copy_into(data: &mut [u8], ptr: u32, bytes: &[u8]) -> HostResult<()> {
     let size = data.len() as u64;
     let start = ptr as usize;
     match start.checked_add(bytes.len()).and_then(|end| data.get_mut(start..end)) {
@@ -115,20 +122,26 @@ fn check_writable(caller: &Ctx<'_>, function: &'static str) -> HostResult<()> {
 }
 
 /// Reads the key at (`key_ptr`, `key_len`) and returns the full state key.
+/// The full state key of the contract's key at `key_ptr`, made straight
+/// from memory (no copy of the contract's key on the way).
 fn state_key(caller: &mut Ctx<'_>, slot: u32, key_ptr: u32, key_len: u32) -> HostResult<Vec<u8>> {
     if slot == SYSTEM_SLOT {
         return Err(Abort::from(HostError::ReservedSlot { slot }).into());
     }
     check_len(key_len, MAX_KEY_LEN, |length, limit| HostError::KeyLengthExceeded { length, limit })?;
-    let key = read_bytes(caller, key_ptr, key_len)?;
-    Ok(storage_key(&caller.data().frame.contract, slot, &key))
+    let mem = memory(caller)?;
+    let key = span(mem.data(&*caller), key_ptr, key_len)?;
+    Ok(storage_key(&caller.data().frame.contract, slot, key))
 }
 
 fn input(mut caller: Ctx<'_>, dst_ptr: u32) -> HostResult<u32> {
-    let input = caller.data().frame.input.clone();
-    charge(&mut caller, gas::HOST_CALL + gas::COPY_PER_BYTE * input.len() as u64)?;
-    write_bytes(&mut caller, dst_ptr, &input)?;
-    Ok(input.len() as u32)
+    let len = caller.data().frame.input.len();
+    charge(&mut caller, gas::HOST_CALL + gas::COPY_PER_BYTE * len as u64)?;
+    // Memory and frame borrowed at once: the input is copied once, into memory.
+    let mem = memory(&caller)?;
+    let (data, store) = mem.data_and_store_mut(&mut caller);
+    copy_into(data, dst_ptr, &store.frame.input)?;
+    Ok(len as u32)
 }
 
 fn caller_address(mut caller: Ctx<'_>, dst_ptr: u32) -> HostResult<()> {
@@ -146,7 +159,7 @@ fn self_address(mut caller: Ctx<'_>, dst_ptr: u32) -> HostResult<()> {
 fn storage_read(mut caller: Ctx<'_>, slot: u32, key_ptr: u32, key_len: u32, dst_ptr: u32, dst_cap: u32) -> HostResult<i32> {
     charge(&mut caller, gas::HOST_CALL + gas::STORAGE_READ + gas::STORAGE_READ_PER_BYTE * u64::from(key_len))?;
     let key = state_key(&mut caller, slot, key_ptr, key_len)?;
-    let Some(value) = tx(&mut caller)?.journal.read(&key) else {
+    let Some(value) = tx(&mut caller)?.journal.read(key) else {
         return Ok(STORAGE_ABSENT);
     };
     charge(&mut caller, gas::STORAGE_READ_PER_BYTE * value.len() as u64)?;
@@ -237,7 +250,8 @@ fn call(
     check_len(method_len, MAX_METHOD_NAME_LEN, |length, limit| HostError::MethodNameLengthExceeded { length, limit })?;
     charge(&mut caller, gas::HOST_CALL + gas::CALL + gas::COPY_PER_BYTE * u64::from(args_len))?;
     let mut address = [0u8; ADDRESS_LEN];
-    address.copy_from_slice(&read_bytes(&mut caller, addr_ptr, ADDRESS_LEN as u32)?);
+    let mem = memory(&caller)?;
+    address.copy_from_slice(span(mem.data(&caller), addr_ptr, ADDRESS_LEN as u32)?);
     let method = utf8(read_bytes(&mut caller, method_ptr, method_len)?, "method name")?;
     let args = read_bytes(&mut caller, args_ptr, args_len)?;
 
@@ -245,7 +259,7 @@ fn call(
     let (from, read_only) = (caller.data().frame.contract, caller.data().frame.read_only);
     let state = caller.data_mut().tx.take().ok_or_else(|| wasmtime::Error::msg("no transaction context"))?;
     let runtime: Arc<Runtime> = state.runtime.clone();
-    let invocation = Invocation { contract: Address(address), caller: from, method, input: args, read_only, fuel };
+    let invocation = Invocation { contract: Address(address), caller: from, method: &method, input: args, read_only, fuel };
     let (state, result) = runtime.invoke(state, invocation, None);
     caller.data_mut().tx = Some(state);
     caller.set_fuel(result.fuel_left)?;

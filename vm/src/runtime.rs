@@ -136,10 +136,11 @@ pub(crate) struct TxState {
 }
 
 /// One call to run.
-pub(crate) struct Invocation {
+pub(crate) struct Invocation<'m> {
     pub contract: Address,
     pub caller: Address,
-    pub method: String,
+    /// Borrowed: a transaction's method outlives its call (no copy per call).
+    pub method: &'m str,
     pub input: Vec<u8>,
     pub read_only: bool,
     pub fuel: u64,
@@ -343,7 +344,7 @@ impl Runtime {
     pub(crate) fn invoke(
         self: &Arc<Self>,
         mut state: Box<TxState>,
-        call: Invocation,
+        call: Invocation<'_>,
         init: Option<&Arc<Contract>>,
     ) -> (Box<TxState>, InvokeResult) {
         let fail = |state, failure, fuel_left| (state, InvokeResult { outcome: Err(failure), fuel_left });
@@ -354,9 +355,9 @@ impl Runtime {
                 None => return fail(state, CallFailure::NoSuchContract(call.contract), call.fuel),
             },
         };
-        let Some(method) = contract.abi.method(&call.method).filter(|m| (m.kind == MethodKind::Init) == init.is_some())
+        let Some(method) = contract.abi.method(call.method).filter(|m| (m.kind == MethodKind::Init) == init.is_some())
         else {
-            return fail(state, CallFailure::NoSuchMethod(call.method), call.fuel);
+            return fail(state, CallFailure::NoSuchMethod(call.method.to_string()), call.fuel);
         };
         if let Err(e) = method.check_args(&call.input) {
             return fail(state, CallFailure::BadInput(e.to_string()), call.fuel);
@@ -380,7 +381,7 @@ impl Runtime {
         let mut store = Store::new(&self.engine, StoreData { tx: Some(state), frame, limits });
         store.limiter(|data| &mut data.limits);
         let run = store.set_fuel(call.fuel).and_then(|()| {
-            let (memory, entry) = contract.instantiate_for(&mut store, &call.method)?;
+            let (memory, entry) = contract.instantiate_for(&mut store, call.method)?;
             store.data_mut().frame.memory = Some(memory);
             entry.call(&mut store, ())
         });
@@ -417,7 +418,12 @@ pub(crate) struct Executed {
 
 /// The nonce `account`'s next transaction must carry, in `state`.
 pub(crate) fn nonce_in(state: &dyn StateRead, account: &Address) -> Result<u64, StateError> {
-    let record = state.get(&nonce_key(account))?;
+    nonce_at(state, &nonce_key(account))
+}
+
+/// The nonce stored at `key` (an account's [`nonce_key`]), 0 if none.
+fn nonce_at(state: &dyn StateRead, key: &[u8]) -> Result<u64, StateError> {
+    let record = state.get(key)?;
     Ok(record.and_then(|v| u64::decode(&v).ok()).unwrap_or(0))
 }
 
@@ -434,7 +440,8 @@ pub(crate) fn execute_in(
     tx: &Transaction,
     allowed: Option<Arc<PredictedAccess>>,
 ) -> Result<Executed, VmError> {
-    let expected = nonce_in(&**state, &tx.sender)?;
+    let nonce_record = nonce_key(&tx.sender);
+    let expected = nonce_at(&**state, &nonce_record)?;
     if tx.nonce != expected {
         let receipt = receipt(Outcome::InvalidNonce { expected, found: tx.nonce }, 0);
         return Ok(Executed { receipt, writes: TxWrites::new(), mispredicted: false, deployed: None });
@@ -445,12 +452,12 @@ pub(crate) fn execute_in(
     }
     let mut executed = match &tx.kind {
         TxKind::Call { contract, method, args } => {
-            let call = Call { sender: tx.sender, contract: *contract, method: method.clone(), input: args.clone(), read_only: false };
+            let call = Call { sender: tx.sender, contract: *contract, method, input: args.clone(), read_only: false };
             run(runtime, state, call, tx.gas_limit, None, allowed)?
         }
         TxKind::Deploy { code, init_args } => deploy(runtime, state, tx, code, init_args)?,
     };
-    executed.writes.insert(nonce_key(&tx.sender), WriteOp::Set(Some((expected + 1).encode())));
+    executed.writes.insert(nonce_record, WriteOp::Set(Some((expected + 1).encode())));
     if !executed.receipt.outcome.is_success() {
         executed.receipt.events.clear();
     }
@@ -458,10 +465,10 @@ pub(crate) fn execute_in(
 }
 
 /// A top-level call.
-struct Call {
+struct Call<'m> {
     sender: Address,
     contract: Address,
-    method: String,
+    method: &'m str,
     input: Vec<u8>,
     read_only: bool,
 }
@@ -471,7 +478,7 @@ struct Call {
 fn run(
     runtime: &Arc<Runtime>,
     state: &Arc<dyn StateRead>,
-    call: Call,
+    call: Call<'_>,
     gas_limit: u64,
     init: Option<&Arc<Contract>>,
     allowed: Option<Arc<PredictedAccess>>,
@@ -525,7 +532,7 @@ fn deploy(runtime: &Arc<Runtime>, state: &Arc<dyn StateRead>, tx: &Transaction, 
     let remaining = tx.gas_limit - deploy_cost + gas::TRANSACTION;
     let mut executed = match contract.abi.init() {
         Some(init) => {
-            let call = Call { sender: tx.sender, contract: address, method: init.name.clone(), input: init_args.to_vec(), read_only: false };
+            let call = Call { sender: tx.sender, contract: address, method: &init.name, input: init_args.to_vec(), read_only: false };
             run(runtime, state, call, remaining, Some(&contract), None)?
         }
         None if init_args.is_empty() => Executed {
@@ -601,7 +608,7 @@ impl Vm {
 
     /// Applies an executed transaction's writes and registers what it deployed.
     pub(crate) fn commit(&mut self, executed: Executed) -> Result<Receipt, VmError> {
-        self.state.apply(&executed.writes)?;
+        self.state.apply(executed.writes)?;
         if let Some((contract, code)) = executed.deployed {
             self.new_code.insert(contract.code_hash, code);
             self.runtime.register(contract);
@@ -615,7 +622,7 @@ impl Vm {
         if gas_limit > gas::MAX_TX_GAS {
             return Ok(receipt(Outcome::GasLimitTooHigh { limit: gas_limit, max: gas::MAX_TX_GAS }, 0));
         }
-        let call = Call { sender: Address::ZERO, contract, method: method.to_string(), input: args, read_only: true };
+        let call = Call { sender: Address::ZERO, contract, method, input: args, read_only: true };
         Ok(on_execution_thread(|| run(&self.runtime, &state, call, gas_limit, None, None))??.receipt)
     }
 }
