@@ -304,20 +304,30 @@ impl Vm {
                     serial_segments += 1;
                 }
                 let started = Instant::now();
-                let (planned, done) = std::thread::scope(|scope| {
-                    let planner = scope.spawn(|| {
-                        let started = Instant::now();
-                        let mut all = probe_predictions;
-                        all.extend(predict_with(&runtime, &state, &segment[probe..], predictor, None));
-                        // On one thread: the other core runs the segment.
-                        let plan = plan_on(None, &all);
-                        (all, plan, started.elapsed())
+                // The planner runs on the kept one-thread pool (where
+                // `plan_on(None, ..)` plans anyway), not on a thread started
+                // for the block (its creation, and at its end handing back
+                // what its allocator held; see `stack.rs`).
+                let planner_pool = self::pool(1)?;
+                let mut planned = None;
+                let done = planner_pool.in_place_scope(|scope| {
+                    scope.spawn(|_| {
+                        planned = Some(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            let started = Instant::now();
+                            let mut all = probe_predictions;
+                            all.extend(predict_with(&runtime, &state, &segment[probe..], predictor, None));
+                            // On one thread: the other core runs the segment.
+                            let plan = plan_on(None, &all);
+                            (all, plan, started.elapsed())
+                        })));
                     });
-                    let done = self.execute_serially(segment);
-                    (planner.join(), done)
+                    self.execute_serially(segment)
                 });
                 execution += started.elapsed();
-                let (all, plan, took) = planned.map_err(|_| VmError::Engine("the planning thread panicked".into()))?;
+                let (all, plan, took) = match planned {
+                    Some(Ok(planned)) => planned,
+                    _ => return Err(VmError::Engine("the planner panicked".into())),
+                };
                 let plan = plan?;
                 planning += took;
                 predicted = all;
