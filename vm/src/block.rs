@@ -465,18 +465,16 @@ impl Vm {
                 _ => {}
             }
         }
+        let receipts = executed.into_iter().map(|e| e.receipt).collect();
         if first_bad == usize::MAX {
             // The overlay holds exactly the segment's effects.
-            self.state().apply_values(overlay.take_pending());
-            let receipts = executed.into_iter().map(|e| e.receipt).collect();
+            self.state().apply_values(overlay.take_pending()?);
             return Ok(SegmentRun::Applied(receipts));
         }
-        let mut done = Vec::with_capacity(executed.len());
-        for e in executed {
-            self.state().apply(e.writes)?;
-            done.push(e.receipt);
-        }
-        Ok(SegmentRun::Mispredicted { done, at: first_bad })
+        // The effects of the transactions before the first bad one; those
+        // of later ones that ran are dropped.
+        self.state().apply_values(overlay.take_before(first_bad)?);
+        Ok(SegmentRun::Mispredicted { done: receipts, at: first_bad })
     }
 }
 
@@ -573,7 +571,11 @@ impl Parallel<'_> {
             return;
         }
         let result = match execute_in(&self.runtime, &self.view, &self.segment[i], Some(self.predicted[i].clone())) {
-            Ok(done) if !done.mispredicted => self.overlay.apply(&done.writes).map(|()| done).map_err(VmError::State),
+            Ok(mut done) if !done.mispredicted => {
+                // Moved into the overlay, which keeps them by transaction.
+                self.overlay.apply(i, std::mem::take(&mut done.writes));
+                Ok(done)
+            }
             other => other,
         };
         if result.as_ref().map_or(true, |done| done.mispredicted) {

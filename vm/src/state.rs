@@ -177,9 +177,57 @@ const OVERLAY_SHARDS: usize = 64;
 /// the executor needs: a transaction that conflicts with another starts
 /// only after that one's writes are all applied, and one that does not
 /// conflict never reads them.
+///
+/// Each key keeps its writes, with the transaction that made them, in the
+/// order they were applied (a key's [`History`]), and a read folds them over
+/// the base. The writes are moved in, not copied, and the state as of any
+/// transaction can still be taken ([`BlockOverlay::take_before`]): when a
+/// transaction mispredicts, the effects of the ones before it are applied
+/// and the rest are dropped. Writes that do not commute (a set with
+/// anything else on its key) are ordered by the plan, so a key's history
+/// lists them in block order; adds between them may come in any order,
+/// and their sum does not depend on it.
 pub struct BlockOverlay {
     base: Arc<dyn StateRead>,
-    shards: Vec<RwLock<FxHashMap<Vec<u8>, Option<Vec<u8>>>>>,
+    shards: Vec<RwLock<FxHashMap<Vec<u8>, History>>>,
+}
+
+/// One key's writes in a [`BlockOverlay`], by transaction (the index in the
+/// segment), in the order they were applied. Most keys have one.
+type History = Vec<(usize, WriteOp)>;
+
+/// The value of a key whose `history` (filtered to the transactions wanted)
+/// applies over `base`: the last set, or the base value, plus the adds after it.
+fn fold<'h>(
+    mut history: impl DoubleEndedIterator<Item = &'h WriteOp> + Clone,
+    base: impl FnOnce() -> Result<Option<Vec<u8>>, StateError>,
+) -> Result<Option<Vec<u8>>, StateError> {
+    let mut adds_after = 0usize;
+    let mut last_set = None;
+    for op in history.clone().rev() {
+        match op {
+            WriteOp::Set(value) => {
+                last_set = Some(value);
+                break;
+            }
+            WriteOp::Add(_) => adds_after += 1,
+        }
+    }
+    let value = match last_set {
+        Some(value) => value.clone(),
+        None => base()?,
+    };
+    if adds_after == 0 {
+        return Ok(value);
+    }
+    // The adds summed first and encoded once (as `added` one by one would:
+    // saturating adds of non-negative amounts commute).
+    let skip = history.clone().count() - adds_after;
+    let sum = history.by_ref().skip(skip).fold(0u128, |sum, op| match op {
+        WriteOp::Add(amount) => sum.saturating_add(*amount),
+        WriteOp::Set(_) => sum,
+    });
+    Ok(Some(added(value.as_deref(), sum)))
 }
 
 impl BlockOverlay {
@@ -194,68 +242,50 @@ impl BlockOverlay {
         Arc::new(BlockOverlay { base, shards })
     }
 
-    fn shard(&self, key: &[u8]) -> &RwLock<FxHashMap<Vec<u8>, Option<Vec<u8>>>> {
+    fn shard(&self, key: &[u8]) -> &RwLock<FxHashMap<Vec<u8>, History>> {
         let mut hasher = FxHasher::default();
         hasher.write(key);
         &self.shards[(hasher.finish() >> 32) as usize % OVERLAY_SHARDS]
     }
 
-    /// Applies a transaction's writes; adds to the value each key has now.
-    pub fn apply(&self, writes: &TxWrites) -> Result<(), StateError> {
+    /// Applies the writes of transaction `tx` (its index in the segment).
+    pub fn apply(&self, tx: usize, writes: TxWrites) {
         for (key, op) in writes {
-            let mut shard = self.shard(key).write().unwrap_or_else(|p| p.into_inner());
-            let value = match op {
-                WriteOp::Set(value) => value.clone(),
-                WriteOp::Add(amount) => {
-                    let current = match shard.get(key) {
-                        Some(pending) => pending.clone(),
-                        None => self.base.get(key)?,
-                    };
-                    Some(added(current.as_deref(), *amount))
-                }
-            };
-            shard.insert(key.clone(), value);
+            let mut shard = self.shard(&key).write().unwrap_or_else(|p| p.into_inner());
+            shard.entry(key).or_default().push((tx, op));
         }
-        Ok(())
     }
 
-    /// Takes every pending write, each key once, in no particular order (for
-    /// [`StateOverlay::apply_values`], to which the order makes no
-    /// difference: sorting them cost a tenth of a parallel block of transfers).
-    pub fn take_pending(&self) -> impl ExactSizeIterator<Item = (Vec<u8>, Option<Vec<u8>>)> {
+    /// Takes the final value of every key written, each key once, in no
+    /// particular order (for [`StateOverlay::apply_values`], to which the
+    /// order makes no difference: sorting them cost a tenth of a parallel
+    /// block of transfers).
+    pub fn take_pending(&self) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, StateError> {
+        self.take_before(usize::MAX)
+    }
+
+    /// Takes the final values of the keys written by transactions before
+    /// `tx` (their writes only), in no particular order.
+    pub fn take_before(&self, tx: usize) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, StateError> {
         let shards: Vec<_> =
             self.shards.iter().map(|shard| std::mem::take(&mut *shard.write().unwrap_or_else(|p| p.into_inner()))).collect();
-        Pending { len: shards.iter().map(|shard| shard.len()).sum(), entries: shards.into_iter().flatten() }
+        let mut values = Vec::with_capacity(shards.iter().map(|shard| shard.len()).sum());
+        for (key, history) in shards.into_iter().flatten() {
+            let before = history.iter().filter(|(writer, _)| *writer < tx).map(|(_, op)| op);
+            if before.clone().next().is_none() {
+                continue;
+            }
+            let value = fold(before, || self.base.get(&key))?;
+            values.push((key, value));
+        }
+        Ok(values)
     }
 }
-
-/// A [`BlockOverlay`]'s pending writes, counted (so that the overlay they
-/// are applied to can make room for them at once).
-struct Pending<I> {
-    len: usize,
-    entries: I,
-}
-
-impl<I: Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>> Iterator for Pending<I> {
-    type Item = I::Item;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let next = self.entries.next()?;
-        self.len -= 1;
-        Some(next)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.len, Some(self.len))
-    }
-}
-
-impl<I: Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>> ExactSizeIterator for Pending<I> {}
 
 impl StateRead for BlockOverlay {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        if let Some(pending) = self.shard(key).read().unwrap_or_else(|p| p.into_inner()).get(key) {
-            return Ok(pending.clone());
+        if let Some(history) = self.shard(key).read().unwrap_or_else(|p| p.into_inner()).get(key) {
+            return fold(history.iter().map(|(_, op)| op), || self.base.get(key));
         }
         self.base.get(key)
     }
@@ -503,6 +533,44 @@ mod tests {
         j.add(key.clone(), 3);
         let (writes, _, _) = j.finish().expect("no storage failure");
         assert_eq!(writes[&key], WriteOp::Set(Some(5u128.encode())));
+    }
+
+    /// A block overlay folds each key's writes over the base, and gives the
+    /// state as of any transaction: what a misprediction keeps.
+    #[test]
+    fn a_block_overlay_gives_the_state_before_any_transaction() {
+        let (counter, fresh, gone) = (b"counter".to_vec(), b"fresh".to_vec(), b"gone".to_vec());
+        let base = StateOverlay::new();
+        base.apply_values(BTreeMap::from([(fresh.clone(), Some(7u128.encode())), (gone.clone(), Some(b"x".to_vec()))]));
+        let writes = |ops: Vec<(&Vec<u8>, WriteOp)>| -> TxWrites { ops.into_iter().map(|(k, op)| (k.clone(), op)).collect() };
+        let fill = || {
+            let block = BlockOverlay::over(base.clone(), 4);
+            // The order a plan allows: transactions 1 and 2 only add to the
+            // counter, so they may finish in either order.
+            block.apply(0, writes(vec![(&counter, WriteOp::Set(Some(10u128.encode()))), (&fresh, WriteOp::Add(3))]));
+            block.apply(2, writes(vec![(&counter, WriteOp::Add(5))]));
+            block.apply(1, writes(vec![(&counter, WriteOp::Add(2)), (&gone, WriteOp::Set(None))]));
+            block.apply(3, writes(vec![(&counter, WriteOp::Set(Some(100u128.encode())))]));
+            block.apply(4, writes(vec![(&counter, WriteOp::Add(1)), (&fresh, WriteOp::Add(1))]));
+            block
+        };
+        let block = fill();
+        assert_eq!(block.get(&counter), Ok(Some(101u128.encode())));
+        assert_eq!(block.get(&fresh), Ok(Some(11u128.encode())), "adds fold over the base value");
+        assert_eq!(block.get(&gone), Ok(None));
+        assert_eq!(block.get(b"untouched"), Ok(None));
+
+        let before = |tx: usize| -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+            fill().take_before(tx).expect("the base is readable").into_iter().collect()
+        };
+        let value = |n: u128| Some(n.encode());
+        assert_eq!(before(0), BTreeMap::new());
+        assert_eq!(before(1), BTreeMap::from([(counter.clone(), value(10)), (fresh.clone(), value(10))]));
+        assert_eq!(before(2), BTreeMap::from([(counter.clone(), value(12)), (fresh.clone(), value(10)), (gone.clone(), None)]));
+        assert_eq!(before(3), BTreeMap::from([(counter.clone(), value(17)), (fresh.clone(), value(10)), (gone.clone(), None)]));
+        let all: BTreeMap<_, _> = fill().take_pending().expect("the base is readable").into_iter().collect();
+        assert_eq!(all, BTreeMap::from([(counter.clone(), value(101)), (fresh.clone(), value(11)), (gone.clone(), None)]));
+        assert_eq!(all, before(5));
     }
 
     #[test]
