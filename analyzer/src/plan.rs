@@ -723,6 +723,27 @@ mod tests {
             || any(&a.adds, &b.reads)
     }
 
+    /// The executor decides a plan is worth running in parallel without
+    /// simulating it when n/threads + groups steps is fast enough: that is
+    /// an upper bound on both schedules with unit weights (Graham's bound
+    /// for greedy schedules), which this checks.
+    #[test]
+    fn unit_makespans_stay_within_greedy_bound() {
+        let keys: [&[u8]; 4] = [b"p1x", b"p1y", b"p2x", b"q"];
+        for block in random_blocks(12, &keys, 60).take(300) {
+            let plan = ExecutionPlan::new(&block);
+            let unit = vec![1u64; plan.len()];
+            for threads in 1..=4 {
+                let bound = (plan.len().div_ceil(threads) + plan.groups.len()) as u64;
+                for strategy in Strategy::ALL {
+                    let steps = plan.makespan(strategy, threads, &unit);
+                    assert!(steps <= bound, "{strategy:?} on {threads} threads: {steps} steps over the bound {bound}");
+                    assert!(steps >= plan.groups.len() as u64, "no schedule is shorter than the longest chain");
+                }
+            }
+        }
+    }
+
     #[test]
     fn makespans() {
         // 0 → 2, 1 independent; weights 4, 4, 2.

@@ -13,9 +13,9 @@
 //! - `plan`: the block's planning on one thread and on every core: filling
 //!   in templates alone, then with the plan; prints the medians per
 //!   transaction.
-//! - `allocs`: the block once serially and once in parallel; prints the
-//!   allocations and bytes allocated per transaction (counts, unlike times,
-//!   repeat exactly from run to run).
+//! - `allocs`: the block's planning alone, then the block once serially and
+//!   once in parallel; prints the allocations and bytes allocated per
+//!   transaction (counts, unlike times, repeat exactly from run to run).
 //! - `node`: fresh blocks of the workload executed by a `Node` on disk (in
 //!   parallel) and committed; prints the medians of execution and commit per
 //!   transaction.
@@ -180,6 +180,16 @@ fn main() {
             // same state; dropping the result is not counted.
             let world = SetUpWorld::new(config);
             let block = world.world().block(workload, size);
+            let vm = world.fork();
+            let (predicted, count, bytes) = allocations_in(|| vm.predict_block(&block, 1).expect("predictions"));
+            let (_, plan_count, plan_bytes) = allocations_in(|| chroma_analyzer::ExecutionPlan::new(&predicted));
+            println!(
+                "{workload}: {size} transactions planned: templates {:.1} allocations ({:.0} bytes), plan {:.1} allocations ({:.0} bytes) per transaction",
+                count as f64 / size as f64,
+                bytes as f64 / size as f64,
+                plan_count as f64 / size as f64,
+                plan_bytes as f64 / size as f64
+            );
             for (name, options) in [("serially", BlockOptions::serial()), ("in parallel", BlockOptions::default())] {
                 let mut vm = world.fork();
                 let (done, count, bytes) = allocations_in(|| vm.execute_block(&block, &options).expect("block"));
