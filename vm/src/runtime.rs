@@ -339,8 +339,9 @@ impl Runtime {
     }
 
     /// Runs one call atomically: on failure its writes and events (and those
-    /// of its callees) are rolled back. `init` runs a contract's constructor
-    /// (and is the only way to).
+    /// of its callees) are rolled back (a top-level call's by `run`, which
+    /// drops them). `init` runs a contract's constructor (and is the only
+    /// way to).
     pub(crate) fn invoke(
         self: &Arc<Self>,
         mut state: Box<TxState>,
@@ -366,7 +367,9 @@ impl Runtime {
             return fail(state, CallFailure::DepthExceeded, call.fuel);
         }
         let read_only = call.read_only || method.kind == MethodKind::View;
-        let checkpoint = state.journal.checkpoint();
+        // A nested call's effects are undone if it fails; a top-level call's
+        // are dropped whole by `run`, so it needs no checkpoint.
+        let checkpoint = (state.depth > 0).then(|| state.journal.checkpoint());
         state.depth += 1;
 
         let frame = Frame {
@@ -394,9 +397,16 @@ impl Runtime {
         };
         state.depth -= 1;
         let outcome = match run {
-            Ok(()) => Ok(data.frame.output),
+            Ok(()) => {
+                if let Some(checkpoint) = checkpoint {
+                    state.journal.release(checkpoint);
+                }
+                Ok(data.frame.output)
+            }
             Err(error) => {
-                state.journal.rollback(checkpoint);
+                if let Some(checkpoint) = checkpoint {
+                    state.journal.rollback(checkpoint);
+                }
                 Err(classify(error))
             }
         };

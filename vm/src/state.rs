@@ -311,8 +311,13 @@ pub struct Checkpoint {
 pub struct Journal {
     base: Arc<dyn StateRead>,
     overlay: TxWrites,
-    /// (key, the overlay's entry before the write) for rollback.
+    /// (key, the overlay's entry before the write) for rollback, recorded
+    /// only while a checkpoint is open: a transaction's top-level call takes
+    /// none (its writes are dropped whole if it fails), so its writes copy
+    /// no key for an undo that never comes.
     undo: Vec<(Vec<u8>, Option<WriteOp>)>,
+    /// Checkpoints taken and not yet released or rolled back.
+    open_checkpoints: u32,
     events: Vec<Event>,
     accesses: AccessSet,
     /// The first storage failure; the transaction's result is then void.
@@ -329,6 +334,7 @@ impl Journal {
             base,
             overlay: BTreeMap::new(),
             undo: Vec::new(),
+            open_checkpoints: 0,
             events: Vec::new(),
             accesses: AccessSet::default(),
             failure: None,
@@ -368,6 +374,10 @@ impl Journal {
     }
 
     fn put(&mut self, key: Vec<u8>, op: WriteOp) {
+        if self.open_checkpoints == 0 {
+            self.overlay.insert(key, op);
+            return;
+        }
         let previous = self.overlay.insert(key.clone(), op);
         self.undo.push((key, previous));
     }
@@ -417,8 +427,17 @@ impl Journal {
         self.events.len()
     }
 
-    pub fn checkpoint(&self) -> Checkpoint {
+    /// A position to roll back to; until it is released or rolled back,
+    /// writes record how to undo them.
+    pub fn checkpoint(&mut self) -> Checkpoint {
+        self.open_checkpoints += 1;
         Checkpoint { undo_len: self.undo.len(), events_len: self.events.len() }
+    }
+
+    /// Keeps everything since `checkpoint` (the call it guarded succeeded).
+    pub fn release(&mut self, checkpoint: Checkpoint) {
+        let _ = checkpoint;
+        self.close_checkpoint();
     }
 
     /// Undoes every write and event since `checkpoint`. Accesses stay recorded:
@@ -432,6 +451,15 @@ impl Journal {
             };
         }
         self.events.truncate(checkpoint.events_len);
+        self.close_checkpoint();
+    }
+
+    fn close_checkpoint(&mut self) {
+        self.open_checkpoints = self.open_checkpoints.saturating_sub(1);
+        if self.open_checkpoints == 0 {
+            // No checkpoint can reach these entries any more.
+            self.undo.clear();
+        }
     }
 
     /// The net writes, events and accesses, or the storage failure that voids them.

@@ -122,6 +122,47 @@ fn recursion_through_calls_stops_at_the_depth_limit() {
 }
 
 #[test]
+fn a_failed_nested_call_is_undone_and_the_rest_of_the_transaction_kept() {
+    // "run" writes a = 1 (top level, with no checkpoint of its own), calls
+    // "keep" (k = K, event K), then "fail" (k = F, a = X, event F, trap), and
+    // ignores the failure: a = 1, k = K and only event K remain.
+    let mut chain = Chain::new();
+    let c = deploy(
+        &mut chain,
+        r#"(import "chroma" "self_address" (func $me (param i32)))
+           (import "chroma" "emit" (func $emit (param i32 i32 i32 i32)))
+           (import "chroma" "storage_write" (func $w (param i32 i32 i32 i32 i32)))
+           (import "chroma" "call" (func $call (param i32 i32 i32 i32 i32 i32 i32) (result i64)))
+           (memory (export "memory") 1)
+           (data (i32.const 100) "keep")
+           (data (i32.const 110) "fail")
+           (data (i32.const 120) "ak1KFX")
+           (func (export "run")
+             (call $w (i32.const 0) (i32.const 120) (i32.const 1) (i32.const 122) (i32.const 1))
+             (call $me (i32.const 0))
+             (drop (call $call (i32.const 0) (i32.const 100) (i32.const 4) (i32.const 0) (i32.const 0) (i32.const 200) (i32.const 64)))
+             (drop (call $call (i32.const 0) (i32.const 110) (i32.const 4) (i32.const 0) (i32.const 0) (i32.const 200) (i32.const 64))))
+           (func (export "keep")
+             (call $w (i32.const 0) (i32.const 121) (i32.const 1) (i32.const 123) (i32.const 1))
+             (call $emit (i32.const 123) (i32.const 1) (i32.const 0) (i32.const 0)))
+           (func (export "fail")
+             (call $w (i32.const 0) (i32.const 121) (i32.const 1) (i32.const 124) (i32.const 1))
+             (call $w (i32.const 0) (i32.const 120) (i32.const 1) (i32.const 125) (i32.const 1))
+             (call $emit (i32.const 124) (i32.const 1) (i32.const 0) (i32.const 0))
+             unreachable)"#,
+        &[("run", Mutating), ("keep", Mutating), ("fail", Mutating)],
+    );
+    let receipt = run(&mut chain, c, "run");
+    assert_eq!(receipt.outcome, Outcome::Success);
+    let names: Vec<&str> = receipt.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["K"], "the failed call's event is dropped");
+    let stored = |key: &[u8]| chroma_vm::StateRead::get(chain.vm.state().as_ref(), &chroma_host_api::key::storage_key(&c, 0, key)).expect("state");
+    assert_eq!(stored(b"a"), Some(b"1".to_vec()), "the top level's write survives the nested failure");
+    assert_eq!(stored(b"k"), Some(b"K".to_vec()), "the successful nested call's write survives the failed one");
+    assert!(receipt.accesses.writes.contains(&chroma_host_api::key::storage_key(&c, 0, b"a")), "a failed call's writes are still accesses");
+}
+
+#[test]
 fn a_trap_in_wasm_is_reported() {
     let mut chain = Chain::new();
     let c = deploy(&mut chain, r#"(memory (export "memory") 1) (func (export "boom") unreachable)"#, &[("boom", Mutating)]);
