@@ -121,9 +121,8 @@ fn check_writable(caller: &Ctx<'_>, function: &'static str) -> HostResult<()> {
     Ok(())
 }
 
-/// Reads the key at (`key_ptr`, `key_len`) and returns the full state key.
-/// The full state key of the contract's key at `key_ptr`, made straight
-/// from memory (no copy of the contract's key on the way).
+/// The full state key of the contract's key at (`key_ptr`, `key_len`),
+/// made straight from memory (no copy of the contract's key on the way).
 fn state_key(caller: &mut Ctx<'_>, slot: u32, key_ptr: u32, key_len: u32) -> HostResult<Vec<u8>> {
     if slot == SYSTEM_SLOT {
         return Err(Abort::from(HostError::ReservedSlot { slot }).into());

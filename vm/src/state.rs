@@ -199,7 +199,7 @@ type History = Vec<(usize, WriteOp)>;
 /// The value of a key whose `history` (filtered to the transactions wanted)
 /// applies over `base`: the last set, or the base value, plus the adds after it.
 fn fold<'h>(
-    mut history: impl DoubleEndedIterator<Item = &'h WriteOp> + Clone,
+    history: impl DoubleEndedIterator<Item = &'h WriteOp> + Clone,
     base: impl FnOnce() -> Result<Option<Vec<u8>>, StateError>,
 ) -> Result<Option<Vec<u8>>, StateError> {
     let mut adds_after = 0usize;
@@ -223,7 +223,7 @@ fn fold<'h>(
     // The adds summed first and encoded once (as `added` one by one would:
     // saturating adds of non-negative amounts commute).
     let skip = history.clone().count() - adds_after;
-    let sum = history.by_ref().skip(skip).fold(0u128, |sum, op| match op {
+    let sum = history.skip(skip).fold(0u128, |sum, op| match op {
         WriteOp::Add(amount) => sum.saturating_add(*amount),
         WriteOp::Set(_) => sum,
     });
@@ -436,7 +436,7 @@ impl Journal {
 
     /// Keeps everything since `checkpoint` (the call it guarded succeeded).
     pub fn release(&mut self, checkpoint: Checkpoint) {
-        let _ = checkpoint;
+        debug_assert!(checkpoint.undo_len <= self.undo.len() && self.open_checkpoints > 0);
         self.close_checkpoint();
     }
 
