@@ -31,7 +31,7 @@ use std::sync::OnceLock;
 pub use domain::Byte;
 pub use module::contract_features;
 pub use plan::{ConflictGraph, ExecutionPlan, Strategy};
-pub use predict::{predict, Environment, KeyPattern, PredictedAccess};
+pub use predict::{predict, Environment, KeyBytes, KeyPattern, PredictedAccess, INLINE_KEY_LEN};
 pub use render::{describe_call, describe_key, ArgNames};
 pub use summary::{AccessKind, AccessSummary, ByteTemplate, CallTemplate, Comparison, Condition, ContractSummary, EntryKind, Guard, KeyTemplate, Literal, Run};
 

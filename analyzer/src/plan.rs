@@ -45,7 +45,7 @@ use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHasher};
 use serde::Serialize;
 
-use crate::predict::{KeyPattern, PredictedAccess};
+use crate::predict::{KeyBytes, KeyPattern, PredictedAccess};
 
 /// How the executor orders a plan's transactions on its threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -307,7 +307,7 @@ impl ConflictGraph {
     /// alone for at most [`SEQUENTIAL_MAX`] transactions); the result does
     /// not depend on how many threads it has.
     pub fn build<A: Borrow<PredictedAccess> + Sync>(accesses: &[A]) -> ConflictGraph {
-        Self::build_from(accesses, &KeyPattern::Prefix(Vec::new()), accesses.len() <= SEQUENTIAL_MAX).0
+        Self::build_from(accesses, &KeyPattern::Prefix(KeyBytes::new()), accesses.len() <= SEQUENTIAL_MAX).0
     }
 
     /// The graph, and each transaction's level: one more than the highest
@@ -320,9 +320,18 @@ impl ConflictGraph {
     ) -> (ConflictGraph, Vec<u32>) {
         let patterns = |access: &'a A| accessed(access.borrow(), everything);
         // The block's prefixes first (a scan without hashing: most blocks
-        // have none), so that every access is fingerprinted once.
+        // have none), so that every access is fingerprinted once. Chunk by
+        // chunk on the pool: the scan is mostly cache misses, one per list.
+        let chunk_prefixes = |chunk: &'a [A]| -> Vec<&'a KeyPattern> {
+            chunk.iter().flat_map(patterns).map(|(_, pattern)| pattern).filter(|p| !p.is_exact()).collect()
+        };
+        let found: Vec<Vec<&'a KeyPattern>> = if sequential {
+            accesses.chunks(CHUNK).map(chunk_prefixes).collect()
+        } else {
+            accesses.par_chunks(CHUNK).map(chunk_prefixes).collect()
+        };
         let mut prefixes = Prefixes::default();
-        for pattern in accesses.iter().flat_map(patterns).map(|(_, pattern)| pattern).filter(|p| !p.is_exact()) {
+        for pattern in found.into_iter().flatten() {
             prefixes.by_bytes.entry(pattern.bytes()).or_insert(pattern);
             prefixes.lengths.insert(pattern.bytes().len());
         }
@@ -453,7 +462,7 @@ pub struct ExecutionPlan {
 
 impl ExecutionPlan {
     pub fn new<A: Borrow<PredictedAccess> + Sync>(accesses: &[A]) -> ExecutionPlan {
-        let (graph, group_of) = ConflictGraph::build_from(accesses, &KeyPattern::Prefix(Vec::new()), accesses.len() <= SEQUENTIAL_MAX);
+        let (graph, group_of) = ConflictGraph::build_from(accesses, &KeyPattern::Prefix(KeyBytes::new()), accesses.len() <= SEQUENTIAL_MAX);
         let mut groups: Vec<Vec<u32>> = Vec::new();
         for (tx, &group) in group_of.iter().enumerate() {
             if groups.len() <= group as usize {
@@ -538,7 +547,7 @@ mod tests {
     use super::*;
 
     fn exact(key: &[u8]) -> KeyPattern {
-        KeyPattern::Exact(key.to_vec())
+        KeyPattern::exact(key)
     }
 
     fn access(reads: &[&[u8]], writes: &[&[u8]], adds: &[&[u8]]) -> PredictedAccess {
@@ -611,7 +620,7 @@ mod tests {
 
     #[test]
     fn prefixes_conflict_with_the_keys_below_them_only() {
-        let slot = KeyPattern::Prefix(b"s1".to_vec());
+        let slot = KeyPattern::prefix(b"s1");
         let plan = ExecutionPlan::new(&[
             access(&[], &[b"s1a"], &[]),
             access(&[], &[b"s1b"], &[]),
@@ -646,7 +655,7 @@ mod tests {
     /// Random blocks of `len` transactions over a few keys and prefixes.
     fn random_blocks(len: usize, keys: &[&[u8]], unbounded_one_in: u64) -> impl Iterator<Item = Vec<PredictedAccess>> {
         let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
-        let prefixes = [KeyPattern::Prefix(b"p1".to_vec()), KeyPattern::Prefix(b"p".to_vec())];
+        let prefixes = [KeyPattern::prefix(b"p1"), KeyPattern::prefix(b"p")];
         let mut next = crate::test_rng(0x9e37_79b9_7f4a_7c15);
         std::iter::repeat_with(move || {
             let mut block = Vec::new();
@@ -656,7 +665,7 @@ mod tests {
                     let pattern = if next(5) == 0 {
                         prefixes[next(2) as usize].clone()
                     } else {
-                        KeyPattern::Exact(keys[next(keys.len() as u64) as usize].clone())
+                        KeyPattern::exact(&keys[next(keys.len() as u64) as usize])
                     };
                     match next(3) {
                         0 => a.reads.push(pattern),
@@ -678,7 +687,7 @@ mod tests {
         let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
         for block in random_blocks(3 * CHUNK + 77, &keys, 500).take(3) {
             assert!(block.len() > SEQUENTIAL_MAX);
-            let everything = KeyPattern::Prefix(Vec::new());
+            let everything = KeyPattern::Prefix(KeyBytes::new());
             let (one, one_levels) = ConflictGraph::build_from(&block, &everything, true);
             let (many, many_levels) = ConflictGraph::build_from(&block, &everything, false);
             assert!(one.edge_count() > block.len(), "a block with conflicts");

@@ -13,6 +13,7 @@ use chroma_host_api::key::{slot_prefix, KEY_PREFIX_LEN};
 use chroma_host_api::limits::MAX_CALL_DEPTH;
 use chroma_host_api::{Address, ADDRESS_LEN};
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use crate::domain::Byte;
 use crate::summary::{AccessKind, AccessSummary, ByteTemplate, CallTemplate, Condition, ContractSummary, EntryKind, KeyTemplate, Literal, Run};
@@ -33,18 +34,38 @@ pub trait Environment {
     fn storage(&self, key: &[u8]) -> Option<Arc<[u8]>>;
 }
 
+/// Key bytes kept inline up to this length: a key by one address (a
+/// balance, a nonce) fits, a longer one (an allowance) goes to the heap.
+pub const INLINE_KEY_LEN: usize = KEY_PREFIX_LEN + ADDRESS_LEN;
+
+/// The bytes of a [`KeyPattern`]. Inline, so that a prediction's keys sit in
+/// its lists: filling a transfer in made one allocation per key, and
+/// planning a block spent a fifth of its time on the cache misses of
+/// following each key to its own allocation.
+pub type KeyBytes = SmallVec<[u8; INLINE_KEY_LEN]>;
+
 /// A set of full state keys (`address ‖ slot ‖ key`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum KeyPattern {
-    Exact(Vec<u8>),
+    Exact(KeyBytes),
     /// Every key starting with these bytes (all of a slot, all of a contract, ...).
-    Prefix(Vec<u8>),
+    Prefix(KeyBytes),
 }
 
 impl KeyPattern {
+    /// The one key `key`.
+    pub fn exact(key: &[u8]) -> KeyPattern {
+        KeyPattern::Exact(KeyBytes::from_slice(key))
+    }
+
+    /// Every key starting with `prefix`.
+    pub fn prefix(prefix: &[u8]) -> KeyPattern {
+        KeyPattern::Prefix(KeyBytes::from_slice(prefix))
+    }
+
     pub fn covers(&self, key: &[u8]) -> bool {
         match self {
-            KeyPattern::Exact(k) => k == key,
+            KeyPattern::Exact(k) => k.as_slice() == key,
             KeyPattern::Prefix(p) => key.starts_with(p),
         }
     }
@@ -106,6 +127,12 @@ impl PredictedAccess {
             list.sort();
             list.dedup();
         }
+        // No room left over but for the nonce write the executor adds: the
+        // planner reads a block's predictions in several passes, and spare
+        // capacity was about half their memory, in fresh pages to fault in.
+        self.reads.shrink_to_fit();
+        self.writes.shrink_to(self.writes.len() + 1);
+        self.adds.shrink_to_fit();
     }
 }
 
@@ -114,8 +141,9 @@ impl PredictedAccess {
 pub fn predict(env: &impl Environment, sender: &Address, contract: &Address, method: &str, input: &[u8]) -> PredictedAccess {
     // Room for a typical call tree's keys (and the nonce the executor adds)
     // without growing the lists key by key.
-    let out = PredictedAccess { reads: Vec::with_capacity(8), writes: Vec::with_capacity(8), adds: Vec::with_capacity(4), unbounded: false };
-    let mut filler = Filler { env, out, budget: FILL_BUDGET, scratch: Vec::with_capacity(ADDRESS_LEN) };
+    // without growing the lists key by key. Adds are rare: grown when met.
+    let out = PredictedAccess { reads: Vec::with_capacity(8), writes: Vec::with_capacity(8), adds: Vec::new(), unbounded: false };
+    let mut filler = Filler { env, out, budget: FILL_BUDGET, scratch: KeyBytes::new() };
     filler.call(contract, Some(method), &Args::Known(input), sender, 1);
     filler.out.normalize();
     filler.out
@@ -125,7 +153,7 @@ pub fn predict(env: &impl Environment, sender: &Address, contract: &Address, met
 enum Args<'a> {
     Known(&'a [u8]),
     /// Every byte known (a nested call's arguments).
-    Owned(Vec<u8>),
+    Owned(KeyBytes),
     Partial(Vec<Option<u8>>),
     Unknown,
 }
@@ -181,8 +209,8 @@ struct Filler<'e, E: Environment> {
     env: &'e E,
     out: PredictedAccess,
     budget: usize,
-    /// Reused for callee addresses (no allocation per call template).
-    scratch: Vec<u8>,
+    /// Reused for callee addresses.
+    scratch: KeyBytes,
 }
 
 /// One call being filled in.
@@ -196,6 +224,8 @@ struct Frame<'a, 's> {
     stored: Vec<Option<Option<Arc<[u8]>>>>,
     /// Evaluated conditions by index (`None` inside: undecidable here).
     conditions: Vec<Option<Option<bool>>>,
+    /// Guards before this one belong to templates already visited.
+    next_guard: usize,
 }
 
 
@@ -239,6 +269,7 @@ impl<E: Environment> Filler<'_, E> {
             // and decide no condition.
             stored: Vec::new(),
             conditions: Vec::new(),
+            next_guard: 0,
         };
         for (i, key) in entry.reads.iter().enumerate() {
             if self.may_happen(&mut frame, AccessKind::Read, i) {
@@ -290,8 +321,19 @@ impl<E: Environment> Filler<'_, E> {
 
     /// Whether template `index` of `kind` may happen in this call: it has no
     /// guard, or some path's conditions are not all decided against it.
+    ///
+    /// Templates are visited in (kind, index) order, the order the analyzer
+    /// lists guards in, so one pass over the guards finds them all (a linear
+    /// search per template was a third of filling a swap's entry in). Were
+    /// a summary's guards out of order, a guard passed over would only make
+    /// its template unconditional: a wider prediction, never a wrong one.
     fn may_happen(&mut self, frame: &mut Frame<'_, '_>, kind: AccessKind, index: usize) -> bool {
-        let Some(guard) = frame.entry.guard(kind, index) else { return true };
+        let guards = &frame.entry.guards;
+        let wanted = (kind, index as u32);
+        while guards.get(frame.next_guard).is_some_and(|g| (g.kind, g.index) < wanted) {
+            frame.next_guard += 1;
+        }
+        let Some(guard) = guards.get(frame.next_guard).filter(|g| (g.kind, g.index) == wanted) else { return true };
         guard.any_of.iter().any(|path| path.iter().all(|literal| self.literal(frame, *literal, 0) != Some(false)))
     }
 
@@ -357,7 +399,7 @@ impl<E: Environment> Filler<'_, E> {
         }
         let args = match &call.args {
             Some(bytes) => {
-                let mut known = Vec::with_capacity(bytes.len());
+                let mut known = KeyBytes::new();
                 if self.bytes(frame, bytes, 0, &mut known) {
                     Args::Owned(known)
                 } else {
@@ -371,9 +413,9 @@ impl<E: Environment> Filler<'_, E> {
 
     fn key(&mut self, frame: &mut Frame<'_, '_>, key: &KeyTemplate, depth: u32) -> KeyPattern {
         let Some(slot) = key.slot else {
-            return KeyPattern::Prefix(frame.contract.as_bytes().to_vec());
+            return KeyPattern::prefix(frame.contract.as_bytes());
         };
-        let mut full = Vec::with_capacity(KEY_PREFIX_LEN + key.bytes.len());
+        let mut full = KeyBytes::new();
         full.extend_from_slice(&slot_prefix(frame.contract, slot));
         if !self.bytes(frame, &key.bytes, depth, &mut full) {
             return KeyPattern::Prefix(full);
@@ -389,9 +431,9 @@ impl<E: Environment> Filler<'_, E> {
     /// unknown one; returns whether all were known. Keys and arguments are
     /// mostly runs of consecutive bytes of one source (an address argument,
     /// the caller), which are copied as slices.
-    fn bytes(&mut self, frame: &mut Frame<'_, '_>, template: &ByteTemplate, depth: u32, out: &mut Vec<u8>) -> bool {
+    fn bytes(&mut self, frame: &mut Frame<'_, '_>, template: &ByteTemplate, depth: u32, out: &mut KeyBytes) -> bool {
         /// Appends what `source` has of `start .. start + len`; whether it had all.
-        fn copy(out: &mut Vec<u8>, source: &[u8], start: usize, len: usize) -> bool {
+        fn copy(out: &mut KeyBytes, source: &[u8], start: usize, len: usize) -> bool {
             let available = source.get(start..).unwrap_or_default();
             let n = available.len().min(len);
             out.extend_from_slice(&available[..n]);

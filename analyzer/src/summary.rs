@@ -276,7 +276,8 @@ impl Comparison {
     }
 }
 
-/// Which list of an [`AccessSummary`] a guarded template is in.
+/// Which list of an [`AccessSummary`] a guarded template is in. Declared in
+/// the order the predictor visits the lists (guards sort the same way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AccessKind {

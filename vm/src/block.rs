@@ -34,13 +34,13 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use chroma_analyzer::{ExecutionPlan, KeyPattern, PredictedAccess, Strategy};
+use chroma_analyzer::{ExecutionPlan, PredictedAccess, Strategy};
 use chroma_host_api::Address;
 use rayon::prelude::*;
 use rayon::ThreadPool;
 
 use crate::prediction::PredictionEnv;
-use crate::runtime::{execute_in, nonce_key, Executed, Runtime, Vm, VmError};
+use crate::runtime::{execute_in, nonce_pattern, Executed, Runtime, Vm, VmError};
 use crate::stack::{mark_execution_thread, on_execution_thread, EXECUTION_STACK_BYTES};
 use crate::state::{BlockOverlay, StateOverlay, StateRead};
 use crate::tx::{Receipt, Transaction, TxKind};
@@ -527,7 +527,7 @@ fn predict_with(
         let mut access = predictor.predict(env, tx);
         // The executor reads and writes the nonce outside the journal;
         // as a plain write it orders the sender's transactions.
-        access.writes.push(KeyPattern::Exact(nonce_key(&tx.sender)));
+        access.writes.push(nonce_pattern(&tx.sender));
         Arc::new(access)
     };
     match pool {

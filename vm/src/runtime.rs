@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use chroma_host_api::abi::{Abi, MethodKind};
 use chroma_host_api::codec::{Decode, Encode};
-use chroma_host_api::key::{storage_key, SYSTEM_SLOT};
+use chroma_host_api::key::{slot_prefix, storage_key, SYSTEM_SLOT};
 use chroma_host_api::limits::MAX_CALL_DEPTH;
 use chroma_host_api::{gas, Address, CallStatus};
-use chroma_analyzer::{ContractSummary, PredictedAccess};
+use chroma_analyzer::{ContractSummary, KeyBytes, KeyPattern, PredictedAccess};
 use rustc_hash::FxHashMap;
 use wasmtime::{Engine, Extern, ExternType, InstancePre, Module, ModuleExport, Store, StoreLimitsBuilder, Trap, TypedFunc};
 
@@ -440,6 +440,13 @@ fn nonce_at(state: &dyn StateRead, key: &[u8]) -> Result<u64, StateError> {
 /// The state key of `account`'s nonce (read and written by every transaction it sends).
 pub fn nonce_key(account: &Address) -> Vec<u8> {
     storage_key(account, SYSTEM_SLOT, NONCE_RECORD)
+}
+
+/// [`nonce_key`] as a predicted key (built inline, with no allocation).
+pub(crate) fn nonce_pattern(account: &Address) -> KeyPattern {
+    let mut key = KeyBytes::from_slice(&slot_prefix(account, SYSTEM_SLOT));
+    key.extend_from_slice(NONCE_RECORD);
+    KeyPattern::Exact(key)
 }
 
 /// Executes `tx` over `state` without applying anything. With `allowed`, every

@@ -605,9 +605,9 @@ mod tests {
     fn an_enforcing_journal_flags_accesses_outside_the_plan() {
         use chroma_analyzer::KeyPattern;
         let allowed = Arc::new(PredictedAccess {
-            reads: vec![KeyPattern::Exact(b"a".to_vec())],
-            writes: vec![KeyPattern::Prefix(b"s/".to_vec())],
-            adds: vec![KeyPattern::Exact(b"n".to_vec())],
+            reads: vec![KeyPattern::exact(b"a")],
+            writes: vec![KeyPattern::prefix(b"s/")],
+            adds: vec![KeyPattern::exact(b"n")],
             unbounded: false,
         });
         let mut j = Journal::enforcing(StateOverlay::new(), allowed.clone());
