@@ -297,9 +297,10 @@ impl Vm {
             // Plan a first stretch: if even that is a chain, the segment runs
             // serially at once, and the rest is planned (for the report) on
             // another thread meanwhile, so that a block with no parallelism
-            // costs no more than serial execution.
+            // costs no more than serial execution. Serial execution needs no
+            // probe: all of its planning is for the report, off its path.
             let started = Instant::now();
-            let probe = segment.len().min(PROBE_LEN);
+            let probe = if pool.is_some() { segment.len().min(PROBE_LEN) } else { 0 };
             let mut predicted = predict_with(self.runtime(), self.state(), &segment[..probe], predictor, pool.as_deref());
             let probe_plan = plan_on(pool.as_deref(), &predicted)?;
             planning += started.elapsed();
