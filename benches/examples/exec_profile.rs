@@ -186,6 +186,13 @@ fn main() {
                     micros_per_tx(planning)
                 );
             }
+            let plan = vm.plan(&block, 1).expect("plan");
+            let accesses: usize = vm.predict_block(&block, 1).expect("predictions").iter().map(|p| p.reads.len() + p.writes.len() + p.adds.len()).sum();
+            println!(
+                "{workload}: {size} transactions, {accesses} predicted accesses, {} conflict edges, {} groups",
+                plan.graph.edge_count(),
+                plan.groups.len()
+            );
         }
         "allocs" => {
             // The block once serially and once in parallel, each from the
