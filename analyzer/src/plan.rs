@@ -203,6 +203,11 @@ struct ShardEdges<'a> {
     edges_by_resource: Vec<u32>,
     /// (later, earlier, local resource), sorted, without repeats.
     preds: Vec<(u32, u32, u32)>,
+    /// The resources that made edges, in order of first use: (first use,
+    /// local resource), and their patterns, copied here (on the shard's
+    /// thread: reading each pattern is a cache miss) for the graph to take.
+    kept: Vec<((u32, u32), u32)>,
+    kept_patterns: Vec<KeyPattern>,
 }
 
 /// Indexes the accesses of one shard's resources, in block order (see
@@ -211,7 +216,13 @@ struct ShardEdges<'a> {
 fn shard_edges<'a>(touches: &[&[Touch<'a>]], max_edges: usize) -> ShardEdges<'a> {
     let total: usize = touches.iter().map(|chunk| chunk.len()).sum();
     let mut index: FxHashMap<u64, u32> = FxHashMap::with_capacity_and_hasher(total, Default::default());
-    let mut out = ShardEdges { resources: Vec::with_capacity(total), edges_by_resource: Vec::new(), preds: Vec::new() };
+    let mut out = ShardEdges {
+        resources: Vec::with_capacity(total),
+        edges_by_resource: Vec::new(),
+        preds: Vec::new(),
+        kept: Vec::new(),
+        kept_patterns: Vec::new(),
+    };
     let mut users: Vec<ResourceUsers> = Vec::with_capacity(total);
     let mut touched: Vec<(u32, Modes)> = Vec::new();
     let mut preds: Vec<(u32, u32)> = Vec::new();
@@ -287,6 +298,12 @@ fn shard_edges<'a>(touches: &[&[Touch<'a>]], max_edges: usize) -> ShardEdges<'a>
         }
     }
     out.edges_by_resource.resize(out.resources.len(), 0);
+    for (local, (&(pattern, first), &edges)) in out.resources.iter().zip(&out.edges_by_resource).enumerate() {
+        if edges > 0 {
+            out.kept.push((first, local as u32));
+            out.kept_patterns.push(pattern.clone());
+        }
+    }
     out
 }
 
@@ -367,33 +384,33 @@ impl ConflictGraph {
             accesses.par_chunks(CHUNK).enumerate().map(chunk_touches).collect()
         };
         let shard = |shard: usize| shard_edges(&chunks.iter().map(|c| c[shard].as_slice()).collect::<Vec<_>>(), max_edges);
-        let shards: Vec<ShardEdges<'_>> =
+        let mut shards: Vec<ShardEdges<'_>> =
             if sequential { (0..SHARDS).map(shard).collect() } else { (0..SHARDS).into_par_iter().map(shard).collect() };
 
         // Resources that made edges, numbered in order of first use (the
         // report names them; most keys of a block are touched by one
         // transaction, and copying them all would cost as much as the rest).
-        let mut kept: Vec<((u32, u32), usize, u32)> = Vec::new();
-        for (s, shard) in shards.iter().enumerate() {
-            for (local, &(_, first)) in shard.resources.iter().enumerate() {
-                if shard.edges_by_resource[local] > 0 {
-                    kept.push((first, s, local as u32));
-                }
-            }
-        }
-        kept.sort_unstable();
+        // Each shard's list is in order of first use already: a stable
+        // sort merges the runs.
+        let mut kept: Vec<((u32, u32), usize, u32, u32)> = shards
+            .iter()
+            .enumerate()
+            .flat_map(|(s, shard)| shard.kept.iter().enumerate().map(move |(k, &(first, local))| (first, s, local, k as u32)))
+            .collect();
+        kept.sort_by_key(|&(first, ..)| first);
         let mut global: Vec<Vec<u32>> = shards.iter().map(|shard| vec![u32::MAX; shard.resources.len()]).collect();
         let mut resources = Vec::with_capacity(kept.len());
         let mut edges_by_resource = Vec::with_capacity(kept.len());
-        for (id, &(_, s, local)) in kept.iter().enumerate() {
+        for (id, &(_, s, local, k)) in kept.iter().enumerate() {
             global[s][local as usize] = id as u32;
-            resources.push(shards[s].resources[local as usize].0.clone());
+            let taken = std::mem::replace(&mut shards[s].kept_patterns[k as usize], KeyPattern::Prefix(KeyBytes::new()));
+            resources.push(taken);
             edges_by_resource.push(shards[s].edges_by_resource[local as usize]);
         }
 
         // Each transaction's predecessors from every shard: one edge per
         // earlier transaction, named by the first resource that made it.
-        let mut graph = DiGraph::with_capacity(accesses.len(), 0);
+        let mut graph = DiGraph::with_capacity(accesses.len(), shards.iter().map(|shard| shard.preds.len()).sum());
         for _ in accesses {
             graph.add_node(());
         }

@@ -12,8 +12,9 @@
 //!   of the parallel run (planning included), and the speedups: whole call
 //!   over whole call is what the throughput harness counts.
 //! - `plan`: the block's planning on one thread and on every core: filling
-//!   in templates alone, then with the plan; prints the medians per
-//!   transaction.
+//!   in templates alone, the graph and groups alone (from those
+//!   predictions), then both; prints the medians per transaction, and the
+//!   block's accesses, conflict edges and groups.
 //! - `allocs`: the block's planning alone, then the block once serially and
 //!   once in parallel; prints the allocations and bytes allocated per
 //!   transaction (counts, unlike times, repeat exactly from run to run).
@@ -169,20 +170,29 @@ fn main() {
             let vm = world.fork();
             let cores = BlockOptions::default().threads;
             for threads in [1, cores] {
-                let (mut predicting, mut planning) = (Vec::new(), Vec::new());
+                let (mut predicting, mut planning, mut graphs) = (Vec::new(), Vec::new(), Vec::new());
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
                 for _ in 0..rounds {
                     let started = Instant::now();
                     let predicted = vm.predict_block(&block, threads).expect("predictions");
                     predicting.push(started.elapsed());
                     assert_eq!(predicted.len(), size);
+                    // The graph and groups alone, from predictions made
+                    // beforehand (as the executor makes them: on the pool).
+                    let started = Instant::now();
+                    let plan = pool.install(|| chroma_analyzer::ExecutionPlan::new(&predicted));
+                    graphs.push(started.elapsed());
+                    drop(plan);
+                    drop(predicted);
                     let started = Instant::now();
                     let plan = vm.plan(&block, threads).expect("plan");
                     planning.push(started.elapsed());
                     assert_eq!(plan.len(), size);
                 }
                 println!(
-                    "{workload}: {size} transactions planned on {threads} thread(s), median of {rounds}: templates {:.2} µs, templates and plan {:.2} µs per transaction",
+                    "{workload}: {size} transactions planned on {threads} thread(s), median of {rounds}: templates {:.2} µs, graph alone {:.2} µs, templates and plan {:.2} µs per transaction",
                     micros_per_tx(predicting),
+                    micros_per_tx(graphs),
                     micros_per_tx(planning)
                 );
             }
