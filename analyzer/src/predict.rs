@@ -140,7 +140,6 @@ impl PredictedAccess {
 /// with encoded arguments `input`.
 pub fn predict(env: &impl Environment, sender: &Address, contract: &Address, method: &str, input: &[u8]) -> PredictedAccess {
     // Room for a typical call tree's keys (and the nonce the executor adds)
-    // without growing the lists key by key.
     // without growing the lists key by key. Adds are rare: grown when met.
     let out = PredictedAccess { reads: Vec::with_capacity(8), writes: Vec::with_capacity(8), adds: Vec::new(), unbounded: false };
     let mut filler = Filler { env, out, budget: FILL_BUDGET, scratch: KeyBytes::new() };

@@ -158,7 +158,7 @@ fn main() {
             let whole = micros_per_tx(whole);
             let described: Vec<String> = runs.iter().zip(&medians).map(|((name, _), m)| format!("{name} {m:.2} µs")).collect();
             println!(
-                "{workload}: {size} transactions, execution per transaction, medians of {rounds}: {}; parallel with planning {whole:.2} µs; speedup {:.2}x, with planning {:.2}x",
+                "{workload}: {size} transactions, per transaction, medians of {rounds} (serial: the whole call; the others: execution): {}; parallel, the whole call {whole:.2} µs; speedup {:.2}x, whole call over whole call {:.2}x",
                 described.join(", "),
                 medians[0] / medians[2],
                 medians[0] / whole
