@@ -488,16 +488,19 @@ impl<E: Environment> Filler<'_, E> {
     /// are: byte by byte, evaluating them was a fifth of filling a swap in).
     /// `None` when they are not, or not all known: then byte by byte.
     fn run<'f>(&mut self, frame: &'f mut Frame<'_, '_>, bytes: &[Byte]) -> Option<&'f [u8]> {
-        let consecutive = |start: usize, at: fn(&Byte) -> Option<(u16, usize)>| {
-            let key = at(bytes.first()?)?.0;
-            bytes.iter().enumerate().all(|(i, b)| at(b) == Some((key, start + i))).then_some(start)
+        // Whether byte `i` is `(source, start + i)` for every `i`.
+        let consecutive = |source: u16, start: usize, at: fn(&Byte) -> Option<(u16, usize)>| {
+            bytes.iter().enumerate().all(|(i, b)| at(b) == Some((source, start + i)))
         };
         match *bytes.first()? {
             Byte::Input(start) => {
-                consecutive(start as usize, |b| match *b {
+                let input = |b: &Byte| match *b {
                     Byte::Input(i) => Some((0, i as usize)),
                     _ => None,
-                })?;
+                };
+                if !consecutive(0, start as usize, input) {
+                    return None;
+                }
                 match frame.args {
                     Args::Known(input) => input.get(start as usize..start as usize + bytes.len()),
                     Args::Owned(input) => input.get(start as usize..start as usize + bytes.len()),
@@ -505,10 +508,13 @@ impl<E: Environment> Filler<'_, E> {
                 }
             }
             Byte::Stored { read, offset } => {
-                consecutive(offset as usize, |b| match *b {
+                let stored = |b: &Byte| match *b {
                     Byte::Stored { read, offset } => Some((read, offset as usize)),
                     _ => None,
-                })?;
+                };
+                if !consecutive(read, offset as usize, stored) {
+                    return None;
+                }
                 let value = self.stored(frame, read as usize, 0)?;
                 value.get(offset as usize..offset as usize + bytes.len())
             }
