@@ -299,6 +299,10 @@ const MAX_RANGES: usize = 48;
 pub(crate) struct Image<'a> {
     pub base: u64,
     pub bytes: &'a [u8],
+    /// Most states kept apart at one program point ([`MAX_DISJUNCTS`] but
+    /// when analysing for one input shape). Here because every join reads
+    /// the image.
+    pub max_disjuncts: usize,
 }
 
 impl Image<'_> {
@@ -1152,7 +1156,7 @@ fn add_remembering(states: &mut Vec<State>, mut known: Option<&mut Distances>, s
     if let Some(known) = known.as_deref_mut() {
         known.push();
     }
-    if states.len() <= MAX_DISJUNCTS {
+    if states.len() <= image.max_disjuncts {
         return;
     }
     // Join the two most alike (an outlier such as a path whose memory is
@@ -1219,7 +1223,7 @@ pub(crate) fn join_all(states: &[State], image: &Image<'_>) -> Option<State> {
 mod tests {
     use super::*;
 
-    const IMAGE: Image<'static> = Image { base: 100, bytes: &[1, 2, 3] };
+    const IMAGE: Image<'static> = Image { base: 100, bytes: &[1, 2, 3], max_disjuncts: MAX_DISJUNCTS };
 
     #[test]
     fn lookup_order_is_bytes_then_newest_range_then_image() {

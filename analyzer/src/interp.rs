@@ -18,12 +18,12 @@
 
 use chroma_host_api::key::SYSTEM_SLOT;
 use chroma_host_api::limits::{MAX_INPUT_LEN, MAX_KEY_LEN, MAX_METHOD_NAME_LEN};
-use chroma_host_api::ADDRESS_LEN;
+use chroma_host_api::{InputShape, ADDRESS_LEN};
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use crate::domain::{add_state, bound_paths, join_all, Byte, Frame, Image, Memory, Paths, RangeContent, State, Value, DECIDABLE_FLAG};
+use crate::domain::{add_state, bound_paths, join_all, Byte, Frame, Image, Memory, Paths, RangeContent, State, Value, DECIDABLE_FLAG, MAX_DISJUNCTS};
 use crate::locals::Locals;
 use crate::module::{BinOp, Body, Function, HostCall, Module, Op, Reach, UnOp};
 use crate::summary::{AccessKind, CallTemplate, Comparison, Condition, Guard, KeyTemplate, Literal};
@@ -288,6 +288,12 @@ pub(crate) struct Interpreter<'m> {
     lowest_target: usize,
     /// Comparison outcomes.
     pub flags: Flags,
+    /// When analysing for inputs of one shape: that shape.
+    input_shape: Option<InputShape>,
+    /// Most states kept apart at one program point.
+    max_disjuncts: usize,
+    /// Joined iterations of a loop before its state is widened.
+    fixpoint_limit: u32,
 }
 
 impl<'m> Interpreter<'m> {
@@ -303,11 +309,31 @@ impl<'m> Interpreter<'m> {
             lowest_target: usize::MAX,
             flags: Flags { guards, ..Flags::default() },
             mutable_globals: module.globals.iter().map(|(_, mutable)| *mutable).collect(),
+            input_shape: None,
+            max_disjuncts: MAX_DISJUNCTS,
+            fixpoint_limit: FIXPOINT_LIMIT,
         }
     }
 
+    /// An interpreter for calls whose input has `shape`: the input's length
+    /// and its layout bytes are constants, so a string's length prefix, the
+    /// allocation that holds it and the loops over it are exact, and a key
+    /// built from it is followed byte by byte.
+    ///
+    /// Checking a string leaves one path per byte that may fail its check
+    /// (each dies at its revert): one more state per input byte is kept
+    /// apart, so that none of them is joined into the path that goes on;
+    /// and a loop over the string may run one more joined iteration per
+    /// input byte before it is widened. (Found on the registry's names: with
+    /// less of either, names of 22 and of 31 bytes and more lost their key.)
+    pub fn for_shape(module: &'m Module, shape: InputShape) -> Self {
+        let max_disjuncts = MAX_DISJUNCTS + shape.len as usize;
+        let fixpoint_limit = FIXPOINT_LIMIT + shape.len;
+        Interpreter { input_shape: Some(shape), max_disjuncts, fixpoint_limit, ..Interpreter::new(module, true) }
+    }
+
     fn image(&self) -> Image<'m> {
-        Image { base: self.module.image_base, bytes: &self.module.image }
+        Image { base: self.module.image_base, bytes: &self.module.image, max_disjuncts: self.max_disjuncts }
     }
 
     fn initial_globals(&self) -> Vec<Value> {
@@ -884,7 +910,7 @@ impl<'m> Interpreter<'m> {
             let mut joined_states: Vec<State> = Vec::new();
             for (_, members) in groups {
                 let Some(mut joined) = join_all(&members, &image) else { continue };
-                if iteration >= unroll + FIXPOINT_LIMIT {
+                if iteration >= unroll + self.fixpoint_limit {
                     joined.widen_to_top(&self.mutable_globals);
                 }
                 add_state(&mut joined_states, joined, &image);
@@ -1027,8 +1053,22 @@ impl<'m> Interpreter<'m> {
         match call {
             HostCall::Input => {
                 let dst = pop(&mut st)?;
-                write_range(&mut st, &image, dst, Value::Const(MAX_INPUT_LEN as u64), RangeContent::Input { first: 0 });
-                push(&mut st, Value::Top);
+                match &self.input_shape {
+                    Some(shape) => {
+                        let len = Value::Const(u64::from(shape.len));
+                        write_range(&mut st, &image, dst, len, RangeContent::Input { first: 0 });
+                        if let Some(d) = dst.as_const() {
+                            for (offset, byte) in &shape.fixed {
+                                st.memory.write((d + u64::from(*offset)) & 0xffff_ffff, &[Byte::Const(*byte)]);
+                            }
+                        }
+                        push(&mut st, len);
+                    }
+                    None => {
+                        write_range(&mut st, &image, dst, Value::Const(MAX_INPUT_LEN as u64), RangeContent::Input { first: 0 });
+                        push(&mut st, Value::Top);
+                    }
+                }
             }
             HostCall::Caller | HostCall::SelfAddress => {
                 let dst = pop(&mut st)?;

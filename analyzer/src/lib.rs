@@ -25,6 +25,8 @@ mod render;
 mod summary;
 
 use std::collections::BTreeSet;
+
+use chroma_host_api::InputShape;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
@@ -43,7 +45,7 @@ pub const MODULE_BUDGET: u64 = 12_000_000;
 
 /// Bumped whenever summaries of the same code may change, so stored
 /// summaries from an older analyzer are recomputed.
-pub const ANALYZER_VERSION: u32 = 5;
+pub const ANALYZER_VERSION: u32 = 6;
 
 /// Why a module could not be analysed. Callers that must go on (the VM at
 /// deploy) use [`ContractSummary::unbounded`] instead.
@@ -82,39 +84,89 @@ const MAX_ANALYSIS_THREADS: usize = 8;
 /// [`MODULE_BUDGET`]. Entry points are analysed on up to one thread per
 /// core; the result is that of analysing them one after another.
 pub fn analyze(wasm: &[u8]) -> Result<ContractSummary, AnalyzeError> {
-    // A dedicated thread gives the interpreter a known stack whatever the caller's is.
+    on_analysis_thread(|| analyze_on_this_thread(wasm))
+}
+
+/// Runs `analysis` on a thread of its own: that gives the interpreter a
+/// known stack whatever the caller's is.
+fn on_analysis_thread<T: Send>(analysis: impl FnOnce() -> Result<T, AnalyzeError> + Send) -> Result<T, AnalyzeError> {
     std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("chroma-analyzer".into())
             .stack_size(ANALYSIS_STACK)
-            .spawn_scoped(scope, || analyze_on_this_thread(wasm))
+            .spawn_scoped(scope, analysis)
             .map_err(|e| AnalyzeError::Unsupported(format!("cannot start the analysis thread: {e}")))?
             .join()
             .unwrap_or_else(|_| Err(AnalyzeError::Unsupported("the analysis failed unexpectedly".into())))
     })
 }
 
-/// One entry point to analyse: its name, kind and function index.
-type EntryPoint = (String, EntryKind, u32);
+/// One entry point to analyse: its name, kind, function index, and whether
+/// its inputs come in several shapes ([`Method::has_shapes`]).
+type EntryPoint = (String, EntryKind, u32, bool);
 
-fn analyze_entry(module: &Module, (name, kind, func): &EntryPoint, budget: u64) -> AccessSummary {
+fn analyze_entry(module: &Module, (name, kind, func, has_shapes): &EntryPoint, budget: u64) -> AccessSummary {
     let mut interpreter = Interpreter::new(module, *kind != EntryKind::Init);
     interpreter.run_entry(*func, budget);
+    let mut summary = summary_of(name, *kind, interpreter);
+    summary.by_shape = *has_shapes && *kind != EntryKind::Init && !summary.is_precise();
+    summary
+}
+
+fn summary_of(name: &str, kind: EntryKind, interpreter: Interpreter<'_>) -> AccessSummary {
     let (conditions, guards) = interpreter.flags.export(&interpreter.effects.guards);
+    let steps = interpreter.steps;
     let effects = interpreter.effects;
-    let unbounded = effects.opaque.clone();
     AccessSummary {
-        name: name.clone(),
-        kind: *kind,
+        name: name.to_string(),
+        kind,
         reads: effects.reads,
         writes: effects.writes,
         adds: effects.adds,
         calls: effects.calls,
         conditions,
         guards,
-        unbounded,
-        steps: interpreter.steps,
+        unbounded: effects.opaque,
+        steps,
+        by_shape: false,
     }
+}
+
+/// Longest input [`analyze_for_shape`] analyses: its work grows with the
+/// input's length (one path kept apart per byte), and a longer input falls
+/// back to the entry's general summary.
+pub const MAX_SHAPED_INPUT_LEN: u32 = 128;
+
+/// Instructions the analysis for one input shape may interpret.
+pub const SHAPED_BUDGET: u64 = 1_000_000;
+
+/// Analyses entry point `entry` of `wasm` again for calls whose input has
+/// `shape` (see [`InputShape`]): sound for every input of that shape, and
+/// exact where the general summary lost a key to a length it did not know
+/// (a name registry's `register(name: String)`). The VM does this for an
+/// entry whose summary says [`AccessSummary::by_shape`], once per shape
+/// met, and keeps the result.
+///
+/// Errors when the module cannot be analysed, `entry` is not one of its
+/// entry points, or the input is longer than [`MAX_SHAPED_INPUT_LEN`].
+/// Never panics; the work is bounded by [`SHAPED_BUDGET`].
+pub fn analyze_for_shape(wasm: &[u8], entry: &str, shape: &InputShape) -> Result<AccessSummary, AnalyzeError> {
+    if shape.len > MAX_SHAPED_INPUT_LEN {
+        return Err(AnalyzeError::Unsupported(format!("input of {} bytes, above the {MAX_SHAPED_INPUT_LEN} analysed by shape", shape.len)));
+    }
+    on_analysis_thread(|| {
+        let module = Module::parse(wasm)?;
+        let (kind, func) = module
+            .abi
+            .as_ref()
+            .and_then(|abi| abi.methods.iter().find(|m| m.name == entry))
+            .and_then(|m| Some((EntryKind::from(m.kind), *module.exports.get(entry)?)))
+            .filter(|(kind, _)| *kind != EntryKind::Init)
+            .ok_or_else(|| AnalyzeError::Unsupported(format!("{entry} is not an entry point of the module")))?;
+        let mut interpreter = Interpreter::for_shape(&module, shape.clone());
+        interpreter.run_entry(func, SHAPED_BUDGET);
+        Ok(summary_of(entry, kind, interpreter))
+    })
 }
 
 fn analyze_on_this_thread(wasm: &[u8]) -> Result<ContractSummary, AnalyzeError> {
@@ -123,9 +175,9 @@ fn analyze_on_this_thread(wasm: &[u8]) -> Result<ContractSummary, AnalyzeError> 
         Some(abi) => abi
             .methods
             .iter()
-            .filter_map(|m| module.exports.get(&m.name).map(|f| (m.name.clone(), EntryKind::from(m.kind), *f)))
+            .filter_map(|m| module.exports.get(&m.name).map(|f| (m.name.clone(), EntryKind::from(m.kind), *f, m.has_shapes())))
             .collect(),
-        None => module.exports.iter().map(|(name, f)| (name.clone(), EntryKind::Mutating, *f)).collect(),
+        None => module.exports.iter().map(|(name, f)| (name.clone(), EntryKind::Mutating, *f, false)).collect(),
     };
 
     // Entries one after another share MODULE_BUDGET: each may use what the

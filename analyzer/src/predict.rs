@@ -32,6 +32,15 @@ pub trait Environment {
     /// pool reads the same token addresses, so an environment can hand out
     /// one cached copy).
     fn storage(&self, key: &[u8]) -> Option<Arc<[u8]>>;
+    /// Entry `method` of the contract at `contract` analysed for inputs of
+    /// `input`'s shape ([`analyze_for_shape`](crate::analyze_for_shape)),
+    /// asked for when the entry's summary says
+    /// [`by_shape`](AccessSummary::by_shape). `None`, the default: the
+    /// entry's summary is used.
+    fn shaped_entry(&self, contract: &Address, method: &str, input: &[u8]) -> Option<Arc<AccessSummary>> {
+        let _ = (contract, method, input);
+        None
+    }
 }
 
 /// Key bytes kept inline up to this length: a key by one address (a
@@ -240,7 +249,11 @@ impl<E: Environment> Filler<'_, E> {
         match method {
             Some(name) => {
                 if let Some(entry) = summary.entry(name) {
-                    self.entry(contract, summary, entry, args, caller, depth);
+                    let shaped = match args.known() {
+                        Some(input) if entry.by_shape => self.env.shaped_entry(contract, name, input),
+                        _ => None,
+                    };
+                    self.entry(contract, summary, shaped.as_deref().unwrap_or(entry), args, caller, depth);
                 }
             }
             None => {
@@ -596,6 +609,7 @@ mod tests {
             guards: Vec::new(),
             unbounded: None,
             steps: 0,
+            by_shape: false,
         }
     }
 

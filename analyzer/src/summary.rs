@@ -318,6 +318,12 @@ pub struct AccessSummary {
     pub unbounded: Option<String>,
     /// Instructions the analysis interpreted for this entry.
     pub steps: u64,
+    /// Whether a prediction should use an analysis of this entry for the
+    /// call's input shape instead ([`analyze_for_shape`](crate::analyze_for_shape)):
+    /// the entry takes strings, vectors or options, and this summary is not
+    /// precise.
+    #[serde(default)]
+    pub by_shape: bool,
 }
 
 impl AccessSummary {
@@ -366,6 +372,7 @@ impl ContractSummary {
                 guards: Vec::new(),
                 unbounded: Some(why.to_string()),
                 steps: 0,
+                by_shape: false,
             })
             .collect();
         entries.sort_by(|a, b| a.name.cmp(&b.name));

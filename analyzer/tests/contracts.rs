@@ -41,6 +41,56 @@ fn token_transfer_is_exact() {
 }
 
 #[test]
+fn registering_a_name_is_exact_for_each_length_of_name() {
+    use chroma_analyzer::{analyze_for_shape, AccessSummary};
+    use chroma_host_api::Encode;
+    let bytes = wasm("registry");
+    let summary = analyze(&bytes).expect("analyses");
+    let abi = abi(&bytes);
+    // Not knowing the name's length, the analysis loses the key.
+    let register = summary.entry("register").expect("register");
+    assert!(register.by_shape && !register.is_precise());
+    // Entries that take no string, vector or option never ask for a shape.
+    let token = analyze(&wasm("token")).expect("analyses");
+    assert!(token.entries.iter().all(|e| !e.by_shape));
+    let slot = |n: usize| -> Vec<Byte> {
+        (n as u32).to_le_bytes().into_iter().map(Byte::Const).chain((4..4 + n as u16).map(Byte::Input)).collect()
+    };
+    let key = |k: &KeyTemplate| (k.slot, k.bytes.to_vec(), k.exact);
+    for n in [1usize, 7, 12, 22, 33, 64] {
+        let name = "n".repeat(n);
+        let input = (name,).encode();
+        for method in ["register", "transfer", "resolve"] {
+            let method_abi = abi.method(method).expect("in the ABI");
+            let mut input = input.clone();
+            if method == "transfer" {
+                input.extend_from_slice(&[9; 32]);
+            }
+            let shape = method_abi.input_shape(&input).expect("a valid input");
+            let shaped: AccessSummary = analyze_for_shape(&bytes, method, &shape).unwrap_or_else(|e| panic!("{method}, {n} bytes: {e}"));
+            assert!(shaped.is_precise(), "{method}, a name of {n} bytes: {shaped:?}");
+            // The owner of the name: its length prefix, then its bytes from the input.
+            let owner = (Some(0), slot(n), true);
+            assert_eq!(shaped.reads.iter().map(key).collect::<Vec<_>>(), [owner.clone()], "{method}, {n} bytes: reads");
+            let writes: Vec<_> = shaped.writes.iter().map(key).collect();
+            let adds: Vec<_> = shaped.adds.iter().map(key).collect();
+            match method {
+                "register" => {
+                    assert_eq!(writes, [owner.clone()]);
+                    assert_eq!(adds, [(Some(1), Vec::new(), true)], "the count");
+                }
+                "transfer" => assert_eq!((writes, adds), (vec![owner.clone()], Vec::new())),
+                _ => assert_eq!((writes, adds), (Vec::new(), Vec::new())),
+            }
+        }
+    }
+    // Too long an input is refused, not analysed for minutes.
+    let long = abi.method("register").and_then(|m| m.input_shape(&("n".repeat(200),).encode())).expect("valid");
+    assert!(analyze_for_shape(&bytes, "register", &long).is_err());
+    assert!(analyze_for_shape(&bytes, "no_such_entry", &long).is_err());
+}
+
+#[test]
 fn every_example_contract_analyses_within_its_budget() {
     for name in ["token", "amm", "lending", "registry", "counter"] {
         let summary = analyze(&wasm(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -112,6 +162,30 @@ proptest! {
             bytes[at % len] = value;
         }
         let _ = analyze(&bytes);
+    }
+
+    /// An analysis by shape with any shape, even one no valid input has
+    /// (a length prefix past the input's end, an option tag of 7), of any
+    /// entry of any example contract: a summary within the budget or an
+    /// error; never a panic or a hang.
+    #[test]
+    fn analyses_by_any_shape_never_panic(
+        contract in 0usize..5,
+        entry in any::<usize>(),
+        len in 0u32..=chroma_analyzer::MAX_SHAPED_INPUT_LEN + 8,
+        fixed in proptest::collection::vec((any::<u32>(), any::<u8>()), 0..6),
+    ) {
+        let bytes = wasm(["token", "amm", "lending", "registry", "counter"][contract]);
+        let abi = abi(&bytes);
+        let method = &abi.methods[entry % abi.methods.len()];
+        let mut fixed: Vec<(u32, u8)> = fixed.into_iter().map(|(at, b)| (at % len.max(1), b)).collect();
+        fixed.sort();
+        fixed.dedup_by_key(|(at, _)| *at);
+        let shape = chroma_host_api::InputShape { len, fixed };
+        match chroma_analyzer::analyze_for_shape(&bytes, &method.name, &shape) {
+            Ok(summary) => prop_assert!(summary.steps <= chroma_analyzer::SHAPED_BUDGET + 1_000, "{} steps", summary.steps),
+            Err(_) => prop_assert!(len > chroma_analyzer::MAX_SHAPED_INPUT_LEN || method.kind == chroma_host_api::MethodKind::Init),
+        }
     }
 }
 

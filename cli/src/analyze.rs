@@ -68,6 +68,10 @@ pub fn print(source: &str, bytes: &[u8], as_json_output: bool) -> anyhow::Result
         if let Some(why) = &entry.unbounded {
             parts.push(format!("ANYTHING ({why})"));
         }
+        if entry.by_shape {
+            // The keys above hold for every input; a prediction does better.
+            parts.push("predicted per call from this entry analysed again for the input's shape (its lengths): exact keys".into());
+        }
         let kind = format!("{:?}", entry.kind).to_lowercase();
         if parts.is_empty() {
             parts.push("no storage access".into());
@@ -95,6 +99,7 @@ fn as_json(abi: &Abi, summary: &ContractSummary) -> serde_json::Value {
                     "adds": keys(&e.adds),
                     "calls": e.calls.iter().map(|c| describe_call(c, &e.reads, &names)).collect::<Vec<_>>(),
                     "unbounded": e.unbounded,
+                    "by_shape": e.by_shape,
                     "templates": e,
                 }),
             )

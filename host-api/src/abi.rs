@@ -671,6 +671,77 @@ impl Abi {
     }
 }
 
+// Input shapes are for the host's analyzer. They come after every line that
+// contracts compile: a contract's Wasm holds the file and line of each
+// possible panic, so code added above would change every example contract.
+
+/// The layout of one encoded call input: its length and the bytes that
+/// decide where each value lies (the length prefixes of strings and
+/// vectors, the tags of options). Inputs of one shape differ only in the
+/// values' own bytes: code that decodes them allocates the same sizes and
+/// runs the same counted loops, which lets the analyzer follow a string
+/// into a storage key exactly.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InputShape {
+    pub len: u32,
+    /// `(offset, byte)`, by increasing offset.
+    pub fixed: Vec<(u32, u8)>,
+}
+
+impl Method {
+    /// The shape of `input` (see [`InputShape`]); `None` unless it is a
+    /// canonical encoding of the arguments.
+    pub fn input_shape(&self, input: &[u8]) -> Option<InputShape> {
+        self.check_args(input).ok()?;
+        let mut reader = Reader::new(input);
+        let mut fixed = Vec::new();
+        for arg in &self.args {
+            arg.ty.layout(&mut reader, input.len(), &mut fixed).ok()?;
+        }
+        Some(InputShape { len: u32::try_from(input.len()).ok()?, fixed })
+    }
+
+    /// Whether inputs of this method come in more than one shape: some
+    /// argument is a string, a vector or an option.
+    pub fn has_shapes(&self) -> bool {
+        self.args.iter().any(|a| a.ty.fixed_len().is_none())
+    }
+}
+
+impl Type {
+    /// Adds to `fixed` the bytes of the value `reader` holds that decide
+    /// its layout (see [`InputShape`]), consuming it; `len` is the length of
+    /// the whole input, to turn what is left into offsets.
+    fn layout(&self, reader: &mut Reader<'_>, len: usize, fixed: &mut Vec<(u32, u8)>) -> Result<(), DecodeError> {
+        let note = |reader: &Reader<'_>, n: usize, fixed: &mut Vec<(u32, u8)>| {
+            let at = len - reader.remaining();
+            (at..at + n).zip(reader.peek(n)).for_each(|(offset, byte)| fixed.push((offset as u32, *byte)));
+        };
+        match self {
+            Type::String | Type::Vec(_) => {
+                note(reader, 4, fixed);
+                match self {
+                    Type::Vec(inner) if inner.fixed_len().is_none() => {
+                        let count = reader.length(inner.min_encoded_len())?;
+                        (0..count).try_for_each(|_| inner.layout(reader, len, fixed))
+                    }
+                    _ => self.skip_value(reader),
+                }
+            }
+            Type::Option(inner) => {
+                note(reader, 1, fixed);
+                match reader.take(1)?[0] {
+                    0 => Ok(()),
+                    1 => inner.layout(reader, len, fixed),
+                    tag => Err(DecodeError::InvalidOptionTag(tag)),
+                }
+            }
+            Type::Tuple(fields) => fields.iter().try_for_each(|f| f.layout(reader, len, fixed)),
+            fixed_size => fixed_size.skip_value(reader),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -769,6 +840,49 @@ mod tests {
         assert_eq!(units.check_args(&at_limit), Ok(()));
         assert!(Value::decode_as(&units.args_type(), &at_limit).is_ok());
         assert_eq!(units.check_args(&u32::MAX.to_le_bytes()), Err(DecodeError::LengthTooLarge { length: u32::MAX, remaining: 0 }));
+    }
+
+    #[test]
+    fn an_input_shape_is_its_length_and_its_length_prefixes_and_option_tags() {
+        use crate::codec::Encode;
+        let arg = |name: &str, desc: &'static TypeDesc| Arg { name: name.into(), ty: Type::from_desc(desc) };
+        let method = Method {
+            name: "m".into(),
+            kind: MethodKind::Mutating,
+            args: alloc::vec![
+                arg("name", <String as AbiType>::TYPE),
+                arg("amount", <u128 as AbiType>::TYPE),
+                arg("memo", <Option<String> as AbiType>::TYPE),
+                arg("tags", <Vec<String> as AbiType>::TYPE),
+                arg("ids", <Vec<u32> as AbiType>::TYPE),
+            ],
+            returns: Type::Unit,
+        };
+        assert!(method.has_shapes());
+        let input = |name: &str, amount: u128, memo: Option<&str>, tags: &[&str], ids: &[u32]| {
+            let tags: Vec<String> = tags.iter().map(|t| String::from(*t)).collect();
+            (String::from(name), amount, memo.map(String::from), tags, ids.to_vec()).encode()
+        };
+        let a = input("alice", 7, None, &["x", "yz"], &[1, 2]);
+        let shape = method.input_shape(&a).expect("a valid input has a shape");
+        assert_eq!(shape.len as usize, a.len());
+        // name's length at 0; the option's tag after name (9) and amount
+        // (16); the vector's count, then each string's length; the ids'
+        // count only (their elements have one size).
+        let le = |v: u32, at: u32| (0..4).map(move |i| (at + i, v.to_le_bytes()[i as usize]));
+        let expected: Vec<(u32, u8)> =
+            le(5, 0).chain([(25, 0)]).chain(le(2, 26)).chain(le(1, 30)).chain(le(2, 35)).chain(le(2, 41)).collect();
+        assert_eq!(shape.fixed, expected);
+        // Other values, the same layout: the same shape.
+        assert_eq!(method.input_shape(&input("bobby", 9, None, &["q", "rs"], &[5, 6])), Some(shape.clone()));
+        // Another length, tag or count: another shape.
+        for other in [input("bob", 7, None, &["x", "yz"], &[1, 2]), input("alice", 7, Some(""), &["x", "yz"], &[1, 2]), input("alice", 7, None, &["xy", "z"], &[1, 2]), input("alice", 7, None, &["x", "yz"], &[1])] {
+            assert_ne!(method.input_shape(&other), Some(shape.clone()));
+        }
+        // Not an encoding of the arguments: no shape.
+        assert_eq!(method.input_shape(&a[..a.len() - 1]), None);
+        let fixed = Method { name: "t".into(), kind: MethodKind::Mutating, args: alloc::vec![arg("to", <Address as AbiType>::TYPE)], returns: Type::Unit };
+        assert!(!fixed.has_shapes());
     }
 
     #[test]

@@ -354,6 +354,14 @@ tuple_codec!(A, B, C, D, E, F);
 tuple_codec!(A, B, C, D, E, F, G);
 tuple_codec!(A, B, C, D, E, F, G, H);
 
+// After every line that contracts compile (see `InputShape` in `abi.rs`).
+impl<'a> Reader<'a> {
+    /// The next `n` bytes (fewer if fewer are left), without consuming them.
+    pub fn peek(&self, n: usize) -> &'a [u8] {
+        &self.bytes[..n.min(self.bytes.len())]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

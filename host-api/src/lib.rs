@@ -22,7 +22,7 @@ pub mod key;
 pub mod limits;
 pub mod value;
 
-pub use abi::{Abi, AbiType, Method, MethodKind, Type};
+pub use abi::{Abi, AbiType, InputShape, Method, MethodKind, Type};
 pub use address::{Address, ADDRESS_LEN};
 pub use codec::{Decode, DecodeError, Encode};
 pub use host::{CallStatus, HostError, HostFn, ValType, HOST_FUNCTIONS, IMPORT_MODULE};

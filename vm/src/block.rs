@@ -533,12 +533,12 @@ fn predict_with(
     };
     match pool {
         Some(pool) if segment.len() >= PARALLEL_PREDICTION_MIN => {
-            let (summaries, state) = env.parts();
+            let parts = env.parts();
             pool.install(|| {
                 segment
                     .par_iter()
                     .with_min_len(PREDICTION_TASK_MIN)
-                    .map_init(|| PredictionEnv::assemble(summaries.clone(), state), one)
+                    .map_init(|| PredictionEnv::assemble(&parts), one)
                     .collect()
             })
         }

@@ -18,6 +18,7 @@ use crate::address::contract_address;
 use crate::engine::{new_engine, MAX_MEMORY_BYTES};
 use crate::gatekeeper::{self, MEMORY_EXPORT};
 use crate::imports::{linker, Abort, Frame, StoreData};
+use crate::shapes::{ShapedContract, ShapedSummaries};
 use crate::stack::on_execution_thread;
 use crate::state::{Journal, StateError, StateOverlay, StateRead, TxWrites, WriteOp};
 use crate::tx::{Outcome, Receipt, Transaction, TxKind};
@@ -48,6 +49,8 @@ pub struct Contract {
     /// found by name once, here, instead of in every call (looking them up by
     /// name and type-checking the entry point was 4% of a transfer).
     exports: Exports,
+    /// The code, when an entry is analysed again per input shape (see `shapes`).
+    shaped: Option<Arc<ShapedContract>>,
 }
 
 struct Exports {
@@ -113,6 +116,8 @@ pub struct Runtime {
     modules: RwLock<BTreeMap<[u8; 32], Module>>,
     /// Access summaries by code hash.
     summaries: RwLock<BTreeMap<[u8; 32], Arc<ContractSummary>>>,
+    /// The contracts whose entries are analysed again per input shape.
+    shapes: Arc<ShapedSummaries>,
 }
 
 /// The deployed contracts' summaries by address (looked up only, never
@@ -226,6 +231,7 @@ impl Runtime {
             contracts: RwLock::default(),
             modules: RwLock::new(BTreeMap::new()),
             summaries: RwLock::new(BTreeMap::new()),
+            shapes: Arc::default(),
         }))
     }
 
@@ -252,7 +258,10 @@ impl Runtime {
         let pre = self.linker.instantiate_pre(&module).map_err(|e| format!("linking failed: {e}"))?;
         let exports = Exports::of(&module, &validated.abi)?;
         let summary = self.summary_of(&validated.code_hash, code, &validated.abi);
-        Ok(Contract { address, code_hash: validated.code_hash, abi: validated.abi, summary, pre, exports })
+        let shaped = summary.entries.iter().any(|e| e.by_shape).then(|| {
+            Arc::new(ShapedContract { code_hash: validated.code_hash, code: code.into(), abi: validated.abi.clone() })
+        });
+        Ok(Contract { address, code_hash: validated.code_hash, abi: validated.abi, summary, pre, exports, shaped })
     }
 
     /// The access summary of `code` (analysed once per code hash). A module
@@ -294,6 +303,10 @@ impl Runtime {
 
     /// The access summary of every deployed contract, by address, shared
     /// until the next deploy (see `Contracts`).
+    pub(crate) fn shapes(&self) -> Arc<ShapedSummaries> {
+        self.shapes.clone()
+    }
+
     pub(crate) fn summaries_by_address(&self) -> Arc<SummariesByAddress> {
         if let Some(summaries) = &self.contracts.read().unwrap_or_else(|p| p.into_inner()).summaries {
             return summaries.clone();
@@ -333,6 +346,9 @@ impl Runtime {
     }
 
     pub(crate) fn register(&self, contract: Arc<Contract>) {
+        if let Some(shaped) = &contract.shaped {
+            self.shapes.register(contract.address, shaped.clone());
+        }
         let mut contracts = self.contracts.write().unwrap_or_else(|p| p.into_inner());
         contracts.by_address.insert(contract.address, contract);
         contracts.summaries = None;
