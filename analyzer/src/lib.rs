@@ -138,7 +138,7 @@ fn summary_of(name: &str, kind: EntryKind, interpreter: Interpreter<'_>) -> Acce
 pub const MAX_SHAPED_INPUT_LEN: u32 = 128;
 
 /// Instructions the analysis for one input shape may interpret.
-pub const SHAPED_BUDGET: u64 = 1_000_000;
+pub const SHAPED_BUDGET: u64 = 300_000;
 
 /// Analyses entry point `entry` of `wasm` again for calls whose input has
 /// `shape` (see [`InputShape`]): sound for every input of that shape, and

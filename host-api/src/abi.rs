@@ -681,7 +681,7 @@ impl Abi {
 /// values' own bytes: code that decodes them allocates the same sizes and
 /// runs the same counted loops, which lets the analyzer follow a string
 /// into a storage key exactly.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct InputShape {
     pub len: u32,
     /// `(offset, byte)`, by increasing offset.

@@ -9,7 +9,10 @@
 //! of a call of it asks for the entry analysed again for the call's
 //! [`InputShape`] (its length and its length prefixes and option tags),
 //! which gives the exact key. Every input of that shape gets the same
-//! summary, so one analysis serves every later call of the shape.
+//! summary, so one analysis serves every later call of the shape. A runtime
+//! keeps its analyses (at most [`MAX_SHAPES_PER_ENTRY`] per entry and
+//! [`MAX_SHAPED_ANALYSES`] in all); they are not stored on disk, and a node
+//! makes them again after a restart, at the first call of each shape.
 //!
 //! A prediction is only a plan: a wider one (no shaped summary, the table
 //! full, the analysis failed) costs parallelism, never correctness.
@@ -20,9 +23,16 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use chroma_analyzer::{analyze_for_shape, AccessSummary, MAX_SHAPED_INPUT_LEN};
 use chroma_host_api::{Abi, Address, InputShape};
 
-/// Most shaped analyses a process keeps. Past it, calls of shapes not yet
+/// Most shaped analyses a runtime keeps. Past it, calls of shapes not yet
 /// analysed are predicted from the entry's general summary.
 pub const MAX_SHAPED_ANALYSES: usize = 4096;
+
+/// Most shapes analysed for one entry of one code. An analysis runs while a
+/// block is planned, at the node's expense, so a contract whose callers send
+/// inputs of ever new lengths must not cost more than this many analyses
+/// (each bounded by [`SHAPED_BUDGET`](chroma_analyzer::SHAPED_BUDGET)).
+/// 64 covers every name the registry accepts.
+pub const MAX_SHAPES_PER_ENTRY: usize = 64;
 
 /// A deployed contract with an entry analysed by shape.
 pub(crate) struct ShapedContract {
@@ -35,10 +45,15 @@ pub(crate) struct ShapedContract {
 /// analysis failed or left the entry unbounded (the general summary is used).
 type Analysis = Arc<OnceLock<Option<Arc<AccessSummary>>>>;
 
-/// The contracts with entries analysed by shape, by address.
+/// Code hash, entry, shape.
+type AnalysisKey = ([u8; 32], String, InputShape);
+
+/// The contracts with entries analysed by shape, by address, and the
+/// analyses made so far.
 #[derive(Default)]
 pub(crate) struct ShapedSummaries {
     contracts: RwLock<BTreeMap<Address, Arc<ShapedContract>>>,
+    analyses: Mutex<BTreeMap<AnalysisKey, Analysis>>,
 }
 
 impl ShapedSummaries {
@@ -50,19 +65,20 @@ impl ShapedSummaries {
     /// shape; `None` when there is none to have (see the module's doc).
     /// The first call for a shape analyses it (milliseconds: 2-40 ms for the
     /// registry's names); calls for the same shape on other threads
-    /// meanwhile wait for that analysis instead of repeating it.
+    /// meanwhile wait for that analysis instead of repeating it. Whether a
+    /// shape was analysed depends on the calls seen before (the bounds
+    /// above): it changes a prediction's width, never a block's result.
     pub fn entry(&self, address: &Address, method: &str, input: &[u8]) -> Option<Arc<AccessSummary>> {
         let contract = self.contracts.read().unwrap_or_else(|p| p.into_inner()).get(address).cloned()?;
         let shape = contract.abi.method(method)?.input_shape(input).filter(|s| s.len <= MAX_SHAPED_INPUT_LEN)?;
-        // The analysis is a pure function of the code and the shape: every
-        // runtime of the process (several in tests and benches) shares it.
-        static ANALYSES: OnceLock<Mutex<BTreeMap<([u8; 32], String, InputShape), Analysis>>> = OnceLock::new();
         let analysis: Analysis = {
-            let mut analyses = ANALYSES.get_or_init(Mutex::default).lock().unwrap_or_else(|p| p.into_inner());
+            let mut analyses = self.analyses.lock().unwrap_or_else(|p| p.into_inner());
             let key = (contract.code_hash, method.to_string(), shape.clone());
             if let Some(known) = analyses.get(&key) {
                 known.clone()
             } else if analyses.len() >= MAX_SHAPED_ANALYSES {
+                return None;
+            } else if shapes_of(&analyses, &contract.code_hash, method) >= MAX_SHAPES_PER_ENTRY {
                 return None;
             } else {
                 analyses.entry(key).or_default().clone()
@@ -72,4 +88,10 @@ impl ShapedSummaries {
             .get_or_init(|| analyze_for_shape(&contract.code, method, &shape).ok().filter(|s| s.unbounded.is_none()).map(Arc::new))
             .clone()
     }
+}
+
+/// Shapes of entry `method` of `code_hash` analysed (or being analysed) so far.
+fn shapes_of(analyses: &BTreeMap<AnalysisKey, Analysis>, code_hash: &[u8; 32], method: &str) -> usize {
+    let first = (*code_hash, method.to_string(), InputShape::default());
+    analyses.range(first..).take_while(|((hash, m, _), _)| hash == code_hash && m == method).count()
 }

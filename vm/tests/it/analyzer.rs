@@ -257,3 +257,26 @@ fn precision_on_a_realistic_defi_mix() {
     }
     assert!(exact * 100 >= all * 99, "{exact}/{all} predicted exactly, below 99%");
 }
+
+/// A name is predicted exactly from the registry's `register` analysed for
+/// the name's length, for up to `MAX_SHAPES_PER_ENTRY` lengths; a length
+/// past those is predicted from the entry's general summary, wide but sound.
+#[test]
+fn names_are_exact_per_length_up_to_the_bound_on_shapes() {
+    use chroma_vm::{dev_account, PredictionEnv, MAX_SHAPES_PER_ENTRY};
+    let mut chain = Chain::new();
+    let registry = chain.deploy("alice", "registry", ());
+    let state = chain.vm.state().clone();
+    let env = PredictionEnv::new(chain.vm.runtime(), state.as_ref());
+    let sender = dev_account("alice");
+    let predict = |n: usize| chroma_analyzer::predict(&env, &sender, &registry, "register", &("a".repeat(n),).encode());
+    let exact = |p: &PredictedAccess| !p.unbounded && p.reads.iter().chain(&p.writes).chain(&p.adds).all(|k| k.is_exact());
+    for n in 1..=MAX_SHAPES_PER_ENTRY {
+        let p = predict(n);
+        assert!(exact(&p) && p.writes.len() == 1 && p.writes[0].bytes().ends_with("a".repeat(n).as_bytes()), "a name of {n} bytes: {p:?}");
+    }
+    let past = predict(MAX_SHAPES_PER_ENTRY + 1);
+    assert!(!exact(&past), "past the bound, the general summary: {past:?}");
+    // The shapes analysed before stay exact.
+    assert!(exact(&predict(7)));
+}
