@@ -25,10 +25,10 @@ mod render;
 mod summary;
 
 use std::collections::BTreeSet;
-
-use chroma_host_api::InputShape;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
+
+use chroma_host_api::InputShape;
 
 pub use domain::Byte;
 pub use module::contract_features;
