@@ -110,6 +110,9 @@ impl Node {
                 }
             }
         }
+        for analysis in db.shaped_summaries()? {
+            runtime.remember_shaped(analysis);
+        }
         let height = db.height()?;
         let root = db.state_hash()?.root();
         let state = StateOverlay::over(Arc::new(db.snapshot()?));
@@ -192,6 +195,12 @@ impl Node {
             if let Some(summary) = self.vm.runtime().summary(hash) {
                 self.db.put_summary(hash, &summary)?;
             }
+        }
+        // The analyses by input shape this block's planning made (like the
+        // summaries above, made again at the next open if a crash loses them).
+        let shaped = self.vm.runtime().take_shaped_made();
+        if !shaped.is_empty() {
+            self.db.put_shaped_summaries(&shaped)?;
         }
         self.vm.state().rebase(Arc::new(self.db.snapshot()?));
         self.height = height;

@@ -18,7 +18,7 @@ use crate::address::contract_address;
 use crate::engine::{new_engine, MAX_MEMORY_BYTES};
 use crate::gatekeeper::{self, MEMORY_EXPORT};
 use crate::imports::{linker, Abort, Frame, StoreData};
-use crate::shapes::{ShapedContract, ShapedSummaries};
+use crate::shapes::{ShapedAnalysis, ShapedContract, ShapedSummaries};
 use crate::stack::on_execution_thread;
 use crate::state::{Journal, StateError, StateOverlay, StateRead, TxWrites, WriteOp};
 use crate::tx::{Outcome, Receipt, Transaction, TxKind};
@@ -305,6 +305,16 @@ impl Runtime {
     /// until the next deploy (see `Contracts`).
     pub(crate) fn shapes(&self) -> Arc<ShapedSummaries> {
         self.shapes.clone()
+    }
+
+    /// Seeds an analysis by input shape made before (see `shapes`).
+    pub fn remember_shaped(&self, analysis: ShapedAnalysis) {
+        self.shapes.remember(analysis);
+    }
+
+    /// The analyses by input shape made since the last call, for storing.
+    pub fn take_shaped_made(&self) -> Vec<ShapedAnalysis> {
+        self.shapes.take_made()
     }
 
     pub(crate) fn summaries_by_address(&self) -> Arc<SummariesByAddress> {

@@ -11,8 +11,9 @@
 //! which gives the exact key. Every input of that shape gets the same
 //! summary, so one analysis serves every later call of the shape. A runtime
 //! keeps its analyses (at most [`MAX_SHAPES_PER_ENTRY`] per entry and
-//! [`MAX_SHAPED_ANALYSES`] in all); they are not stored on disk, and a node
-//! makes them again after a restart, at the first call of each shape.
+//! [`MAX_SHAPED_ANALYSES`] in all); a node stores them with the contracts'
+//! summaries, after each block, and gives them back to its runtime when it
+//! opens.
 //!
 //! A prediction is only a plan: a wider one (no shaped summary, the table
 //! full, the analysis failed) costs parallelism, never correctness.
@@ -54,7 +55,13 @@ type AnalysisKey = ([u8; 32], String, InputShape);
 pub(crate) struct ShapedSummaries {
     contracts: RwLock<BTreeMap<Address, Arc<ShapedContract>>>,
     analyses: Mutex<BTreeMap<AnalysisKey, Analysis>>,
+    /// Analyses made since [`ShapedSummaries::take_made`] was last called,
+    /// for a node to store.
+    made: Mutex<Vec<(AnalysisKey, Arc<AccessSummary>)>>,
 }
+
+/// One stored analysis by shape: code hash, entry, shape, summary.
+pub type ShapedAnalysis = ([u8; 32], String, InputShape, AccessSummary);
 
 impl ShapedSummaries {
     pub fn register(&self, address: Address, contract: Arc<ShapedContract>) {
@@ -85,8 +92,32 @@ impl ShapedSummaries {
             }
         };
         analysis
-            .get_or_init(|| analyze_for_shape(&contract.code, method, &shape).ok().filter(|s| s.unbounded.is_none()).map(Arc::new))
+            .get_or_init(|| {
+                let made = analyze_for_shape(&contract.code, method, &shape).ok().filter(|s| s.unbounded.is_none()).map(Arc::new);
+                if let Some(summary) = &made {
+                    let key = (contract.code_hash, method.to_string(), shape.clone());
+                    self.made.lock().unwrap_or_else(|p| p.into_inner()).push((key, summary.clone()));
+                }
+                made
+            })
             .clone()
+    }
+
+    /// Seeds an analysis made before (stored by a node), within the bounds.
+    pub fn remember(&self, (code_hash, method, shape, summary): ShapedAnalysis) {
+        let mut analyses = self.analyses.lock().unwrap_or_else(|p| p.into_inner());
+        if analyses.len() >= MAX_SHAPED_ANALYSES || shapes_of(&analyses, &code_hash, &method) >= MAX_SHAPES_PER_ENTRY {
+            return;
+        }
+        let analysis = Analysis::default();
+        let _ = analysis.set(Some(Arc::new(summary)));
+        analyses.insert((code_hash, method, shape), analysis);
+    }
+
+    /// The analyses made since the last call, oldest first.
+    pub fn take_made(&self) -> Vec<ShapedAnalysis> {
+        let made = std::mem::take(&mut *self.made.lock().unwrap_or_else(|p| p.into_inner()));
+        made.into_iter().map(|((hash, method, shape), summary)| (hash, method, shape, Arc::unwrap_or_clone(summary))).collect()
     }
 }
 

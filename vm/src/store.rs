@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use chroma_analyzer::{ContractSummary, ANALYZER_VERSION};
-use chroma_host_api::{Address, ADDRESS_LEN};
+use chroma_host_api::{Address, Decode, Encode, InputShape, ADDRESS_LEN};
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::root::StateHash;
+use crate::shapes::ShapedAnalysis;
 use crate::state::{StateError, StateRead};
 
 const STORAGE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("storage");
@@ -20,6 +21,10 @@ const CODE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("code");
 const MODULES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("modules");
 /// code hash -> analyzer version (u32 LE) ‖ the access summary as JSON.
 const SUMMARIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("summaries");
+/// code hash ‖ encoded (entry, input length, layout bytes) -> analyzer
+/// version (u32 LE) ‖ the entry's summary for that input shape as JSON
+/// (`vm/src/shapes.rs`).
+const SHAPED_SUMMARIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("shaped_summaries");
 /// contract address -> code hash.
 const CONTRACTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("contracts");
 /// height -> encoded block.
@@ -197,6 +202,45 @@ impl StateDb {
             return Ok(None);
         }
         Ok(serde_json::from_slice(&stored[version.len()..]).ok())
+    }
+
+    /// Every stored analysis by input shape made by this analyzer version
+    /// that still parses (the others are made again when needed).
+    pub fn shaped_summaries(&self) -> Result<Vec<ShapedAnalysis>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = match tx.open_table(SHAPED_SUMMARIES) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(db_err(e)),
+        };
+        let version = ANALYZER_VERSION.to_le_bytes();
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db_err)? {
+            let (key, value) = entry.map_err(db_err)?;
+            let (key, value) = (key.value(), value.value());
+            let Some((hash, shape)) = key.split_first_chunk::<32>() else { continue };
+            let Ok((method, len, fixed)) = <(String, u32, Vec<(u32, u8)>)>::decode(shape) else { continue };
+            let Some(json) = value.strip_prefix(&version[..]) else { continue };
+            if let Ok(summary) = serde_json::from_slice(json) {
+                out.push((*hash, method, InputShape { len, fixed }, summary));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores analyses by input shape, in one write transaction.
+    pub fn put_shaped_summaries(&self, analyses: &[ShapedAnalysis]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = tx.open_table(SHAPED_SUMMARIES).map_err(db_err)?;
+            for (hash, method, shape, summary) in analyses {
+                let key = [&hash[..], &(method.clone(), shape.len, shape.fixed.clone()).encode()].concat();
+                let json = serde_json::to_vec(summary).map_err(db_err)?;
+                let value = [&ANALYZER_VERSION.to_le_bytes()[..], &json].concat();
+                table.insert(&key[..], &value[..]).map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)
     }
 
     pub fn put_summary(&self, hash: &[u8; 32], summary: &ContractSummary) -> Result<(), StoreError> {

@@ -127,3 +127,35 @@ fn access_summaries_are_computed_at_deploy_and_kept_across_restarts() {
     let restored = node.vm().contract(&token).expect("restored").summary.clone();
     assert!(restored.entry("transfer").is_some_and(|e| e.is_precise()));
 }
+
+/// The registry's `register` analysed for a name's length (`vm/src/shapes.rs`)
+/// is stored with the block that needed it, and a reopened node predicts
+/// names of that length exactly without analysing it again.
+#[test]
+fn analyses_by_input_shape_are_stored_and_survive_a_restart() {
+    use chroma_vm::PredictionEnv;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = {
+        let mut node = Node::create(dir.path()).expect("create");
+        let tx = deploy_tx(&node, "alice", "registry", ());
+        let deployed = node.execute_block(&[tx], &BlockOptions::serial()).expect("deploy");
+        let registry = deployed.receipts[0].deployed.expect("deployed");
+        let nonce = node.nonce(&dev_account("alice")).expect("nonce");
+        let block = node.execute_block(&[call_tx("alice", nonce, registry, "register", ("alice".to_string(),))], &BlockOptions::default()).expect("block");
+        assert_eq!(block.receipts[0].outcome, Outcome::Success);
+        let stored = node.db().shaped_summaries().expect("stored analyses");
+        assert_eq!(stored.iter().map(|(_, method, shape, _)| (method.as_str(), shape.len)).collect::<Vec<_>>(), [("register", 9)]);
+        registry
+    };
+    let node = Node::open(dir.path()).expect("reopen");
+    let state = node.vm().state().clone();
+    let env = PredictionEnv::new(node.vm().runtime(), state.as_ref());
+    let predict = |name: &str| chroma_analyzer::predict(&env, &dev_account("bob"), &registry, "register", &(name.to_string(),).encode());
+    // A name of the same length: the stored analysis, exact.
+    let same = predict("bobby");
+    assert!(same.is_exact() && same.writes.len() == 1 && same.writes[0].bytes().ends_with(b"bobby"), "{same:?}");
+    assert!(node.vm().runtime().take_shaped_made().is_empty(), "the stored analysis was used, none was made");
+    // Another length: analysed now.
+    assert!(predict("carol.x").is_exact());
+    assert_eq!(node.vm().runtime().take_shaped_made().len(), 1);
+}
