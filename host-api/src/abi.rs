@@ -692,12 +692,13 @@ impl Method {
     /// The shape of `input` (see [`InputShape`]); `None` unless it is a
     /// canonical encoding of the arguments.
     pub fn input_shape(&self, input: &[u8]) -> Option<InputShape> {
-        self.check_args(input).ok()?;
+        // One pass: `layout` checks each value as `check_args` does.
         let mut reader = Reader::new(input);
         let mut fixed = Vec::new();
         for arg in &self.args {
             arg.ty.layout(&mut reader, input.len(), &mut fixed).ok()?;
         }
+        reader.finish().ok()?;
         Some(InputShape { len: u32::try_from(input.len()).ok()?, fixed })
     }
 
@@ -710,8 +711,9 @@ impl Method {
 
 impl Type {
     /// Adds to `fixed` the bytes of the value `reader` holds that decide
-    /// its layout (see [`InputShape`]), consuming it; `len` is the length of
-    /// the whole input, to turn what is left into offsets.
+    /// its layout (see [`InputShape`]), consuming it and checking it as
+    /// [`Type::skip_value`] does; `len` is the length of the whole input, to
+    /// turn what is left into offsets.
     fn layout(&self, reader: &mut Reader<'_>, len: usize, fixed: &mut Vec<(u32, u8)>) -> Result<(), DecodeError> {
         let note = |reader: &Reader<'_>, n: usize, fixed: &mut Vec<(u32, u8)>| {
             let at = len - reader.remaining();
