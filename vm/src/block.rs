@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use chroma_analyzer::{ExecutionPlan, PredictedAccess, Strategy};
+use chroma_analyzer::{ExecutionPlan, PredictedAccess, Prediction, Strategy};
 use chroma_host_api::Address;
 use rayon::prelude::*;
 use rayon::ThreadPool;
@@ -115,7 +115,7 @@ pub struct BlockReport {
     /// (deploys as transactions that may access anything).
     pub plan: ExecutionPlan,
     /// Each transaction's prediction, nonce key included.
-    pub predictions: Vec<Arc<PredictedAccess>>,
+    pub predictions: Vec<Prediction>,
     /// The contract each transaction called (`None` for a deploy).
     pub targets: Vec<Option<Address>>,
     /// Gas used by each transaction.
@@ -277,14 +277,14 @@ impl Vm {
         // they are (a 10,000-transaction chain spent 1.5% of its time moving
         // receipts and predictions through slots and back).
         let mut receipts: Vec<Receipt> = Vec::new();
-        let mut predictions: Vec<Arc<PredictedAccess>> = Vec::new();
+        let mut predictions: Vec<Prediction> = Vec::new();
         let mut mispredicted = Vec::new();
         let (mut planning, mut execution, mut plans, mut serial_segments) = (Duration::ZERO, Duration::ZERO, 0, 0);
         let mut segment_plan: Option<ExecutionPlan> = None;
         let mut next = 0;
         while next < txs.len() {
             if let TxKind::Deploy { .. } = txs[next].kind {
-                predictions.push(Arc::new(PredictedAccess { unbounded: true, ..PredictedAccess::default() }));
+                predictions.push(Prediction::new(PredictedAccess { unbounded: true, ..PredictedAccess::default() }));
                 let started = Instant::now();
                 receipts.push(self.execute(&txs[next])?);
                 execution += started.elapsed();
@@ -428,7 +428,7 @@ impl Vm {
 
     /// The analyzer's predictions for `txs` now, nonce keys included, filled
     /// in on `threads` threads.
-    pub fn predict_block(&self, txs: &[Transaction], threads: usize) -> Result<Vec<Arc<PredictedAccess>>, VmError> {
+    pub fn predict_block(&self, txs: &[Transaction], threads: usize) -> Result<Vec<Prediction>, VmError> {
         let pool = pool(threads.clamp(1, MAX_THREADS))?;
         Ok(predict_with(self.runtime(), self.state(), txs, &AnalyzerPredictor, Some(&pool)))
     }
@@ -444,7 +444,7 @@ impl Vm {
         &mut self,
         pool: &ThreadPool,
         segment: &[Transaction],
-        predicted: &[Arc<PredictedAccess>],
+        predicted: &[Prediction],
         plan: &ExecutionPlan,
         strategy: Strategy,
     ) -> Result<SegmentRun, VmError> {
@@ -489,7 +489,7 @@ impl Vm {
 
 /// The plan of `predicted`: on this thread when it is small, otherwise on
 /// `threads` (on one pool thread without a pool).
-fn plan_on(threads: Option<&ThreadPool>, predicted: &[Arc<PredictedAccess>]) -> Result<ExecutionPlan, VmError> {
+fn plan_on(threads: Option<&ThreadPool>, predicted: &[Prediction]) -> Result<ExecutionPlan, VmError> {
     match threads {
         // A small plan is made on this thread without any pool (see `SEQUENTIAL_MAX`).
         _ if predicted.len() <= chroma_analyzer::plan::SEQUENTIAL_MAX => Ok(ExecutionPlan::new(predicted)),
@@ -522,14 +522,15 @@ fn predict_with(
     segment: &[Transaction],
     predictor: &dyn AccessPredictor,
     pool: Option<&ThreadPool>,
-) -> Vec<Arc<PredictedAccess>> {
+) -> Vec<Prediction> {
     let env = PredictionEnv::new(runtime, &**state);
     let one = |env: &mut PredictionEnv<'_>, tx: &Transaction| {
         let mut access = predictor.predict(env, tx);
         // The executor reads and writes the nonce outside the journal;
         // as a plain write it orders the sender's transactions.
         access.writes.push(nonce_pattern(&tx.sender));
-        Arc::new(access)
+        // Fingerprinted here, while its keys are in this thread's cache.
+        Prediction::new(access)
     };
     match pool {
         Some(pool) if segment.len() >= PARALLEL_PREDICTION_MIN => {
@@ -565,7 +566,7 @@ struct Parallel<'a> {
     view: Arc<dyn StateRead>,
     overlay: Arc<BlockOverlay>,
     segment: &'a [Transaction],
-    predicted: &'a [Arc<PredictedAccess>],
+    predicted: &'a [Prediction],
     plan: &'a ExecutionPlan,
     results: Vec<OnceLock<Result<Executed, VmError>>>,
     /// The first transaction that mispredicted or failed; later ones are skipped.
@@ -579,7 +580,7 @@ impl Parallel<'_> {
         if i > self.first_bad.load(Ordering::Acquire) {
             return;
         }
-        let result = match execute_in(&self.runtime, &self.view, &self.segment[i], Some(self.predicted[i].clone())) {
+        let result = match execute_in(&self.runtime, &self.view, &self.segment[i], Some(self.predicted[i].shared().clone())) {
             Ok(mut done) if !done.mispredicted => {
                 // Moved into the overlay, which keeps them by transaction.
                 self.overlay.apply(i, std::mem::take(&mut done.writes));
