@@ -368,12 +368,12 @@ struct ResourceUsers {
     since: Option<Box<[Vec<u32>; MODE_COUNT]>>,
 }
 
-/// What one shard found: its resources (where its pattern first occurs,
-/// and its first occurrence in the shard's order), and for each
+/// What one shard found: how many resources it has, and for each
 /// transaction in block order the earlier transactions it must follow,
 /// with the (shard-local) resource why.
+#[derive(Default)]
 struct ShardEdges {
-    resources: Vec<(PatternAt, (u32, u32))>,
+    resource_count: usize,
     edges_by_resource: Vec<u32>,
     /// (later, earlier, local resource), sorted, without repeats.
     preds: Vec<(u32, u32, u32)>,
@@ -384,29 +384,54 @@ struct ShardEdges {
     kept_patterns: Vec<KeyPattern>,
 }
 
+/// A shard's working tables, kept by each thread from one block to the
+/// next. Made afresh, they were the planner's largest allocations (about a
+/// megabyte per shard for 10,000 swaps), and in a node that executes
+/// between plans the allocator had handed their pages back: in a profile
+/// of the executor running swap blocks, zeroing the pages they faulted in
+/// again took a fifth of the graph's samples (228 of 1,312; 17 of 1,017
+/// with the tables kept).
+#[derive(Default)]
+struct ShardTables {
+    /// Resource by fingerprint.
+    index: FxHashMap<u64, u32>,
+    /// Each resource's pattern (where it first occurs) and first use.
+    resources: Vec<(PatternAt, (u32, u32))>,
+    users: Vec<ResourceUsers>,
+    touched: Vec<(u32, Modes)>,
+    preds: Vec<(u32, u32)>,
+}
+
+/// Tables that grew past this many resources are not kept (a huge block
+/// should not pin its memory for the blocks after it).
+const KEPT_TABLES_MAX: usize = 1 << 20;
+
+thread_local! {
+    static SHARD_TABLES: std::cell::Cell<ShardTables> = std::cell::Cell::default();
+}
+
 /// Indexes the accesses of one shard's resources, in block order (see
 /// `ConflictGraph::build`). `touches` are the shard's accesses, chunk by
 /// chunk, each in block order; `accesses` the block's predictions, where
 /// the patterns of the resources that made edges are found.
 fn shard_edges<A: Planned>(touches: &[&[Touch]], accesses: &[A], max_edges: usize) -> ShardEdges {
     let total: usize = touches.iter().map(|chunk| chunk.len()).sum();
-    let mut index: FxHashMap<u64, u32> = FxHashMap::with_capacity_and_hasher(total, Default::default());
-    let mut out = ShardEdges {
-        resources: Vec::with_capacity(total),
-        edges_by_resource: Vec::new(),
-        preds: Vec::new(),
-        kept: Vec::new(),
-        kept_patterns: Vec::new(),
-    };
-    let mut users: Vec<ResourceUsers> = Vec::with_capacity(total);
-    let mut touched: Vec<(u32, Modes)> = Vec::new();
-    let mut preds: Vec<(u32, u32)> = Vec::new();
+    // Taken, not borrowed: nothing here re-enters, but a taken table
+    // cannot be borrowed twice if something ever did.
+    let mut tables = SHARD_TABLES.take();
+    let ShardTables { index, resources, users, touched, preds } = &mut tables;
+    index.clear();
+    resources.clear();
+    users.clear();
+    index.reserve(total);
+    resources.reserve(total);
+    users.reserve(total);
+    let mut out = ShardEdges::default();
     let mut all = touches.iter().flat_map(|chunk| chunk.iter()).enumerate().peekable();
     while let Some(&(_, first)) = all.peek() {
         let tx = first.tx;
         touched.clear();
         while let Some((position, touch)) = all.next_if(|(_, t)| t.tx == tx) {
-            let resources = &mut out.resources;
             let id = *index.entry(touch.fingerprint).or_insert_with(|| {
                 resources.push((touch.pattern, (tx, position as u32)));
                 users.push(ResourceUsers { writer: None, since: None });
@@ -466,18 +491,22 @@ fn shard_edges<A: Planned>(touches: &[&[Touch]], accesses: &[A], max_edges: usiz
         }
         preds.sort_unstable();
         preds.dedup();
-        out.edges_by_resource.resize(out.resources.len(), 0);
-        for &(earlier, resource) in &preds {
+        out.edges_by_resource.resize(resources.len(), 0);
+        for &(earlier, resource) in preds.iter() {
             out.edges_by_resource[resource as usize] += 1;
             out.preds.push((tx, earlier, resource));
         }
     }
-    out.edges_by_resource.resize(out.resources.len(), 0);
-    for (local, (&(at, first), &edges)) in out.resources.iter().zip(&out.edges_by_resource).enumerate() {
+    out.resource_count = resources.len();
+    out.edges_by_resource.resize(resources.len(), 0);
+    for (local, (&(at, first), &edges)) in resources.iter().zip(&out.edges_by_resource).enumerate() {
         if edges > 0 {
             out.kept.push((first, local as u32));
             out.kept_patterns.push(pattern_at(accesses[at.tx as usize].access(), at.position).clone());
         }
+    }
+    if resources.capacity() <= KEPT_TABLES_MAX {
+        SHARD_TABLES.set(tables);
     }
     out
 }
@@ -592,7 +621,7 @@ impl ConflictGraph {
             .flat_map(|(s, shard)| shard.kept.iter().enumerate().map(move |(k, &(first, local))| (first, s, local, k as u32)))
             .collect();
         kept.sort_by_key(|&(first, ..)| first);
-        let mut global: Vec<Vec<u32>> = shards.iter().map(|shard| vec![u32::MAX; shard.resources.len()]).collect();
+        let mut global: Vec<Vec<u32>> = shards.iter().map(|shard| vec![u32::MAX; shard.resource_count]).collect();
         let mut resources = Vec::with_capacity(kept.len());
         let mut edges_by_resource = Vec::with_capacity(kept.len());
         for (id, &(_, s, local, k)) in kept.iter().enumerate() {
