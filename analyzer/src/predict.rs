@@ -188,17 +188,20 @@ impl Args<'_> {
 
 /// A call template evaluated in one call: its callee, its method (`None`:
 /// any), its arguments as far as known.
-struct ResolvedCall<'s> {
+struct ResolvedCall<'s, 'e> {
     callee: [u8; ADDRESS_LEN],
+    /// The callee's summary, found while resolving (a swap's prediction
+    /// looked up nine summaries by address, two of them twice).
+    summary: &'e ContractSummary,
     method: Option<&'s str>,
     args: Args<'static>,
 }
 
-impl ResolvedCall<'_> {
+impl ResolvedCall<'_, '_> {
     /// Whether filling `self` in predicts at least what filling `other` in
     /// does: the same callee, a method at least as wide, and arguments known
     /// at most where `other`'s are, with the same values there.
-    fn subsumes(&self, other: &ResolvedCall<'_>) -> bool {
+    fn subsumes(&self, other: &ResolvedCall<'_, '_>) -> bool {
         if self.callee != other.callee || (self.method.is_some() && self.method != other.method) {
             return false;
         }
@@ -237,15 +240,20 @@ struct Frame<'a, 's> {
 }
 
 
-impl<E: Environment> Filler<'_, E> {
+impl<'e, E: Environment> Filler<'e, E> {
     fn call(&mut self, contract: &Address, method: Option<&str>, args: &Args<'_>, caller: &Address, depth: u32) {
-        if depth > MAX_CALL_DEPTH + 1 || self.out.unbounded {
-            return;
-        }
         let Some(summary) = self.env.summary(contract) else {
             // No contract there: the call fails before any access.
             return;
         };
+        self.call_into(contract, summary, method, args, caller, depth);
+    }
+
+    /// [`Filler::call`] of the contract whose summary is `summary`.
+    fn call_into(&mut self, contract: &Address, summary: &ContractSummary, method: Option<&str>, args: &Args<'_>, caller: &Address, depth: u32) {
+        if depth > MAX_CALL_DEPTH + 1 || self.out.unbounded {
+            return;
+        }
         match method {
             Some(name) => {
                 if let Some(entry) = summary.entry(name) {
@@ -323,7 +331,7 @@ impl<E: Environment> Filler<'_, E> {
         for (i, call) in calls.iter().enumerate() {
             let redundant = calls.iter().enumerate().any(|(j, other)| j != i && other.subsumes(call) && (j < i || !call.subsumes(other)));
             if !redundant {
-                self.call(&Address(call.callee), call.method, &call.args, frame.contract, depth + 1);
+                self.call_into(&Address(call.callee), call.summary, call.method, &call.args, frame.contract, depth + 1);
                 if self.out.unbounded {
                     return;
                 }
@@ -406,16 +414,17 @@ impl<E: Environment> Filler<'_, E> {
     /// A call template's callee and arguments in this call: `None` when the
     /// callee cannot be resolved (the call may reach any contract),
     /// `Some(None)` when no contract is there (the call accesses nothing).
-    fn resolve_call<'s>(&mut self, frame: &mut Frame<'_, 's>, call: &'s CallTemplate) -> Option<Option<ResolvedCall<'s>>> {
+    fn resolve_call<'s>(&mut self, frame: &mut Frame<'_, 's>, call: &'s CallTemplate) -> Option<Option<ResolvedCall<'s, 'e>>> {
         let mut callee = std::mem::take(&mut self.scratch);
         callee.clear();
         self.bytes(frame, &call.callee, 0, &mut callee);
         let resolved = callee.get(..ADDRESS_LEN).and_then(|bytes| <[u8; ADDRESS_LEN]>::try_from(bytes).ok());
         self.scratch = callee;
         let callee = resolved?;
-        if self.env.summary(&Address(callee)).is_none() {
+        let env: &'e E = self.env;
+        let Some(summary) = env.summary(&Address(callee)) else {
             return Some(None);
-        }
+        };
         let args = match &call.args {
             Some(bytes) => {
                 let mut known = KeyBytes::new();
@@ -427,7 +436,7 @@ impl<E: Environment> Filler<'_, E> {
             }
             None => Args::Unknown,
         };
-        Some(Some(ResolvedCall { callee, method: call.method.as_deref(), args }))
+        Some(Some(ResolvedCall { callee, summary, method: call.method.as_deref(), args }))
     }
 
     fn key(&mut self, frame: &mut Frame<'_, '_>, key: &KeyTemplate, depth: u32) -> KeyPattern {
