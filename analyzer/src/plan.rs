@@ -932,14 +932,19 @@ mod tests {
         let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
         for block in random_blocks(3 * CHUNK + 77, &keys, 500).take(3) {
             assert!(block.len() > SEQUENTIAL_MAX);
-            let (one, one_levels) = ConflictGraph::build_from(&block, true, MAX_EDGES_PER_ACCESS);
-            let (many, many_levels) = ConflictGraph::build_from(&block, false, MAX_EDGES_PER_ACCESS);
-            assert!(one.edge_count() > block.len(), "a block with conflicts");
-            assert_eq!(one.edges().collect::<Vec<_>>(), many.edges().collect::<Vec<_>>());
-            assert_eq!(one.resources, many.resources);
-            assert_eq!(one.edges_by_resource, many.edges_by_resource);
-            assert_eq!(one_levels, many_levels);
+            let one = ConflictGraph::build_from(&block, true, MAX_EDGES_PER_ACCESS);
+            let many = ConflictGraph::build_from(&block, false, MAX_EDGES_PER_ACCESS);
+            assert_same_plan(&one, &many, block.len());
         }
+    }
+
+    /// Both builds give the same graph and levels, one with conflicts.
+    fn assert_same_plan((a, a_levels): &(ConflictGraph, Vec<u32>), (b, b_levels): &(ConflictGraph, Vec<u32>), transactions: usize) {
+        assert!(a.edge_count() > transactions, "a block with conflicts");
+        assert_eq!(a.edges().collect::<Vec<_>>(), b.edges().collect::<Vec<_>>());
+        assert_eq!(a.resources, b.resources);
+        assert_eq!(a.edges_by_resource, b.edges_by_resource);
+        assert_eq!(a_levels, b_levels);
     }
 
     /// Fingerprints made with the prediction give the plan made without
@@ -964,13 +969,9 @@ mod tests {
             assert_eq!(has_prefix, i < 2);
             let predictions: Vec<Prediction> = block.iter().cloned().map(Prediction::new).collect();
             for sequential in [true, false] {
-                let (plain, plain_levels) = ConflictGraph::build_from(&block, sequential, MAX_EDGES_PER_ACCESS);
-                let (fingerprinted, levels) = ConflictGraph::build_from(&predictions, sequential, MAX_EDGES_PER_ACCESS);
-                assert!(plain.edge_count() > block.len(), "a block with conflicts");
-                assert_eq!(plain.edges().collect::<Vec<_>>(), fingerprinted.edges().collect::<Vec<_>>());
-                assert_eq!(plain.resources, fingerprinted.resources);
-                assert_eq!(plain.edges_by_resource, fingerprinted.edges_by_resource);
-                assert_eq!(plain_levels, levels);
+                let plain = ConflictGraph::build_from(&block, sequential, MAX_EDGES_PER_ACCESS);
+                let fingerprinted = ConflictGraph::build_from(&predictions, sequential, MAX_EDGES_PER_ACCESS);
+                assert_same_plan(&plain, &fingerprinted, block.len());
             }
         }
     }
