@@ -194,6 +194,15 @@ pub struct Fingerprints {
     unbounded: bool,
     /// Whether any pattern is a prefix (an unbounded prediction's is).
     prefixes: bool,
+    /// Reads and adds (by position, the first 64) of a pattern the same
+    /// prediction also writes. A plain write conflicts with everything a
+    /// read or an add does, and a transaction's modes on one resource are
+    /// taken together, so the planner leaves them out: the same edges from
+    /// fewer accesses. A swap reads four of the keys it writes and adds to
+    /// two: 11 accesses instead of 17, and its block's graph took 0.97
+    /// instead of 1.03 µs per transaction (one thread; medians of 21
+    /// rounds alternating in one process).
+    covered: u64,
 }
 
 impl Fingerprints {
@@ -212,16 +221,33 @@ impl Fingerprints {
         if access.unbounded {
             of.push(fingerprint(&EVERYTHING));
         }
+        // By fingerprint: the planner's resources are fingerprints (a
+        // collision would merge the two patterns there anyway). A
+        // prediction writes a few keys: a scan of them is enough.
+        let (reads, writes) = (access.reads.len(), access.reads.len() + access.writes.len());
+        let written = &of[reads..writes];
+        let mut covered = 0u64;
+        for position in (0..reads).chain(writes..writes + access.adds.len()).take_while(|&p| p < 64) {
+            if written.contains(&of[position]) {
+                covered |= 1 << position;
+            }
+        }
         Fingerprints {
             of: of.into_boxed_slice(),
             reads: access.reads.len() as u32,
             writes: access.writes.len() as u32,
             unbounded: access.unbounded,
             prefixes,
+            covered,
         }
     }
 
-    /// Each pattern's mode, position (as [`pattern_at`] takes it) and fingerprint.
+    fn is_covered(&self, position: usize) -> bool {
+        position < 64 && self.covered & (1 << position) != 0
+    }
+
+    /// Each pattern's mode, position (as [`pattern_at`] takes it) and
+    /// fingerprint, but for the covered ones.
     fn touches(&self) -> impl Iterator<Item = (Modes, u32, u64)> + '_ {
         let (reads, writes) = (self.reads, self.reads + self.writes);
         let adds = self.of.len() as u32 - u32::from(self.unbounded);
@@ -238,6 +264,7 @@ impl Fingerprints {
             };
             (mode, i, fingerprint)
         })
+        .filter(|&(_, position, _)| !self.is_covered(position as usize))
     }
 }
 
@@ -584,18 +611,26 @@ impl ConflictGraph {
                 let mut send = |modes: Modes, fingerprint: u64, pattern: PatternAt| {
                     shards[shard_of(fingerprint)].push(Touch { tx, modes, fingerprint, pattern });
                 };
-                match item.fingerprints() {
-                    // Without reading the patterns.
-                    Some(fingerprints) if prefixes.by_bytes.is_empty() => {
-                        for (mode, position, fingerprint) in fingerprints.touches() {
-                            send(mode, fingerprint, PatternAt { tx, position });
-                        }
+                // Made now when not beforehand, so that both plan alike.
+                let made;
+                let fingerprints = match item.fingerprints() {
+                    Some(fingerprints) => fingerprints,
+                    None => {
+                        made = Fingerprints::of(item.access());
+                        &made
                     }
-                    _ => {
-                        for (position, (mode, pattern)) in accessed(item.access()).enumerate() {
-                            send(mode, fingerprint_of(item, position, pattern), PatternAt { tx, position: position as u32 });
-                            prefixes.above(pattern, |(at, fingerprint)| send(intention(mode), fingerprint, at));
-                        }
+                };
+                if prefixes.by_bytes.is_empty() {
+                    // Without reading the patterns.
+                    for (mode, position, fingerprint) in fingerprints.touches() {
+                        send(mode, fingerprint, PatternAt { tx, position });
+                    }
+                } else {
+                    // Every access, covered or not: two patterns with one
+                    // fingerprint may lie under different prefixes.
+                    for (position, (mode, pattern)) in accessed(item.access()).enumerate() {
+                        send(mode, fingerprints.of[position], PatternAt { tx, position: position as u32 });
+                        prefixes.above(pattern, |(at, fingerprint)| send(intention(mode), fingerprint, at));
                     }
                 }
             }
@@ -953,18 +988,8 @@ mod tests {
     fn a_plan_from_fingerprinted_predictions_equals_one_from_the_accesses() {
         let keys: Vec<Vec<u8>> = (0..300u32).map(|i| [b"p1".as_slice(), &i.to_be_bytes()].concat()).collect();
         let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-        let without_prefixes = random_blocks(3 * CHUNK + 77, &keys, u64::MAX).take(2).map(|block| {
-            block
-                .into_iter()
-                .map(|mut a| {
-                    for list in [&mut a.reads, &mut a.writes, &mut a.adds] {
-                        list.retain(KeyPattern::is_exact);
-                    }
-                    a
-                })
-                .collect::<Vec<_>>()
-        });
-        for (i, block) in random_blocks(3 * CHUNK + 77, &keys, 500).take(2).chain(without_prefixes).enumerate() {
+        let exact_only = random_blocks(3 * CHUNK + 77, &keys, 500).take(2).map(|block| without_prefixes(&block));
+        for (i, block) in random_blocks(3 * CHUNK + 77, &keys, 500).take(2).chain(exact_only).enumerate() {
             let has_prefix = block.iter().any(|a| a.unbounded || a.reads.iter().chain(&a.writes).chain(&a.adds).any(|p| !p.is_exact()));
             assert_eq!(has_prefix, i < 2);
             let predictions: Vec<Prediction> = block.iter().cloned().map(Prediction::new).collect();
@@ -979,7 +1004,13 @@ mod tests {
     #[test]
     fn every_conflicting_pair_is_ordered() {
         let keys: [&[u8]; 4] = [b"p1x", b"p1y", b"p2x", b"q"];
-        for block in random_blocks(24, &keys, 40).take(300) {
+        // Blocks with prefixes are planned from every access; blocks of
+        // single keys without the reads and adds of keys a transaction also
+        // writes (see `Fingerprints::covered`), which these have plenty of.
+        let blocks = random_blocks(24, &keys, 40).take(300).flat_map(|block| [without_prefixes(&block), block]);
+        let mut covered = 0;
+        for block in blocks {
+            covered += block.iter().map(|a| Fingerprints::of(a).covered.count_ones()).sum::<u32>();
             // Without the edge bound, every edge is a conflict. With it, an
             // access ordered as a plain write also follows the accesses it
             // stands for, conflicting or not: edges still only go forward.
@@ -998,6 +1029,18 @@ mod tests {
                 }
             }
         }
+        assert!(covered > 1000, "only {covered} covered accesses");
+    }
+
+    /// `block` with its prefixes left out (and nothing unbounded).
+    fn without_prefixes(block: &[PredictedAccess]) -> Vec<PredictedAccess> {
+        block
+            .iter()
+            .map(|a| {
+                let exact = |list: &[KeyPattern]| list.iter().filter(|p| p.is_exact()).cloned().collect();
+                PredictedAccess { reads: exact(&a.reads), writes: exact(&a.writes), adds: exact(&a.adds), unbounded: false }
+            })
+            .collect()
     }
 
     /// The definition of a conflict, pair by pair.
