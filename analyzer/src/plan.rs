@@ -571,10 +571,10 @@ impl ConflictGraph {
             Some(fingerprints) => fingerprints.of[position],
             None => fingerprint(pattern),
         };
-        // The block's prefixes first (a scan without hashing: most blocks
-        // have none, and a prediction made beforehand says whether it has
-        // any), so that every access is fingerprinted once. Chunk by chunk
-        // on the pool: the scan is mostly cache misses, one per list.
+        // The block's prefixes first (most blocks have none, and a
+        // prediction made beforehand says whether it has any), so that each
+        // access's intentions are known when it is sent. Chunk by chunk on
+        // the pool: the scan is mostly cache misses, one per list.
         let chunk_prefixes = |(c, chunk): (usize, &'a [A])| -> Vec<(&'a [u8], PatternAt, u64)> {
             let mut found = Vec::new();
             for (i, item) in chunk.iter().enumerate() {
