@@ -130,7 +130,6 @@ impl PredictedAccess {
             && writes.into_iter().all(|k| within(&self.writes, k))
             && adds.into_iter().all(|k| within(&self.adds, k))
     }
-
 }
 
 /// A prediction's patterns while it is filled in, in place. Filled into
