@@ -46,7 +46,7 @@ use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHasher};
 use serde::Serialize;
 
-use crate::predict::{KeyBytes, KeyPattern, PredictedAccess};
+use crate::predict::{Collected, KeyBytes, KeyPattern, PredictedAccess};
 
 /// How the executor orders a plan's transactions on its threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -136,7 +136,7 @@ pub const SEQUENTIAL_MAX: usize = CHUNK;
 /// patterns with one fingerprint become one resource, which can only add
 /// conflicts, so a collision (even a crafted one) orders more transactions,
 /// never fewer.
-fn fingerprint(pattern: &KeyPattern) -> u64 {
+pub(crate) fn fingerprint(pattern: &KeyPattern) -> u64 {
     let mut hasher = FxHasher::default();
     pattern.hash(&mut hasher);
     hasher.finish()
@@ -211,13 +211,17 @@ impl Fingerprints {
         // allocation (collected from `accessed`, it grew four times and
         // was then shrunk: most of the cost).
         let mut of = Vec::with_capacity(access.reads.len() + access.writes.len() + access.adds.len() + usize::from(access.unbounded));
-        let mut prefixes = access.unbounded;
         for list in [&access.reads, &access.writes, &access.adds] {
-            for pattern in list {
-                of.push(fingerprint(pattern));
-                prefixes |= !pattern.is_exact();
-            }
+            of.extend(list.iter().map(fingerprint));
         }
+        Fingerprints::from_lists(of, access)
+    }
+
+    /// The fingerprints of `access`, given those of its reads, writes and
+    /// adds, in order, in `of`.
+    fn from_lists(mut of: Vec<u64>, access: &PredictedAccess) -> Fingerprints {
+        debug_assert_eq!(of.len(), access.reads.len() + access.writes.len() + access.adds.len());
+        let prefixes = access.unbounded || [&access.reads, &access.writes, &access.adds].iter().any(|l| !l.iter().all(KeyPattern::is_exact));
         if access.unbounded {
             of.push(fingerprint(&EVERYTHING));
         }
@@ -284,6 +288,20 @@ pub struct Prediction {
 impl Prediction {
     pub fn new(access: PredictedAccess) -> Prediction {
         let fingerprints = Fingerprints::of(&access);
+        Prediction { access: Arc::new(access), fingerprints }
+    }
+
+    /// The prediction `collected`, with the fingerprints made while it was
+    /// collected (hashing every key again here was 5% of filling in a swap).
+    /// Leaves `collected` empty.
+    pub fn collected(collected: &mut Collected) -> Prediction {
+        let lists = [&collected.reads.fingerprints[..], &collected.writes.fingerprints[..], &collected.adds.fingerprints[..]];
+        let mut of = Vec::with_capacity(lists.iter().map(|l| l.len()).sum::<usize>() + usize::from(collected.unbounded));
+        for fingerprints in lists {
+            of.extend_from_slice(fingerprints);
+        }
+        let access = collected.finish();
+        let fingerprints = Fingerprints::from_lists(of, &access);
         Prediction { access: Arc::new(access), fingerprints }
     }
 

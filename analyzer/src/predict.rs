@@ -132,41 +132,113 @@ impl PredictedAccess {
     }
 }
 
-/// A prediction's patterns while it is filled in, in place. Filled into
-/// vectors and then shrunk to fit, each list cost two allocations and a
-/// copy (filling a block of transfers in made 8.0 allocations per
-/// transaction, 5.0 this way).
+/// One list of a prediction while it is filled in, in place, without
+/// repeats: each pattern with its fingerprint, so that a repeat is found by
+/// comparing words, and only a matching word's bytes. Sorted and deduplicated
+/// at the end instead, a swap's lists took a fifth of filling it in
+/// (comparing and moving 80-byte patterns).
 #[derive(Default)]
-struct Collected {
-    reads: SmallVec<[KeyPattern; 16]>,
-    writes: SmallVec<[KeyPattern; 8]>,
-    adds: SmallVec<[KeyPattern; 4]>,
-    unbounded: bool,
+pub(crate) struct Distinct<const N: usize>
+where
+    [KeyPattern; N]: smallvec::Array<Item = KeyPattern>,
+    [u64; N]: smallvec::Array<Item = u64>,
+{
+    pub(crate) patterns: SmallVec<[KeyPattern; N]>,
+    pub(crate) fingerprints: SmallVec<[u64; N]>,
+}
+
+impl<const N: usize> Distinct<N>
+where
+    [KeyPattern; N]: smallvec::Array<Item = KeyPattern>,
+    [u64; N]: smallvec::Array<Item = u64>,
+{
+    fn insert(&mut self, pattern: KeyPattern) {
+        let fingerprint = crate::plan::fingerprint(&pattern);
+        let repeat = self.fingerprints.iter().zip(&self.patterns).any(|(&f, p)| f == fingerprint && *p == pattern);
+        if !repeat {
+            self.patterns.push(pattern);
+            self.fingerprints.push(fingerprint);
+        }
+    }
+
+    /// The patterns in the order first found, in a vector of their number:
+    /// the planner reads a block's predictions in several passes, and spare
+    /// capacity was about half their memory, in fresh pages to fault in.
+    /// Leaves `self` empty.
+    pub(crate) fn finish(&mut self) -> Vec<KeyPattern> {
+        self.fingerprints.clear();
+        let mut out = Vec::with_capacity(self.patterns.len());
+        out.extend(self.patterns.drain(..));
+        out
+    }
+
+    fn clear(&mut self) {
+        self.patterns.clear();
+        self.fingerprints.clear();
+    }
+}
+
+/// A prediction's patterns while it is filled in, in place, each with its
+/// fingerprint. Filled into vectors and then shrunk to fit, each list cost
+/// two allocations and a copy (filling a block of transfers in made 8.0
+/// allocations per transaction, 5.0 this way). [`Prediction::collected`]
+/// makes the planner's prediction of it without hashing a key again.
+///
+/// [`Prediction::collected`]: crate::Prediction::collected
+#[derive(Default)]
+pub struct Collected {
+    pub(crate) reads: Distinct<16>,
+    pub(crate) writes: Distinct<8>,
+    pub(crate) adds: Distinct<4>,
+    pub(crate) unbounded: bool,
 }
 
 impl Collected {
-    /// Each list sorted, without repeats, in a vector of its own size: the
-    /// planner reads a block's predictions in several passes, and spare
-    /// capacity was about half their memory, in fresh pages to fault in.
-    /// The writes keep room for the nonce write the executor adds.
-    fn finish(self) -> PredictedAccess {
-        fn exact<A: smallvec::Array<Item = KeyPattern>>(mut list: SmallVec<A>, room: usize) -> Vec<KeyPattern> {
-            list.sort_unstable();
-            list.dedup();
-            let mut out = Vec::with_capacity(list.len() + room);
-            out.extend(list);
-            out
-        }
-        PredictedAccess { reads: exact(self.reads, 0), writes: exact(self.writes, 1), adds: exact(self.adds, 0), unbounded: self.unbounded }
+    /// Adds a key `pattern` written (unless already there).
+    pub fn write(&mut self, pattern: KeyPattern) {
+        self.writes.insert(pattern);
+    }
+
+    /// Each list without repeats, in the order found (a function of the
+    /// summaries, the state and the transaction, so the same on every
+    /// node). Leaves `self` empty.
+    pub fn finish(&mut self) -> PredictedAccess {
+        let unbounded = std::mem::take(&mut self.unbounded);
+        PredictedAccess { reads: self.reads.finish(), writes: self.writes.finish(), adds: self.adds.finish(), unbounded }
+    }
+
+    /// Empties `self`, then collects `access` into it.
+    pub fn set(&mut self, access: PredictedAccess) {
+        self.clear();
+        self.unbounded = access.unbounded;
+        access.reads.into_iter().for_each(|p| self.reads.insert(p));
+        access.writes.into_iter().for_each(|p| self.writes.insert(p));
+        access.adds.into_iter().for_each(|p| self.adds.insert(p));
+    }
+
+    fn clear(&mut self) {
+        self.reads.clear();
+        self.writes.clear();
+        self.adds.clear();
+        self.unbounded = false;
     }
 }
 
 /// Predicts the accesses of a call of `method` on `contract` by `sender`
 /// with encoded arguments `input`.
 pub fn predict(env: &impl Environment, sender: &Address, contract: &Address, method: &str, input: &[u8]) -> PredictedAccess {
-    let mut filler = Filler { env, out: Collected::default(), budget: FILL_BUDGET, scratch: KeyBytes::new() };
+    let mut collected = Collected::default();
+    predict_into(env, sender, contract, method, input, &mut collected);
+    collected.finish()
+}
+
+/// [`predict`] into `out` (emptied first), with its patterns' fingerprints.
+/// `out` is large (its lists are inline): filled in place and reused, it
+/// is not copied from call to call.
+pub fn predict_into(env: &impl Environment, sender: &Address, contract: &Address, method: &str, input: &[u8], out: &mut Collected) {
+    out.clear();
+    let mut filler = Filler { env, out, budget: FILL_BUDGET, scratch: KeyBytes::new() };
     filler.call(contract, Some(method), &Args::Known(input), sender, 1);
-    filler.out.finish()
 }
 
 /// A call's input bytes as far as they are known.
@@ -228,9 +300,9 @@ impl ResolvedCall<'_, '_> {
     }
 }
 
-struct Filler<'e, E: Environment> {
+struct Filler<'e, 'o, E: Environment> {
     env: &'e E,
-    out: Collected,
+    out: &'o mut Collected,
     budget: usize,
     /// Reused for callee addresses.
     scratch: KeyBytes,
@@ -252,7 +324,7 @@ struct Frame<'a, 's> {
 }
 
 
-impl<'e, E: Environment> Filler<'e, E> {
+impl<'e, E: Environment> Filler<'e, '_, E> {
     fn call(&mut self, contract: &Address, method: Option<&str>, args: &Args<'_>, caller: &Address, depth: u32) {
         let Some(summary) = self.env.summary(contract) else {
             // No contract there: the call fails before any access.
@@ -307,19 +379,19 @@ impl<'e, E: Environment> Filler<'e, E> {
         for (i, key) in entry.reads.iter().enumerate() {
             if self.may_happen(&mut frame, AccessKind::Read, i) {
                 let pattern = self.key(&mut frame, key, 0);
-                self.out.reads.push(pattern);
+                self.out.reads.insert(pattern);
             }
         }
         for (i, key) in entry.writes.iter().enumerate() {
             if self.may_happen(&mut frame, AccessKind::Write, i) {
                 let pattern = self.key(&mut frame, key, 0);
-                self.out.writes.push(pattern);
+                self.out.writes.insert(pattern);
             }
         }
         for (i, key) in entry.adds.iter().enumerate() {
             if self.may_happen(&mut frame, AccessKind::Add, i) {
                 let pattern = self.key(&mut frame, key, 0);
-                self.out.adds.push(pattern);
+                self.out.adds.insert(pattern);
             }
         }
         let mut calls: SmallVec<[ResolvedCall<'_, '_>; 4]> = SmallVec::new();

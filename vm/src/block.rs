@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use chroma_analyzer::{ExecutionPlan, PredictedAccess, Prediction, Strategy};
+use chroma_analyzer::{Collected, ExecutionPlan, PredictedAccess, Prediction, Strategy};
 use chroma_host_api::Address;
 use rayon::prelude::*;
 use rayon::ThreadPool;
@@ -86,6 +86,12 @@ impl BlockOptions {
 pub trait AccessPredictor: Sync {
     /// The accesses of the call transaction `tx` (deploys are never asked).
     fn predict(&self, env: &PredictionEnv<'_>, tx: &Transaction) -> PredictedAccess;
+
+    /// [`AccessPredictor::predict`] into `out`, with its patterns'
+    /// fingerprints (made here, from the prediction, unless overridden).
+    fn collect(&self, env: &PredictionEnv<'_>, tx: &Transaction, out: &mut Collected) {
+        out.set(self.predict(env, tx));
+    }
 }
 
 /// The analyzer's prediction from the contracts' summaries.
@@ -96,6 +102,13 @@ impl AccessPredictor for AnalyzerPredictor {
         match &tx.kind {
             TxKind::Call { contract, method, args } => chroma_analyzer::predict(env, &tx.sender, contract, method, args),
             TxKind::Deploy { .. } => PredictedAccess { unbounded: true, ..PredictedAccess::default() },
+        }
+    }
+
+    fn collect(&self, env: &PredictionEnv<'_>, tx: &Transaction, out: &mut Collected) {
+        match &tx.kind {
+            TxKind::Call { contract, method, args } => chroma_analyzer::predict_into(env, &tx.sender, contract, method, args, out),
+            TxKind::Deploy { .. } => out.set(self.predict(env, tx)),
         }
     }
 }
@@ -524,13 +537,14 @@ fn predict_with(
     pool: Option<&ThreadPool>,
 ) -> Vec<Prediction> {
     let env = PredictionEnv::new(runtime, &**state);
-    let one = |env: &mut PredictionEnv<'_>, tx: &Transaction| {
-        let mut access = predictor.predict(env, tx);
+    let one = |(env, collected): &mut (PredictionEnv<'_>, Collected), tx: &Transaction| {
+        predictor.collect(env, tx, collected);
         // The executor reads and writes the nonce outside the journal;
         // as a plain write it orders the sender's transactions.
-        access.writes.push(nonce_pattern(&tx.sender));
-        // Fingerprinted here, while its keys are in this thread's cache.
-        Prediction::new(access)
+        collected.write(nonce_pattern(&tx.sender));
+        // Fingerprinted as it was collected, on this thread, while its
+        // keys were in its cache.
+        Prediction::collected(collected)
     };
     match pool {
         Some(pool) if segment.len() >= PARALLEL_PREDICTION_MIN => {
@@ -539,13 +553,13 @@ fn predict_with(
                 segment
                     .par_iter()
                     .with_min_len(PREDICTION_TASK_MIN)
-                    .map_init(|| PredictionEnv::assemble(&parts), one)
+                    .map_init(|| (PredictionEnv::assemble(&parts), Collected::default()), one)
                     .collect()
             })
         }
         _ => {
-            let mut env = env;
-            segment.iter().map(|tx| one(&mut env, tx)).collect()
+            let mut working = (env, Collected::default());
+            segment.iter().map(|tx| one(&mut working, tx)).collect()
         }
     }
 }

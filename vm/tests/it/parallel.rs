@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use chroma_analyzer::{KeyPattern, PredictedAccess};
+use chroma_analyzer::{KeyPattern, Planned, PredictedAccess, Prediction};
 use chroma_vm::root::StateHash;
 use chroma_vm::{
     AccessPredictor, AnalyzerPredictor, BlockExecution, BlockOptions, Outcome, PredictionEnv, Receipt, Strategy, Transaction, TxKind,
@@ -163,6 +163,29 @@ fn a_fully_dependent_block_is_one_chain_and_still_correct() {
     assert_eq!(done.report.plan.groups.len(), 400, "every increment depends on the one before");
     assert_eq!(done.report.serial_segments, 1, "a chain runs serially: threads could only add hand-over costs");
     assert!(done.report.predicted_speedup(8) < 1.0001);
+}
+
+/// The executor's predictions carry fingerprints made while each was filled
+/// in; they equal those made from the finished prediction, whose lists
+/// hold no pattern twice.
+#[test]
+fn fingerprints_made_while_predicting_equal_those_made_afterwards() {
+    let (mut world, setup) = World::new(WorldConfig { users: 200, pools: 4, seed: 5, ..WorldConfig::default() });
+    let vm = set_up(&setup);
+    let mut patterns = 0;
+    for workload in [Workload::DefiMix, Workload::Swaps, Workload::Lending] {
+        let block = world.block(workload, 300);
+        for threads in [1, 2] {
+            for (tx, prediction) in block.iter().zip(vm.predict_block(&block, threads).expect("storage works")) {
+                assert_eq!(prediction, Prediction::new(prediction.access().clone()), "{tx:?}");
+                for list in [&prediction.reads, &prediction.writes, &prediction.adds] {
+                    patterns += list.len();
+                    assert!(list.iter().enumerate().all(|(i, p)| !list[..i].contains(p)), "a pattern twice: {list:?}");
+                }
+            }
+        }
+    }
+    assert!(patterns > 6 * 300 * 4, "only {patterns} patterns");
 }
 
 #[test]
