@@ -15,13 +15,12 @@ use chroma_benches::{median, SetUpWorld};
 use chroma_vm::{BlockOptions, Strategy, Transaction};
 use chroma_workloads::{Workload, WorldConfig};
 
-/// glibc's malloc serialises threads that allocate and free each other's
-/// memory (transactions' writes are made on one thread and applied on
-/// another): with it, parallel blocks ran slower than serial ones.
+/// mimalloc, tuned for blocks (see `chroma-alloc`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: chroma_alloc::Allocator = chroma_alloc::Allocator;
 
 fn main() {
+    chroma_alloc::tune();
     let full = std::env::args().any(|a| a == "--bench");
     let (users, size, chain_size, rounds) = if full { (10_000, 10_000, 2_000, 7) } else { (200, 300, 100, 1) };
     let threads = BlockOptions::default().threads;

@@ -21,10 +21,9 @@ use chroma_vm::{BlockOptions, Node, Transaction, TxKind};
 use chroma_workloads::{Workload, World, WorldConfig};
 use serde::Serialize;
 
-/// glibc's malloc serialises threads that allocate and free each other's
-/// memory: with it, parallel blocks ran slower than serial ones.
+/// mimalloc, tuned for blocks (see `chroma-alloc`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: chroma_alloc::Allocator = chroma_alloc::Allocator;
 
 /// One row of the table: a workload at one block size.
 #[derive(Debug, Serialize)]
@@ -118,6 +117,7 @@ fn floor(base: &SetUpWorld, txs: &[Transaction], calls: usize) -> Duration {
 }
 
 fn main() {
+    chroma_alloc::tune();
     let full = std::env::args().any(|a| a == "--bench");
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let (users, sizes, rounds, floor_calls): (usize, &[usize], usize, usize) =

@@ -16,11 +16,9 @@ use chroma_vm::floor::{instantiate_once, WarmInstance};
 use chroma_vm::{dev_account, BlockOptions, Node, Outcome, Transaction, TxKind};
 use criterion::{BatchSize, Criterion};
 
-/// glibc's malloc serialises threads that allocate and free each other's
-/// memory (transactions' writes are made on one thread and applied on
-/// another): with it, parallel blocks ran slower than serial ones.
+/// mimalloc, tuned for blocks (see `chroma-alloc`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: chroma_alloc::Allocator = chroma_alloc::Allocator;
 
 fn transfer_paths(c: &mut Criterion) {
     let (mut vm, token) = vm_with_token();
@@ -112,6 +110,7 @@ fn print_ratio() {
 }
 
 fn main() {
+    chroma_alloc::tune();
     // Single transactions (`Vm::execute`) run here rather than each moving to
     // a thread with the contract stack first (which would be measured too).
     chroma_vm::on_execution_thread(|| {

@@ -51,25 +51,25 @@ impl Counting {
     }
 }
 
-// SAFETY: every call is passed on to mimalloc unchanged.
+// SAFETY: every call is passed on to the binaries' allocator unchanged.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         Counting::count(layout.size());
-        unsafe { mimalloc::MiMalloc.alloc(layout) }
+        unsafe { chroma_alloc::Allocator.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         Counting::count(layout.size());
-        unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+        unsafe { chroma_alloc::Allocator.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+        unsafe { chroma_alloc::Allocator.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         Counting::count(new_size);
-        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+        unsafe { chroma_alloc::Allocator.realloc(ptr, layout, new_size) }
     }
 }
 
@@ -84,6 +84,7 @@ fn allocations_in<R>(f: impl FnOnce() -> R) -> (R, u64, u64) {
 }
 
 fn main() {
+    chroma_alloc::tune();
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "serial".into());
     let workload: Workload = args.next().map_or(Ok(Workload::Transfers), |w| w.parse()).unwrap_or(Workload::Transfers);

@@ -17,11 +17,9 @@ use clap::{Parser, Subcommand};
 
 use chain::{CallArgs, Ctx, DeployArgs, DEFAULT_GAS};
 
-/// glibc's malloc serialises threads that allocate and free each other's
-/// memory (transactions' writes are made on one thread and applied on
-/// another): with it, parallel blocks ran slower than serial ones.
+/// mimalloc, tuned for blocks (see `chroma-alloc`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: chroma_alloc::Allocator = chroma_alloc::Allocator;
 
 /// Chroma: a WebAssembly smart-contract VM that finds a block's parallelism before running it.
 ///
@@ -155,6 +153,7 @@ enum AccountCommand {
 }
 
 fn main() -> ExitCode {
+    chroma_alloc::tune();
     // Like other Unix tools, stop quietly when the reader goes away
     // (`chroma analyze ... | head`) instead of panicking on a broken pipe.
     #[cfg(unix)]
