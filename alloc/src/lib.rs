@@ -12,8 +12,12 @@
 //!   faulted it in again (as transparent huge pages, zeroed 2 MiB at a
 //!   time): 15 blocks of 10,000 swaps (`exec_profile parallel swaps`) took
 //!   38,570 page faults, and zeroing pages was a third of planning's
-//!   samples. With 5 s or more, 1,000, and the largest resident set grew
-//!   from 242 to 266 MiB.
+//!   samples. With 5 s or more, 1,000 (those of the first blocks), and the
+//!   largest resident set grew from 242 to 266 MiB. The same binary with
+//!   and without (`MIMALLOC_PURGE_DELAY=1000`), alternating, medians of six
+//!   or eight runs: planning a swap block 2.26 → 2.11 µs per transaction;
+//!   the whole parallel call 19.7 → 18.7 µs for swaps and 7.14 → 6.95 µs for
+//!   transfers; serial 9.11 → 8.66 µs for transfers.
 
 use std::os::raw::c_long;
 
