@@ -295,6 +295,7 @@ impl Prediction {
     /// collected (hashing every key again here was 5% of filling in a swap).
     /// Leaves `collected` empty.
     pub fn collected(collected: &mut Collected) -> Prediction {
+        collected.settle();
         let lists = [&collected.reads.fingerprints[..], &collected.writes.fingerprints[..], &collected.adds.fingerprints[..]];
         let mut of = Vec::with_capacity(lists.iter().map(|l| l.len()).sum::<usize>() + usize::from(collected.unbounded));
         for fingerprints in lists {

@@ -132,6 +132,9 @@ impl PredictedAccess {
     }
 }
 
+/// Patterns a list is scanned for a repeat up to (see `Distinct::insert`).
+const SCANNED_MAX: usize = 32;
+
 /// One list of a prediction while it is filled in, in place, without
 /// repeats: each pattern with its fingerprint, so that a repeat is found by
 /// comparing words, and only a matching word's bytes. Sorted and deduplicated
@@ -154,11 +157,43 @@ where
 {
     fn insert(&mut self, pattern: KeyPattern) {
         let fingerprint = crate::plan::fingerprint(&pattern);
-        let repeat = self.fingerprints.iter().zip(&self.patterns).any(|(&f, p)| f == fingerprint && *p == pattern);
-        if !repeat {
-            self.patterns.push(pattern);
-            self.fingerprints.push(fingerprint);
+        // Past `SCANNED_MAX` patterns, repeats are left for `settle`: a
+        // scan per pattern would make a long list (an entry may have
+        // thousands of templates) cost the square of its length.
+        let scanned = self.patterns.len() < SCANNED_MAX;
+        if scanned && self.fingerprints.iter().zip(&self.patterns).any(|(&f, p)| f == fingerprint && *p == pattern) {
+            return;
         }
+        self.patterns.push(pattern);
+        self.fingerprints.push(fingerprint);
+    }
+
+    /// Drops the repeats that `insert` left in a long list, keeping each
+    /// pattern's first occurrence, in order: a sort of the positions by
+    /// fingerprint, then pattern, then position.
+    pub(crate) fn settle(&mut self) {
+        if self.patterns.len() <= SCANNED_MAX {
+            return;
+        }
+        let (patterns, fingerprints) = (&self.patterns, &self.fingerprints);
+        let mut order: Vec<usize> = (0..patterns.len()).collect();
+        order.sort_unstable_by(|&a, &b| fingerprints[a].cmp(&fingerprints[b]).then_with(|| patterns[a].cmp(&patterns[b])).then(a.cmp(&b)));
+        let mut repeat = vec![false; patterns.len()];
+        for pair in order.windows(2) {
+            if fingerprints[pair[0]] == fingerprints[pair[1]] && patterns[pair[0]] == patterns[pair[1]] {
+                repeat[pair[1]] = true;
+            }
+        }
+        let mut position = 0;
+        self.patterns.retain(|_| {
+            position += 1;
+            !repeat[position - 1]
+        });
+        let mut position = 0;
+        self.fingerprints.retain(|_| {
+            position += 1;
+            !repeat[position - 1]
+        });
     }
 
     /// The patterns in the order first found, in a vector of their number:
@@ -166,6 +201,7 @@ where
     /// capacity was about half their memory, in fresh pages to fault in.
     /// Leaves `self` empty.
     pub(crate) fn finish(&mut self) -> Vec<KeyPattern> {
+        self.settle();
         self.fingerprints.clear();
         let mut out = Vec::with_capacity(self.patterns.len());
         out.extend(self.patterns.drain(..));
@@ -197,6 +233,13 @@ impl Collected {
     /// Adds a key `pattern` written (unless already there).
     pub fn write(&mut self, pattern: KeyPattern) {
         self.writes.insert(pattern);
+    }
+
+    /// Drops the repeats left in long lists (see `Distinct::insert`).
+    pub(crate) fn settle(&mut self) {
+        self.reads.settle();
+        self.writes.settle();
+        self.adds.settle();
     }
 
     /// Each list without repeats, in the order found (a function of the
@@ -728,6 +771,34 @@ mod tests {
 
     fn call_take(callee: &Address, args: Vec<Byte>) -> CallTemplate {
         CallTemplate { callee: callee.as_bytes().iter().map(|&b| Byte::Const(b)).collect::<Vec<_>>().into(), method: Some("take".into()), args: Some(args.into()) }
+    }
+
+    /// Repeats are dropped as they come in a short list and at the end in a
+    /// long one; either way each pattern stays where it first occurred.
+    #[test]
+    fn a_list_keeps_each_pattern_once_in_the_order_first_found() {
+        for len in [5u32, SCANNED_MAX as u32, 300] {
+            let mut next = crate::test_rng(u64::from(len));
+            let input: Vec<KeyPattern> = (0..len)
+                .map(|_| {
+                    let key = next(u64::from(len) / 2 + 1).to_le_bytes();
+                    if next(4) == 0 { KeyPattern::prefix(&key) } else { KeyPattern::exact(&key) }
+                })
+                .collect();
+            let mut expected: Vec<KeyPattern> = Vec::new();
+            for pattern in &input {
+                if !expected.contains(pattern) {
+                    expected.push(pattern.clone());
+                }
+            }
+            assert!(expected.len() < input.len(), "{len} patterns: some repeats");
+            let mut list = Distinct::<8>::default();
+            input.into_iter().for_each(|p| list.insert(p));
+            list.settle();
+            let fingerprints: Vec<u64> = expected.iter().map(crate::plan::fingerprint).collect();
+            assert_eq!(list.fingerprints.to_vec(), fingerprints, "{len} patterns");
+            assert_eq!(list.finish(), expected, "{len} patterns");
+        }
     }
 
     #[test]
