@@ -687,32 +687,47 @@ impl ConflictGraph {
 
         // Each transaction's predecessors from every shard: one edge per
         // earlier transaction, named by the first resource that made it.
-        let mut graph = DiGraph::with_capacity(accesses.len(), shards.iter().map(|shard| shard.preds.len()).sum());
+        // Gathered chunk by chunk on the pool (reading eight shards' lists
+        // and renaming their resources was half of a lending block's graph,
+        // on one thread while the other waited); only adding the edges and
+        // the levels, in block order, is left to one thread.
+        let (shards, global) = (&shards, &global);
+        let chunk_edges = |chunk: usize| -> Vec<(u32, u32, u32)> {
+            let (start, end) = (chunk * CHUNK, ((chunk + 1) * CHUNK).min(accesses.len()));
+            let mut cursors: [usize; SHARDS] = std::array::from_fn(|s| shards[s].preds.partition_point(|p| (p.0 as usize) < start));
+            let mut edges = Vec::new();
+            let mut preds: Vec<(u32, u32)> = Vec::new();
+            for tx in start as u32..end as u32 {
+                preds.clear();
+                for (s, shard) in shards.iter().enumerate() {
+                    let cursor = &mut cursors[s];
+                    while let Some(&(_, earlier, local)) = shard.preds.get(*cursor).filter(|p| p.0 == tx) {
+                        preds.push((earlier, global[s][local as usize]));
+                        *cursor += 1;
+                    }
+                }
+                preds.sort_unstable();
+                let mut last = None;
+                for &(earlier, resource) in &preds {
+                    if last != Some(earlier) {
+                        edges.push((tx, earlier, resource));
+                        last = Some(earlier);
+                    }
+                }
+            }
+            edges
+        };
+        let chunks = accesses.len().div_ceil(CHUNK);
+        let edges: Vec<Vec<(u32, u32, u32)>> =
+            if sequential { (0..chunks).map(chunk_edges).collect() } else { (0..chunks).into_par_iter().map(chunk_edges).collect() };
+        let mut graph = DiGraph::with_capacity(accesses.len(), edges.iter().map(Vec::len).sum());
         for _ in accesses {
             graph.add_node(());
         }
-        let mut cursors = vec![0usize; SHARDS];
-        let mut preds: Vec<(u32, u32)> = Vec::new();
         let mut levels = vec![0u32; accesses.len()];
-        for tx in 0..accesses.len() as u32 {
-            preds.clear();
-            for (s, shard) in shards.iter().enumerate() {
-                let cursor = &mut cursors[s];
-                while let Some(&(later, earlier, local)) = shard.preds.get(*cursor).filter(|p| p.0 == tx) {
-                    debug_assert_eq!(later, tx);
-                    preds.push((earlier, global[s][local as usize]));
-                    *cursor += 1;
-                }
-            }
-            preds.sort_unstable();
-            let mut last = None;
-            for &(earlier, resource) in &preds {
-                if last != Some(earlier) {
-                    graph.add_edge(NodeIndex::new(earlier as usize), NodeIndex::new(tx as usize), resource);
-                    levels[tx as usize] = levels[tx as usize].max(levels[earlier as usize] + 1);
-                    last = Some(earlier);
-                }
-            }
+        for &(tx, earlier, resource) in edges.iter().flatten() {
+            graph.add_edge(NodeIndex::new(earlier as usize), NodeIndex::new(tx as usize), resource);
+            levels[tx as usize] = levels[tx as usize].max(levels[earlier as usize] + 1);
         }
         (ConflictGraph { graph, resources, edges_by_resource }, levels)
     }
