@@ -96,8 +96,19 @@ pub fn text(report: &BlockReport, names: Names<'_>, extras: &Extras) -> String {
     let speedups: Vec<String> =
         SPEEDUP_THREADS.iter().map(|&t| format!("{t}: {:.2}x", report.predicted_speedup(t))).collect();
     let _ = writeln!(out, "speedup        predicted by the plan, weighted by gas, per thread count: {}", speedups.join("  "));
+    let shapes = report.shape_analysis;
+    // Analyses for input shapes first seen are made once, then kept: told
+    // apart, so that a first block's planning does not read as its steady cost.
+    let analysing = match shapes.analyses {
+        0 => String::new(),
+        n => format!(
+            "; it includes analysing {n} new input shape{} once, {:.2} ms of threads' time",
+            if n == 1 { "" } else { "s" },
+            ms(shapes.time)
+        ),
+    };
     let mut time = format!(
-        "time           planning {:.2} ms ({:.1}% of execution), execution {:.2} ms",
+        "time           planning {:.2} ms ({:.1}% of execution{analysing}), execution {:.2} ms",
         ms(report.planning),
         percent(ms(report.planning), ms(report.execution)),
         ms(report.execution)
@@ -180,6 +191,8 @@ pub fn json(report: &BlockReport, names: Names<'_>, extras: &Extras) -> Json {
         "critical_path_gas": report.critical_path_gas(),
         "predicted_speedup": speedup,
         "planning_ms": ms(report.planning),
+        "shape_analyses": report.shape_analysis.analyses,
+        "shape_analysis_ms": ms(report.shape_analysis.time),
         "execution_ms": ms(report.execution),
         "commit_ms": extras.commit.map(ms),
         "check": extras.check,

@@ -41,6 +41,7 @@ use rayon::ThreadPool;
 
 use crate::prediction::PredictionEnv;
 use crate::runtime::{execute_in, nonce_pattern, Executed, Runtime, Vm, VmError};
+use crate::shapes::ShapeAnalysisTime;
 use crate::stack::{mark_execution_thread, on_execution_thread, EXECUTION_STACK_BYTES};
 use crate::state::{BlockOverlay, StateOverlay, StateRead};
 use crate::tx::{Receipt, Transaction, TxKind};
@@ -140,6 +141,12 @@ pub struct BlockReport {
     /// while the rest is planned on another thread: then planning and
     /// execution overlap.
     pub planning: Duration,
+    /// Within `planning`: the analyses of entry points for input shapes
+    /// first seen in this block (each made once per runtime, then kept),
+    /// and their time summed over the threads that made them (so it can
+    /// exceed `planning`, a wall time). A concurrent block on the same
+    /// runtime may add its own.
+    pub shape_analysis: ShapeAnalysisTime,
     /// Running transactions and applying their writes to the block's state.
     pub execution: Duration,
     /// Plans made (one per segment between deploys, plus one per misprediction).
@@ -293,6 +300,7 @@ impl Vm {
         let mut predictions: Vec<Prediction> = Vec::new();
         let mut mispredicted = Vec::new();
         let (mut planning, mut execution, mut plans, mut serial_segments) = (Duration::ZERO, Duration::ZERO, 0, 0);
+        let analysed_before = self.runtime().shape_analysis();
         let mut segment_plan: Option<ExecutionPlan> = None;
         let mut next = 0;
         while next < txs.len() {
@@ -424,6 +432,7 @@ impl Vm {
             predictions,
             mispredicted,
             planning,
+            shape_analysis: self.runtime().shape_analysis().since(analysed_before),
             execution,
             plans,
             serial_segments,

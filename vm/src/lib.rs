@@ -30,7 +30,7 @@ pub use block::{AccessPredictor, AnalyzerPredictor, BlockExecution, BlockOptions
 pub use chroma_analyzer::{ExecutionPlan, Strategy};
 pub use node::{CommittedBlock, Node, NodeError};
 pub use prediction::{EnvParts, PredictionEnv};
-pub use shapes::{ShapedAnalysis, MAX_SHAPED_ANALYSES, MAX_SHAPES_PER_ENTRY};
+pub use shapes::{ShapeAnalysisTime, ShapedAnalysis, MAX_SHAPED_ANALYSES, MAX_SHAPES_PER_ENTRY};
 pub use runtime::{nonce_key, Contract, Runtime, Vm, VmError};
 pub use stack::on_execution_thread;
 pub use state::{AccessSet, StateError, StateOverlay, StateRead, TxWrites, WriteOp};

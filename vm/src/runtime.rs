@@ -18,7 +18,7 @@ use crate::address::contract_address;
 use crate::engine::{new_engine, MAX_MEMORY_BYTES};
 use crate::gatekeeper::{self, MEMORY_EXPORT};
 use crate::imports::{linker, Abort, Frame, StoreData};
-use crate::shapes::{ShapedAnalysis, ShapedContract, ShapedSummaries};
+use crate::shapes::{ShapeAnalysisTime, ShapedAnalysis, ShapedContract, ShapedSummaries};
 use crate::stack::on_execution_thread;
 use crate::state::{Journal, StateError, StateOverlay, StateRead, TxWrites, WriteOp};
 use crate::tx::{Outcome, Receipt, Transaction, TxKind};
@@ -310,6 +310,12 @@ impl Runtime {
     /// Seeds an analysis by input shape made before (see `shapes`).
     pub fn remember_shaped(&self, analysis: ShapedAnalysis) {
         self.shapes.remember(analysis);
+    }
+
+    /// The analyses by input shape made in this runtime so far, and the
+    /// time they took.
+    pub fn shape_analysis(&self) -> ShapeAnalysisTime {
+        self.shapes.analysing()
     }
 
     /// The analyses by input shape made since the last call, for storing.

@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use chroma_analyzer::{analyze_for_shape, AccessSummary, MAX_SHAPED_INPUT_LEN};
 use chroma_host_api::{Abi, Address, InputShape};
@@ -58,6 +59,23 @@ pub(crate) struct ShapedSummaries {
     /// Analyses made since [`ShapedSummaries::take_made`] was last called,
     /// for a node to store.
     made: Mutex<Vec<(AnalysisKey, Arc<AccessSummary>)>>,
+    /// Analyses made so far, and the time they took: reports tell this
+    /// one-time cost apart from planning proper.
+    analysing: Mutex<ShapeAnalysisTime>,
+}
+
+/// Analyses by input shape made, and the time they took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShapeAnalysisTime {
+    pub analyses: usize,
+    pub time: Duration,
+}
+
+impl ShapeAnalysisTime {
+    /// What was made since `earlier`.
+    pub fn since(self, earlier: ShapeAnalysisTime) -> ShapeAnalysisTime {
+        ShapeAnalysisTime { analyses: self.analyses.saturating_sub(earlier.analyses), time: self.time.saturating_sub(earlier.time) }
+    }
 }
 
 /// One stored analysis by shape: code hash, entry, shape, summary.
@@ -93,7 +111,12 @@ impl ShapedSummaries {
         };
         analysis
             .get_or_init(|| {
+                let started = Instant::now();
                 let made = analyze_for_shape(&contract.code, method, &shape).ok().filter(|s| s.unbounded.is_none()).map(Arc::new);
+                let mut analysing = self.analysing.lock().unwrap_or_else(|p| p.into_inner());
+                analysing.analyses += 1;
+                analysing.time += started.elapsed();
+                drop(analysing);
                 if let Some(summary) = &made {
                     let key = (contract.code_hash, method.to_string(), shape.clone());
                     self.made.lock().unwrap_or_else(|p| p.into_inner()).push((key, summary.clone()));
@@ -112,6 +135,11 @@ impl ShapedSummaries {
         let analysis = Analysis::default();
         let _ = analysis.set(Some(Arc::new(summary)));
         analyses.insert((code_hash, method, shape), analysis);
+    }
+
+    /// The analyses by shape made in this runtime so far, and their time.
+    pub fn analysing(&self) -> ShapeAnalysisTime {
+        *self.analysing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The analyses made since the last call, oldest first.

@@ -188,6 +188,29 @@ fn fingerprints_made_while_predicting_equal_those_made_afterwards() {
     assert!(patterns > 6 * 300 * 4, "only {patterns} patterns");
 }
 
+/// A block's report counts the analyses by input shape its planning made:
+/// registrations of names of new lengths make one per length, once; the
+/// same lengths again make none.
+#[test]
+fn a_report_counts_the_analyses_of_new_input_shapes() {
+    let (mut world, setup) = World::new(WorldConfig { users: 40, pools: 1, seed: 8, ..WorldConfig::default() });
+    let mut vm = set_up(&setup);
+    let mut register = |world: &mut World, names: &[&str]| -> Vec<Transaction> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| world.call(world.users[i], world.registry, "register", chroma_host_api::Encode::encode(&(name.to_string(),))))
+            .collect()
+    };
+    let first = register(&mut world, &["abcdefghijklmnopq", "abcdefghijklmnopqr", "rstuvwxyzabcdefgh"]);
+    let done = vm.execute_block(&first, &BlockOptions::default()).expect("storage works");
+    assert_eq!(done.report.shape_analysis.analyses, 2, "two new lengths");
+    assert!(done.report.shape_analysis.time > std::time::Duration::ZERO);
+    let again = register(&mut world, &["zyxwvutsrqponmlkj", "zyxwvutsrqponmlkji"]);
+    let done = vm.execute_block(&again, &BlockOptions::default()).expect("storage works");
+    assert_eq!(done.report.shape_analysis, chroma_vm::ShapeAnalysisTime::default(), "known lengths");
+}
+
 #[test]
 fn independent_transfers_form_one_group() {
     let (mut world, setup) = World::new(WorldConfig { users: 400, pools: 1, seed: 3, ..WorldConfig::default() });
