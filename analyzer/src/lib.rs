@@ -225,7 +225,6 @@ fn analyze_on_this_thread(wasm: &[u8]) -> Result<ContractSummary, AnalyzeError> 
         spent += summary.steps;
         summaries.push(summary);
     }
-    summaries.sort_by(|a, b| a.name.cmp(&b.name));
     let fixed_slots: BTreeSet<u32> = ContractSummary::compute_fixed_slots(&summaries);
-    Ok(ContractSummary { entries: summaries, fixed_slots })
+    Ok(ContractSummary::new(summaries, fixed_slots))
 }

@@ -756,7 +756,7 @@ mod tests {
         let amount = KeyTemplate::from_bytes(Some(4), &(32..48).map(Byte::Input).collect::<Vec<_>>());
         let take = entry("take", vec![first_arg.clone()], vec![first_arg], vec![amount], Vec::new());
         let go = entry("go", Vec::new(), Vec::new(), Vec::new(), calls);
-        let summary = |entries| ContractSummary { entries, fixed_slots: BTreeSet::new() };
+        let summary = |entries| ContractSummary::new(entries, BTreeSet::new());
         Chain { caller, summaries: vec![(caller, summary(vec![go])), (callee, summary(vec![take]))] }
     }
 

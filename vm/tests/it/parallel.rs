@@ -195,7 +195,7 @@ fn fingerprints_made_while_predicting_equal_those_made_afterwards() {
 fn a_report_counts_the_analyses_of_new_input_shapes() {
     let (mut world, setup) = World::new(WorldConfig { users: 40, pools: 1, seed: 8, ..WorldConfig::default() });
     let mut vm = set_up(&setup);
-    let mut register = |world: &mut World, names: &[&str]| -> Vec<Transaction> {
+    let register = |world: &mut World, names: &[&str]| -> Vec<Transaction> {
         names
             .iter()
             .enumerate()
