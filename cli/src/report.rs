@@ -66,6 +66,23 @@ fn percent(part: f64, whole: f64) -> f64 {
     if whole == 0.0 { 0.0 } else { 100.0 * part / whole }
 }
 
+/// One line of a block's figures: its size, groups, and the planning and
+/// execution times (the demo prints one per block it runs).
+pub fn one_line(report: &BlockReport) -> String {
+    let shapes = match report.shape_analysis.analyses {
+        0 => String::new(),
+        n => format!("; it includes analysing {n} new input shape{} once", if n == 1 { "" } else { "s" }),
+    };
+    format!(
+        "{} transactions in {} groups; planning {:.2} ms ({:.1}% of execution{shapes}), execution {:.2} ms",
+        report.transactions(),
+        report.plan.groups.len(),
+        ms(report.planning),
+        percent(ms(report.planning), ms(report.execution)),
+        ms(report.execution)
+    )
+}
+
 pub fn text(report: &BlockReport, names: Names<'_>, extras: &Extras) -> String {
     let plan = &report.plan;
     let n = report.transactions();

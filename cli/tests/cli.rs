@@ -185,14 +185,22 @@ fn the_demo_runs() {
     let html_arg = html.to_string_lossy().into_owned();
     let out = ok(tmp.path(), &["demo", "--txs", "300", "--users", "60", "--dot", &dot_arg, "--html", &html_arg]);
     assert!(out.contains("all receipts and the state root also equal serial execution"), "{out}");
+    assert!(out.contains("The last of the 3 blocks, a defi-mix block: 300 transactions"), "{out}");
     assert!(out.contains("hottest keys"), "{out}");
     let graph = std::fs::read_to_string(&dot).expect("the DOT file");
     assert!(graph.starts_with("digraph block {") && graph.contains("t0 [label=\"#0 "), "{graph}");
     let page = std::fs::read_to_string(&html).expect("the HTML file");
     assert!(page.contains("<svg") && page.contains("Hottest keys"));
 
-    let report = json(tmp.path(), &["demo", "--txs", "200", "--users", "40", "--threads", "2", "--strategy", "barrier"]);
+    let report = json(tmp.path(), &["demo", "--txs", "200", "--users", "40", "--threads", "2", "--strategy", "barrier", "--blocks", "2"]);
     assert_eq!(report["matches_serial"], true);
+    let blocks = report["blocks"].as_array().expect("a list of blocks");
+    assert_eq!(blocks.len(), 2);
+    for block in blocks {
+        assert_eq!(block["transactions"], 200);
+        assert_eq!(block["matches_serial"], true);
+        assert!(block["planning_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{block}");
+    }
     assert_eq!(report["report"]["transactions"], 200);
     assert_eq!(report["report"]["strategy"], "barrier");
     let sizes: u64 = report["report"]["group_sizes"].as_array().expect("sizes").iter().filter_map(|s| s.as_u64()).sum();
@@ -202,6 +210,8 @@ fn the_demo_runs() {
     assert!(err.contains("unknown workload \"nonsense\""), "{err}");
     let (_, err) = fails(tmp.path(), &["demo", "--threads", "0"]);
     assert!(err.contains("--threads"), "{err}");
+    let (_, err) = fails(tmp.path(), &["demo", "--blocks", "0"]);
+    assert!(err.contains("--blocks"), "{err}");
 }
 
 #[test]
