@@ -468,7 +468,7 @@ mod tests {
         for count in [1, 5, super::SCANNED_ENTRIES_MAX, super::SCANNED_ENTRIES_MAX + 1, 200] {
             let names: Vec<String> = (0..count).map(|i| format!("m{}", i * 7 % count)).collect();
             let summary = ContractSummary::unbounded(names.iter().map(|n| (n.clone(), EntryKind::Mutating)), "test");
-            let copy: ContractSummary = serde_json::from_str(&serde_json::to_string(&summary).unwrap()).unwrap();
+            let copy: ContractSummary = serde_json::from_str(&serde_json::to_string(&summary).expect("serializes")).expect("deserializes");
             for summary in [&summary, &copy] {
                 for name in &names {
                     assert_eq!(summary.entry(name).map(|e| e.name.as_str()), Some(name.as_str()), "{count} entries");
