@@ -301,7 +301,7 @@ impl Prediction {
         for fingerprints in lists {
             of.extend_from_slice(fingerprints);
         }
-        let access = collected.finish();
+        let access = collected.finish_settled();
         let fingerprints = Fingerprints::from_lists(of, &access);
         Prediction { access: Arc::new(access), fingerprints }
     }

@@ -199,9 +199,8 @@ where
     /// The patterns in the order first found, in a vector of their number:
     /// the planner reads a block's predictions in several passes, and spare
     /// capacity was about half their memory, in fresh pages to fault in.
-    /// Leaves `self` empty.
+    /// For a list [`settle`](Distinct::settle)d already. Leaves `self` empty.
     pub(crate) fn finish(&mut self) -> Vec<KeyPattern> {
-        self.settle();
         self.fingerprints.clear();
         let mut out = Vec::with_capacity(self.patterns.len());
         out.extend(self.patterns.drain(..));
@@ -246,6 +245,13 @@ impl Collected {
     /// summaries, the state and the transaction, so the same on every
     /// node). Leaves `self` empty.
     pub fn finish(&mut self) -> PredictedAccess {
+        self.settle();
+        self.finish_settled()
+    }
+
+    /// [`Collected::finish`] after [`Collected::settle`] (a long list's
+    /// settling sorts it: not twice).
+    pub(crate) fn finish_settled(&mut self) -> PredictedAccess {
         let unbounded = std::mem::take(&mut self.unbounded);
         PredictedAccess { reads: self.reads.finish(), writes: self.writes.finish(), adds: self.adds.finish(), unbounded }
     }
