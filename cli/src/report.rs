@@ -69,10 +69,7 @@ fn percent(part: f64, whole: f64) -> f64 {
 /// One line of a block's figures: its size, groups, and the planning and
 /// execution times (the demo prints one per block it runs).
 pub fn one_line(report: &BlockReport) -> String {
-    let shapes = match report.shape_analysis.analyses {
-        0 => String::new(),
-        n => format!("; it includes analysing {n} new input shape{} once", if n == 1 { "" } else { "s" }),
-    };
+    let shapes = analysing(report, false);
     format!(
         "{} transactions in {} groups; planning {:.2} ms ({:.1}% of execution{shapes}), execution {:.2} ms",
         report.transactions(),
@@ -81,6 +78,20 @@ pub fn one_line(report: &BlockReport) -> String {
         percent(ms(report.planning), ms(report.execution)),
         ms(report.execution)
     )
+}
+
+/// What a block's planning spent on analyses for input shapes first seen
+/// (`with_time`: and their time), as a clause of the planning figure; empty
+/// when there were none. They are made once, then kept: told apart, so that
+/// a first block's planning does not read as its steady cost.
+fn analysing(report: &BlockReport, with_time: bool) -> String {
+    let shapes = report.shape_analysis;
+    if shapes.analyses == 0 {
+        return String::new();
+    }
+    let plural = if shapes.analyses == 1 { "" } else { "s" };
+    let time = if with_time { format!(", {:.2} ms of threads' time", ms(shapes.time)) } else { String::new() };
+    format!("; it includes analysing {} new input shape{plural} once{time}", shapes.analyses)
 }
 
 pub fn text(report: &BlockReport, names: Names<'_>, extras: &Extras) -> String {
@@ -113,17 +124,7 @@ pub fn text(report: &BlockReport, names: Names<'_>, extras: &Extras) -> String {
     let speedups: Vec<String> =
         SPEEDUP_THREADS.iter().map(|&t| format!("{t}: {:.2}x", report.predicted_speedup(t))).collect();
     let _ = writeln!(out, "speedup        predicted by the plan, weighted by gas, per thread count: {}", speedups.join("  "));
-    let shapes = report.shape_analysis;
-    // Analyses for input shapes first seen are made once, then kept: told
-    // apart, so that a first block's planning does not read as its steady cost.
-    let analysing = match shapes.analyses {
-        0 => String::new(),
-        n => format!(
-            "; it includes analysing {n} new input shape{} once, {:.2} ms of threads' time",
-            if n == 1 { "" } else { "s" },
-            ms(shapes.time)
-        ),
-    };
+    let analysing = analysing(report, true);
     let mut time = format!(
         "time           planning {:.2} ms ({:.1}% of execution{analysing}), execution {:.2} ms",
         ms(report.planning),
