@@ -2,8 +2,9 @@
 //! these amounts, so the gas of a transaction depends only on what it does,
 //! never on timing, thread count or cache state.
 //!
-//! Wasm instructions are metered by the VM (one unit per instruction, see the
-//! VM's docs); host functions charge [`HOST_CALL`] plus the function's own
+//! Wasm instructions are metered by the VM (one unit per instruction,
+//! including those of the write tracking it adds before each store to memory,
+//! see the VM's `engine` and `instrument` docs); host functions charge [`HOST_CALL`] plus the function's own
 //! cost below, before doing the work, so a call that runs out of gas has had
 //! no effect.
 

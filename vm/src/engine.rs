@@ -15,9 +15,15 @@
 //! - The Wasm stack is bounded ([`MAX_WASM_STACK`]) and memory growth is capped
 //!   at `MAX_MEMORY_PAGES` by the store's limiter.
 //! - Instances come from the pooling allocator with copy-on-write memory
-//!   images, so instantiating per call is cheap.
+//!   images. A resettable contract's instances are kept per thread and
+//!   reset after each call (`reuse`); the others are instantiated per call.
+//! - Contracts run rewritten with write tracking (`instrument`), whose
+//!   operators are metered like the contract's own: a store to memory costs
+//!   [`STORE_TRACKING_OPS`] more, a bulk memory operation [`BULK_TRACKING_OPS`] more.
 
 use chroma_host_api::limits::{MAX_CALL_DEPTH, MAX_MEMORY_PAGES};
+#[cfg(doc)]
+use crate::instrument::{BULK_TRACKING_OPS, STORE_TRACKING_OPS};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Native stack the Wasm of one call may use.
@@ -29,9 +35,14 @@ pub const MAX_MEMORY_BYTES: usize = MAX_MEMORY_PAGES as usize * 65_536;
 /// Bytes of each pooled linear memory reset by memset instead of madvise.
 pub const KEEP_RESIDENT_BYTES: usize = 2 * 65_536;
 
+/// Instances a runtime keeps between calls, over all threads, to reuse them
+/// (see `reuse`).
+pub const REUSED_INSTANCES_MAX: usize = 128;
+
 /// Instances the pool holds: enough for every thread to be at the deepest call
-/// nesting at once, so a full pool (which would be nondeterministic) cannot happen.
-pub const POOLED_INSTANCES: u32 = 64 * MAX_CALL_DEPTH;
+/// nesting at once, besides the instances kept for reuse, so a full pool
+/// (which would be nondeterministic) cannot happen.
+pub const POOLED_INSTANCES: u32 = 64 * MAX_CALL_DEPTH + REUSED_INSTANCES_MAX as u32;
 
 /// The engine configuration every node must share: it decides what code does
 /// and what it costs.

@@ -43,7 +43,7 @@ fn instantiate(
     let tx = Box::new(TxState { runtime: vm.runtime().clone(), journal: Journal::new(base.clone()), depth: 1 });
     let frame = Frame { contract, caller, input, output: Vec::new(), read_only: false, memory: None };
     let limits = StoreLimitsBuilder::new().memory_size(MAX_MEMORY_BYTES).instances(1).memories(1).tables(1).build();
-    let mut store = Store::new(vm.runtime().engine(), StoreData { tx: Some(tx), frame, limits });
+    let mut store = Store::new(vm.runtime().engine(), StoreData { tx: Some(tx), frame, limits, written: Default::default() });
     store.limiter(|data| &mut data.limits);
     let (memory, entry) = deployed.instantiate_for(&mut store, method).map_err(|e| e.to_string())?;
     store.data_mut().frame.memory = Some(memory);

@@ -6,7 +6,7 @@
 //! functions of [`IMPORT_MODULE`] with their signatures; no start function;
 //! one defined memory, exported as `memory`, within the memory limit; an ABI
 //! section that decodes; every ABI method exported as a `() -> ()` function
-//! and no other function exported.
+//! and no other function exported; no export under the VM's reserved prefix.
 
 use std::collections::BTreeSet;
 
@@ -14,6 +14,8 @@ use chroma_host_api::abi::{Abi, AbiError, MethodKind, ABI_SECTION};
 use chroma_host_api::host::{HostFn, ValType, HOST_FUNCTIONS, IMPORT_MODULE};
 use chroma_host_api::limits::MAX_MEMORY_PAGES;
 use wasmparser::{Parser, Payload, Validator};
+
+use crate::instrument::RESERVED_EXPORT_PREFIX;
 
 /// Largest module accepted, in bytes.
 pub const MAX_MODULE_SIZE: usize = 512 * 1024;
@@ -61,6 +63,8 @@ pub enum GatekeeperError {
     ExportSignature { name: String, found: String },
     #[error("function export `{name}` is not a method in the ABI")]
     UnlistedExport { name: String },
+    #[error("export `{name}`: names starting with `{prefix}` are the VM's")]
+    ReservedExport { name: String, prefix: &'static str },
 }
 
 impl From<AbiError> for GatekeeperError {
@@ -151,6 +155,9 @@ pub fn validate(bytes: &[u8]) -> Result<ValidatedModule, GatekeeperError> {
     let mut memory_exported = false;
     let mut exported_funcs = BTreeSet::new();
     for (name, entity) in types.core_exports().into_iter().flatten() {
+        if name.starts_with(RESERVED_EXPORT_PREFIX) {
+            return Err(GatekeeperError::ReservedExport { name: name.into(), prefix: RESERVED_EXPORT_PREFIX });
+        }
         match entity {
             wasmparser::types::EntityType::Memory(_) if name == MEMORY_EXPORT => memory_exported = true,
             wasmparser::types::EntityType::Func(id) => {

@@ -11,6 +11,7 @@ use chroma_host_api::limits::*;
 use chroma_host_api::{Address, ADDRESS_LEN};
 use wasmtime::{Caller, Linker, Memory, StoreLimits};
 
+use crate::instrument::WrittenPages;
 use crate::runtime::{CallFailure, Invocation, Runtime, TxState};
 use crate::tx::Event;
 
@@ -41,6 +42,20 @@ pub(crate) struct Frame {
     pub memory: Option<Memory>,
 }
 
+impl Frame {
+    /// The frame of a store between calls.
+    pub fn empty() -> Frame {
+        Frame {
+            contract: Address::ZERO,
+            caller: Address::ZERO,
+            input: Vec::new(),
+            output: Vec::new(),
+            read_only: true,
+            memory: None,
+        }
+    }
+}
+
 /// What a call's wasmtime store holds.
 pub(crate) struct StoreData {
     /// The transaction's journal and shared runtime; moved into a callee's
@@ -48,6 +63,8 @@ pub(crate) struct StoreData {
     pub tx: Option<Box<TxState>>,
     pub frame: Frame,
     pub limits: StoreLimits,
+    /// The pages of the memory the host wrote during the call (the code marks its own).
+    pub written: WrittenPages,
 }
 
 type Ctx<'a> = Caller<'a, StoreData>;
@@ -83,16 +100,19 @@ fn span(data: &[u8], ptr: u32, len: u32) -> HostResult<&[u8]> {
 
 fn write_bytes(caller: &mut Ctx<'_>, ptr: u32, bytes: &[u8]) -> HostResult<()> {
     let mem = memory(caller)?;
-    copy_into(mem.data_mut(&mut *caller), ptr, bytes)
+    let (data, store) = mem.data_and_store_mut(&mut *caller);
+    copy_into(data, &mut store.written, ptr, bytes)
 }
 
-/// Copies `bytes` into `data` at `ptr`, or fails with the out-of-bounds error.
-fn copy_into(data: &mut [u8], ptr: u32, bytes: &[u8]) -> HostResult<()> {
+/// Copies `bytes` into `data` at `ptr` and marks them `written`, or fails
+/// with the out-of-bounds error.
+fn copy_into(data: &mut [u8], written: &mut WrittenPages, ptr: u32, bytes: &[u8]) -> HostResult<()> {
     let size = data.len() as u64;
     let start = ptr as usize;
     match start.checked_add(bytes.len()).and_then(|end| data.get_mut(start..end)) {
         Some(dst) => {
             dst.copy_from_slice(bytes);
+            written.mark(start, bytes.len());
             Ok(())
         }
         None => Err(Abort::from(HostError::MemoryOutOfBounds { ptr, len: bytes.len() as u32, memory_size: size }).into()),
@@ -139,7 +159,7 @@ fn input(mut caller: Ctx<'_>, dst_ptr: u32) -> HostResult<u32> {
     // Memory and frame borrowed at once: the input is copied once, into memory.
     let mem = memory(&caller)?;
     let (data, store) = mem.data_and_store_mut(&mut caller);
-    copy_into(data, dst_ptr, &store.frame.input)?;
+    copy_into(data, &mut store.written, dst_ptr, &store.frame.input)?;
     Ok(len as u32)
 }
 

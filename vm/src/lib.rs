@@ -4,6 +4,7 @@
 //! - [`gatekeeper`]: deploy-time validation of contract modules;
 //! - [`engine`]: the deterministic, fuel-metered wasmtime configuration;
 //! - `imports`: the host functions defined in `chroma_host_api::host`;
+//! - [`instrument`]: write tracking, so an instance is reset and reused;
 //! - [`state`]: committed state and the per-transaction journal;
 //! - [`runtime`]: calls, transactions, deploys ([`Vm`]);
 //! - [`store`], [`root`], [`node`]: the on-disk state, its root, and a
@@ -16,7 +17,9 @@ pub mod floor;
 pub mod root;
 pub mod gatekeeper;
 mod imports;
+pub mod instrument;
 pub mod runtime;
+mod reuse;
 mod shapes;
 pub mod stack;
 pub mod state;

@@ -12,12 +12,14 @@ use chroma_host_api::limits::MAX_CALL_DEPTH;
 use chroma_host_api::{gas, Address, CallStatus};
 use chroma_analyzer::{ContractSummary, KeyBytes, KeyPattern, PredictedAccess};
 use rustc_hash::FxHashMap;
-use wasmtime::{Engine, Extern, ExternType, InstancePre, Module, ModuleExport, Store, StoreLimitsBuilder, Trap, TypedFunc};
+use wasmtime::{Engine, Extern, ExternType, Instance, InstancePre, Module, ModuleExport, Store, StoreLimitsBuilder, Trap, TypedFunc};
 
 use crate::address::contract_address;
 use crate::engine::{new_engine, MAX_MEMORY_BYTES};
 use crate::gatekeeper::{self, MEMORY_EXPORT};
 use crate::imports::{linker, Abort, Frame, StoreData};
+use crate::instrument::{instrument, INSTRUMENTATION_VERSION};
+use crate::reuse::{ResetPlan, ReusableInstance, ReusableInstances};
 use crate::shapes::{ShapeAnalysisTime, ShapedAnalysis, ShapedContract, ShapedSummaries};
 use crate::stack::on_execution_thread;
 use crate::state::{Journal, StateError, StateOverlay, StateRead, TxWrites, WriteOp};
@@ -51,6 +53,22 @@ pub struct Contract {
     exports: Exports,
     /// The code, when an entry is analysed again per input shape (see `shapes`).
     shaped: Option<Arc<ShapedContract>>,
+    /// How its instances are reset for reuse; none if they cannot be.
+    reset: Option<Arc<ResetPlan>>,
+}
+
+/// A compiled module (of the code with write tracking) and how its instances are reset.
+#[derive(Clone)]
+struct Compiled {
+    module: Module,
+    reset: Option<Arc<ResetPlan>>,
+}
+
+impl Compiled {
+    fn new(module: Module) -> Compiled {
+        let reset = ResetPlan::of(&module);
+        Compiled { module, reset }
+    }
 }
 
 struct Exports {
@@ -93,6 +111,16 @@ impl Contract {
             .get_module_export(&mut *store, &self.exports.memory)
             .and_then(Extern::into_memory)
             .ok_or_else(|| wasmtime::Error::msg("contract has no memory export"))?;
+        Ok((memory, self.entry_of(store, &instance, method)?))
+    }
+
+    /// The entry point `method` of `instance` (an instance of this contract's module).
+    fn entry_of(
+        &self,
+        store: &mut Store<StoreData>,
+        instance: &Instance,
+        method: &str,
+    ) -> wasmtime::Result<TypedFunc<(), ()>> {
         let func = self
             .exports
             .entries
@@ -103,8 +131,7 @@ impl Contract {
         // SAFETY: `Exports::of` checked that this export of this instance's
         // module is a function of type `() -> ()`, which is what
         // `TypedFunc::<(), ()>` assumes.
-        let entry = unsafe { TypedFunc::<(), ()>::new_unchecked(&*store, func) };
-        Ok((memory, entry))
+        Ok(unsafe { TypedFunc::<(), ()>::new_unchecked(&*store, func) })
     }
 }
 
@@ -113,7 +140,9 @@ pub struct Runtime {
     engine: Engine,
     linker: wasmtime::Linker<StoreData>,
     contracts: RwLock<Contracts>,
-    modules: RwLock<BTreeMap<[u8; 32], Module>>,
+    modules: RwLock<BTreeMap<[u8; 32], Compiled>>,
+    /// Instances kept between calls, per thread.
+    reused: ReusableInstances,
     /// Access summaries by code hash.
     summaries: RwLock<BTreeMap<[u8; 32], Arc<ContractSummary>>>,
     /// The contracts whose entries are analysed again per input shape.
@@ -230,6 +259,7 @@ impl Runtime {
             linker,
             contracts: RwLock::default(),
             modules: RwLock::new(BTreeMap::new()),
+            reused: ReusableInstances::default(),
             summaries: RwLock::new(BTreeMap::new()),
             shapes: Arc::default(),
         }))
@@ -237,6 +267,13 @@ impl Runtime {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Instances made so far for calls that reuse them (contracts whose
+    /// instances are reset after a call; see `reuse`): a call that finds one
+    /// kept on its thread makes none.
+    pub fn instances_made_for_reuse(&self) -> u64 {
+        self.reused.made()
     }
 
     pub fn contract(&self, address: &Address) -> Option<Arc<Contract>> {
@@ -247,12 +284,15 @@ impl Runtime {
     pub fn prepare(&self, address: Address, code: &[u8]) -> Result<Contract, String> {
         let validated = gatekeeper::validate(code).map_err(|e| e.to_string())?;
         let cached = self.modules.read().unwrap_or_else(|p| p.into_inner()).get(&validated.code_hash).cloned();
-        let module = match cached {
-            Some(module) => module,
+        let Compiled { module, reset } = match cached {
+            Some(compiled) => compiled,
             None => {
-                let module = Module::new(&self.engine, code).map_err(|e| format!("compilation failed: {e}"))?;
-                self.modules.write().unwrap_or_else(|p| p.into_inner()).insert(validated.code_hash, module.clone());
-                module
+                let tracked = instrument(code).map_err(|e| e.to_string())?;
+                let module =
+                    Module::new(&self.engine, &tracked.bytes).map_err(|e| format!("compilation failed: {e}"))?;
+                let compiled = Compiled::new(module);
+                self.modules.write().unwrap_or_else(|p| p.into_inner()).insert(validated.code_hash, compiled.clone());
+                compiled
             }
         };
         let pre = self.linker.instantiate_pre(&module).map_err(|e| format!("linking failed: {e}"))?;
@@ -261,7 +301,7 @@ impl Runtime {
         let shaped = summary.entries.iter().any(|e| e.by_shape).then(|| {
             Arc::new(ShapedContract { code_hash: validated.code_hash, code: code.into(), abi: validated.abi.clone() })
         });
-        Ok(Contract { address, code_hash: validated.code_hash, abi: validated.abi, summary, pre, exports, shaped })
+        Ok(Contract { address, code_hash: validated.code_hash, abi: validated.abi, summary, pre, exports, shaped, reset })
     }
 
     /// The access summary of `code` (analysed once per code hash). A module
@@ -292,13 +332,15 @@ impl Runtime {
         self.summaries.write().unwrap_or_else(|p| p.into_inner()).insert(code_hash, Arc::new(summary));
     }
 
-    /// A stable id of this engine's compiled-code compatibility, for keying
-    /// cached compiled modules.
+    /// A stable id of this engine's compiled-code compatibility and of the
+    /// rewrite the code is compiled from, for keying cached compiled modules.
     pub fn engine_id(&self) -> Vec<u8> {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut hasher);
-        hasher.finish().to_le_bytes().to_vec()
+        let mut id = hasher.finish().to_le_bytes().to_vec();
+        id.push(INSTRUMENTATION_VERSION);
+        id
     }
 
     /// The access summary of every deployed contract, by address, shared
@@ -340,8 +382,8 @@ impl Runtime {
 
     /// The compiled module of `code_hash`, serialized, for caching on disk.
     pub fn serialized_module(&self, code_hash: &[u8; 32]) -> Option<Vec<u8>> {
-        let module = self.modules.read().unwrap_or_else(|p| p.into_inner()).get(code_hash).cloned()?;
-        module.serialize().ok()
+        let compiled = self.modules.read().unwrap_or_else(|p| p.into_inner()).get(code_hash).cloned()?;
+        compiled.module.serialize().ok()
     }
 
     /// Registers a contract that was deployed before (on restart), using a
@@ -354,7 +396,7 @@ impl Runtime {
         let restored = artifact.and_then(|bytes| unsafe { Module::deserialize(&self.engine, bytes) }.ok());
         let used_cache = restored.is_some();
         if let Some(module) = restored {
-            self.modules.write().unwrap_or_else(|p| p.into_inner()).insert(validated.code_hash, module);
+            self.modules.write().unwrap_or_else(|p| p.into_inner()).insert(validated.code_hash, Compiled::new(module));
         }
         let contract = self.prepare(address, code)?;
         self.register(Arc::new(contract));
@@ -412,20 +454,35 @@ impl Runtime {
             read_only,
             memory: None,
         };
-        let limits = StoreLimitsBuilder::new().memory_size(MAX_MEMORY_BYTES).instances(1).memories(1).tables(1).build();
-        let mut store = Store::new(&self.engine, StoreData { tx: Some(state), frame, limits });
-        store.limiter(|data| &mut data.limits);
-        let run = store.set_fuel(call.fuel).and_then(|()| {
-            let (memory, entry) = contract.instantiate_for(&mut store, call.method)?;
-            store.data_mut().frame.memory = Some(memory);
-            entry.call(&mut store, ())
-        });
-        let fuel_left = store.get_fuel().unwrap_or(0);
-        let data = store.into_data();
-        // The journal always comes back: nested calls return it before their caller resumes.
-        let mut state = match data.tx {
-            Some(state) => state,
-            None => unreachable!("a nested call did not return the transaction state"),
+        let (run, fuel_left, mut state, output) = match &contract.reset {
+            Some(plan) => {
+                let reused =
+                    self.reused.take_or_new(&self.engine, contract.code_hash, &contract.pre, &contract.exports.memory, plan);
+                match reused {
+                    Ok(instance) => self.call_reused(instance, state, frame, &contract, call.method, call.fuel),
+                    // Instantiating failed before anything ran: the call fails with all its gas left.
+                    Err(error) => (Err(error), call.fuel, state, Vec::new()),
+                }
+            }
+            None => {
+                let limits =
+                    StoreLimitsBuilder::new().memory_size(MAX_MEMORY_BYTES).instances(1).memories(1).tables(1).build();
+                let data = StoreData { tx: Some(state), frame, limits, written: Default::default() };
+                let mut store = Store::new(&self.engine, data);
+                store.limiter(|data| &mut data.limits);
+                let run = store.set_fuel(call.fuel).and_then(|()| {
+                    let (memory, entry) = contract.instantiate_for(&mut store, call.method)?;
+                    store.data_mut().frame.memory = Some(memory);
+                    entry.call(&mut store, ())
+                });
+                let fuel_left = store.get_fuel().unwrap_or(0);
+                let data = store.into_data();
+                // The journal always comes back: nested calls return it before their caller resumes.
+                let Some(state) = data.tx else {
+                    unreachable!("a nested call did not return the transaction state")
+                };
+                (run, fuel_left, state, data.frame.output)
+            }
         };
         state.depth -= 1;
         let outcome = match run {
@@ -433,7 +490,7 @@ impl Runtime {
                 if let Some(checkpoint) = checkpoint {
                     state.journal.release(checkpoint);
                 }
-                Ok(data.frame.output)
+                Ok(output)
             }
             Err(error) => {
                 if let Some(checkpoint) = checkpoint {
@@ -443,6 +500,41 @@ impl Runtime {
             }
         };
         (state, InvokeResult { outcome, fuel_left })
+    }
+
+    /// Runs `method` of `contract` in a kept `instance`, then resets it and
+    /// keeps it again, unless the call failed or the reset cannot restore it
+    /// (see `reuse`). Returns what `invoke` needs: the run, the fuel left,
+    /// the transaction state and the call's output.
+    fn call_reused(
+        &self,
+        mut instance: ReusableInstance,
+        state: Box<TxState>,
+        mut frame: Frame,
+        contract: &Contract,
+        method: &str,
+        fuel: u64,
+    ) -> (wasmtime::Result<()>, u64, Box<TxState>, Vec<u8>) {
+        frame.memory = Some(instance.memory);
+        let data = instance.store.data_mut();
+        data.tx = Some(state);
+        data.frame = frame;
+        let run = instance.store.set_fuel(fuel).and_then(|()| {
+            let entry = contract.entry_of(&mut instance.store, &instance.instance, method)?;
+            entry.call(&mut instance.store, ())
+        });
+        let fuel_left = instance.store.get_fuel().unwrap_or(0);
+        let data = instance.store.data_mut();
+        let output = std::mem::take(&mut data.frame.output);
+        data.frame = Frame::empty();
+        // The journal always comes back: nested calls return it before their caller resumes.
+        let Some(state) = data.tx.take() else {
+            unreachable!("a nested call did not return the transaction state")
+        };
+        if run.is_ok() && instance.reset() {
+            self.reused.put(instance);
+        }
+        (run, fuel_left, state, output)
     }
 }
 

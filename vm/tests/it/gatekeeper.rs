@@ -66,6 +66,9 @@ fn abi_and_exports_must_agree() {
     assert_eq!(e, GatekeeperError::MissingExport { method: "other".into() });
     let e = refused(&format!(r#"{MEMORY} (func (export "run")) (func (export "hidden"))"#), &[("run", Mutating)]);
     assert_eq!(e, GatekeeperError::UnlistedExport { name: "hidden".into() });
+    // The VM exports its write tracking under a reserved prefix (see `instrument`).
+    let e = refused(&format!(r#"{MEMORY} (func (export "run")) (global (export "chroma:written") i32 (i32.const 0))"#), &[("run", Mutating)]);
+    assert_eq!(e, GatekeeperError::ReservedExport { name: "chroma:written".into(), prefix: "chroma:" });
     let e = refused(&format!(r#"{MEMORY} (func (export "run") (param i32))"#), &[("run", Mutating)]);
     assert_eq!(e, GatekeeperError::ExportSignature { name: "run".into(), found: "(i32) -> ()".into() });
     let no_abi = wat::parse_str(&format!(r#"(module {MEMORY} (func (export "run")))"#)).expect("wat");

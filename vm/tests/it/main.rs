@@ -13,4 +13,5 @@ mod hostile;
 mod node;
 mod parallel;
 mod programs;
+mod reuse;
 mod smith;
