@@ -3,7 +3,8 @@
 //!
 //! - `serial`: the same block serially from the same state; prints the
 //!   median time per transaction.
-//! - `parallel`: the same, in parallel with the default options; prints the
+//! - `parallel`: the same, in parallel with the default options (`THREADS=n`:
+//!   on n threads, never serially); prints the
 //!   medians of planning, execution and the rest of the call (what planning
 //!   does not overlap, and the report) per transaction.
 //! - `compare`: serial, parallel on one thread and parallel on every core,
@@ -105,13 +106,18 @@ fn main() {
             println!("{workload}: {size} transactions serially, median of {rounds}: {:.2} µs per transaction", micros_per_tx(times));
         }
         "parallel" => {
+            // THREADS=n: on n threads, not adaptively (the parallel path itself, as `par 1t`).
+            let options = match std::env::var("THREADS").ok().and_then(|t| t.parse().ok()) {
+                Some(threads) => BlockOptions { threads, adaptive: false, ..BlockOptions::default() },
+                None => BlockOptions::default(),
+            };
             let world = SetUpWorld::new(config);
             let block = world.world().block(workload, size);
             let (mut planning, mut execution, mut outside) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..rounds {
                 let mut vm = world.fork();
                 let started = Instant::now();
-                let done = vm.execute_block(&block, &BlockOptions::default()).expect("block");
+                let done = vm.execute_block(&block, &options).expect("block");
                 outside.push(started.elapsed().saturating_sub(done.report.execution));
                 planning.push(done.report.planning);
                 execution.push(done.report.execution);

@@ -8,6 +8,7 @@ use std::hash::Hasher;
 
 use chroma_analyzer::PredictedAccess;
 use rustc_hash::{FxHashMap, FxHasher};
+use smallvec::SmallVec;
 use chroma_host_api::codec::{Decode, Encode};
 
 use crate::tx::Event;
@@ -189,12 +190,43 @@ const OVERLAY_SHARDS: usize = 64;
 /// and their sum does not depend on it.
 pub struct BlockOverlay {
     base: Arc<dyn StateRead>,
-    shards: Vec<RwLock<FxHashMap<Vec<u8>, History>>>,
+    shards: Vec<RwLock<Shard>>,
+}
+
+/// A shard's written keys. A table of entries that keep their key's hash:
+/// the hash picks the shard and finds the entry, computed once per key and
+/// access (a map keyed by the key hashed it again for the lookup).
+type Shard = hashbrown::HashTable<Written>;
+
+/// One written key of a [`BlockOverlay`].
+struct Written {
+    hash: u64,
+    key: Vec<u8>,
+    history: History,
 }
 
 /// One key's writes in a [`BlockOverlay`], by transaction (the index in the
 /// segment), in the order they were applied. Most keys have one.
-type History = Vec<(usize, WriteOp)>;
+type History = SmallVec<[(usize, WriteOp); 1]>;
+
+fn hash_of(key: &[u8]) -> u64 {
+    let mut hasher = FxHasher::default();
+    hasher.write(key);
+    hasher.finish()
+}
+
+/// [`fold`] of a whole history taken out of the overlay: when the last write
+/// sets the key (as it does for all but added-to keys), its value is moved
+/// out instead of copied.
+fn fold_owned(
+    mut history: History,
+    base: impl FnOnce() -> Result<Option<Vec<u8>>, StateError>,
+) -> Result<Option<Vec<u8>>, StateError> {
+    if let Some((_, WriteOp::Set(value))) = history.last_mut() {
+        return Ok(std::mem::take(value));
+    }
+    fold(history.iter().map(|(_, op)| op), base)
+}
 
 /// The value of a key whose `history` (filtered to the transactions wanted)
 /// applies over `base`: the last set, or the base value, plus the adds after it.
@@ -236,23 +268,29 @@ impl BlockOverlay {
     /// profiles of parallel blocks).
     pub fn over(base: Arc<dyn StateRead>, expected_writes: usize) -> Arc<BlockOverlay> {
         let per_shard = expected_writes.div_ceil(OVERLAY_SHARDS);
-        let shards = (0..OVERLAY_SHARDS)
-            .map(|_| RwLock::new(FxHashMap::with_capacity_and_hasher(per_shard, Default::default())))
-            .collect();
+        let shards = (0..OVERLAY_SHARDS).map(|_| RwLock::new(Shard::with_capacity(per_shard))).collect();
         Arc::new(BlockOverlay { base, shards })
     }
 
-    fn shard(&self, key: &[u8]) -> &RwLock<FxHashMap<Vec<u8>, History>> {
-        let mut hasher = FxHasher::default();
-        hasher.write(key);
-        &self.shards[(hasher.finish() >> 32) as usize % OVERLAY_SHARDS]
+    /// The shard of a key with `hash`: bits the table does not use to place
+    /// entries (hashbrown takes the low bits for the bucket and the top seven
+    /// for its control bytes).
+    fn shard(&self, hash: u64) -> &RwLock<Shard> {
+        &self.shards[(hash >> 32) as usize % OVERLAY_SHARDS]
     }
 
     /// Applies the writes of transaction `tx` (its index in the segment).
     pub fn apply(&self, tx: usize, writes: TxWrites) {
         for (key, op) in writes {
-            let mut shard = self.shard(&key).write().unwrap_or_else(|p| p.into_inner());
-            shard.entry(key).or_default().push((tx, op));
+            let hash = hash_of(&key);
+            let mut shard = self.shard(hash).write().unwrap_or_else(|p| p.into_inner());
+            match shard.find_mut(hash, |written| written.key == key) {
+                Some(written) => written.history.push((tx, op)),
+                None => {
+                    let history = SmallVec::from_buf([(tx, op)]);
+                    shard.insert_unique(hash, Written { hash, key, history }, |written| written.hash);
+                }
+            }
         }
     }
 
@@ -270,12 +308,16 @@ impl BlockOverlay {
         let shards: Vec<_> =
             self.shards.iter().map(|shard| std::mem::take(&mut *shard.write().unwrap_or_else(|p| p.into_inner()))).collect();
         let mut values = Vec::with_capacity(shards.iter().map(|shard| shard.len()).sum());
-        for (key, history) in shards.into_iter().flatten() {
-            let before = history.iter().filter(|(writer, _)| *writer < tx).map(|(_, op)| op);
-            if before.clone().next().is_none() {
-                continue;
-            }
-            let value = fold(before, || self.base.get(&key))?;
+        for Written { key, history, .. } in shards.into_iter().flatten() {
+            let value = if history.iter().all(|(writer, _)| *writer < tx) {
+                fold_owned(history, || self.base.get(&key))?
+            } else {
+                let before = history.iter().filter(|(writer, _)| *writer < tx).map(|(_, op)| op);
+                if before.clone().next().is_none() {
+                    continue;
+                }
+                fold(before, || self.base.get(&key))?
+            };
             values.push((key, value));
         }
         Ok(values)
@@ -284,8 +326,9 @@ impl BlockOverlay {
 
 impl StateRead for BlockOverlay {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        if let Some(history) = self.shard(key).read().unwrap_or_else(|p| p.into_inner()).get(key) {
-            return fold(history.iter().map(|(_, op)| op), || self.base.get(key));
+        let hash = hash_of(key);
+        if let Some(written) = self.shard(hash).read().unwrap_or_else(|p| p.into_inner()).find(hash, |w| w.key == key) {
+            return fold(written.history.iter().map(|(_, op)| op), || self.base.get(key));
         }
         self.base.get(key)
     }
