@@ -9,11 +9,14 @@
 //! gives the host no way to know which bytes a call wrote. So every write to
 //! memory is made to say so:
 //!
+//! - Memory is tracked in pages of [`PAGE_BYTES`] (2 KiB: a contract's usual
+//!   128 KiB are 64 pages), one bit per page in a new mutable `i64` global
+//!   ([`WRITTEN_EXPORT`]); page `n` has bit `n mod 64`, so in a larger memory
+//!   a bit stands for every 64th page and a reset restores them all. The
+//!   modulo is Wasm's own shift count, so marking is a shift and an or.
 //! - Before each store (`i32.store` ... `i64.store32`), the code sets the bit
-//!   of the 4 KiB page the store starts in, in a new mutable `i64` global
-//!   ([`WRITTEN_EXPORT`]). Bit [`LAST_TRACKED_PAGE`] stands for that page and
-//!   every page after it. A store of up to 8 bytes may run into the next
-//!   page: a reset restores [`SPILL_BYTES`] more after each marked page.
+//!   of the page the store starts in. A store of up to 8 bytes may run into
+//!   the next page: a reset restores [`SPILL_BYTES`] more after each page.
 //! - Before `memory.fill`, `memory.copy` and `memory.init`, the code sets the
 //!   bits of every page from the destination to its end (inclusive).
 //! - The host marks what it writes into memory itself ([`WrittenPages`]).
@@ -29,8 +32,9 @@
 //! so that gas is the same for every module, on a fresh instance per call.
 //!
 //! Gas: fuel counts the tracking's operators like any others, so a store
-//! costs [`STORE_TRACKING_OPS`] more and a bulk memory operation
-//! [`BULK_TRACKING_OPS`] more. The rewrite is a pure function of the code, so
+//! costs [`STORE_TRACKING_OPS`] more ([`OFFSET_TRACKING_OPS`] more again
+//! with a nonzero offset) and a bulk memory operation [`BULK_TRACKING_OPS`]
+//! more. The rewrite is a pure function of the code, so
 //! every node charges the same.
 
 use wasm_encoder::reencode::{self, Reencode};
@@ -46,24 +50,27 @@ pub const GLOBAL_EXPORT_PREFIX: &str = "chroma:global:";
 /// that export names of their own there.
 pub const RESERVED_EXPORT_PREFIX: &str = "chroma:";
 
-/// log2 of the tracked page size (4 KiB: the host page, and small enough
-/// that a call's stack and heap writes mark a few pages).
-pub const PAGE_SHIFT: u32 = 12;
+/// log2 of the tracked page size: small pages copy back little (a transfer
+/// writes a little stack, statics and heap), and 64 of them cover the
+/// 128 KiB a contract usually starts with, so that no bit stands for two.
+pub const PAGE_SHIFT: u32 = 11;
 /// Bytes per tracked page.
 pub const PAGE_BYTES: usize = 1 << PAGE_SHIFT;
-/// The last bit of the bitmap: this page and every page after it.
-pub const LAST_TRACKED_PAGE: u64 = 63;
+/// Bits in the bitmap: page `n` is bit `n % BITS`.
+pub const BITS: usize = 64;
 /// The widest store is 8 bytes, so a store marked in one page writes at most
 /// this many bytes of the next.
 pub const SPILL_BYTES: usize = 7;
 
 /// Operators the tracking adds before each store.
-pub const STORE_TRACKING_OPS: u64 = 21;
+pub const STORE_TRACKING_OPS: u64 = 12;
+/// Operators it adds besides when the store has a nonzero offset.
+pub const OFFSET_TRACKING_OPS: u64 = 2;
 /// Operators the tracking adds before each `memory.fill`, `memory.copy` and `memory.init`.
-pub const BULK_TRACKING_OPS: u64 = 39;
+pub const BULK_TRACKING_OPS: u64 = 33;
 
 /// Changes the rewrite's output: part of the compiled-code cache's key.
-pub const INSTRUMENTATION_VERSION: u8 = 1;
+pub const INSTRUMENTATION_VERSION: u8 = 2;
 
 /// A module rewritten with write tracking.
 #[derive(Debug, Clone)]
@@ -179,8 +186,9 @@ struct Scratch {
     /// A bulk operation's second and third operands.
     second: u32,
     length: u32,
-    /// A page number.
+    /// A page number, and a count of pages.
     page: u32,
+    pages: u32,
     /// The value being stored, by type.
     value_i32: u32,
     value_i64: u32,
@@ -190,7 +198,7 @@ struct Scratch {
 
 impl Scratch {
     /// The added locals, declared from index `first`.
-    const DECLARED: [(u32, ValType); 4] = [(4, ValType::I32), (2, ValType::I64), (1, ValType::F32), (1, ValType::F64)];
+    const DECLARED: [(u32, ValType); 4] = [(4, ValType::I32), (3, ValType::I64), (1, ValType::F32), (1, ValType::F64)];
 
     fn at(first: u32) -> Scratch {
         Scratch {
@@ -199,9 +207,10 @@ impl Scratch {
             length: first + 2,
             value_i32: first + 3,
             page: first + 4,
-            value_i64: first + 5,
-            value_f32: first + 6,
-            value_f64: first + 7,
+            pages: first + 5,
+            value_i64: first + 6,
+            value_f32: first + 7,
+            value_f64: first + 8,
         }
     }
 }
@@ -235,66 +244,64 @@ impl Tracker {
         self.exports_emitted = true;
     }
 
-    /// `page = min(<i64 on the stack> >> PAGE_SHIFT, LAST_TRACKED_PAGE)`, left on the stack.
-    fn clamp_page(f: &mut wasm_encoder::Function, page: u32) {
-        f.instruction(&Instruction::I64Const(i64::from(PAGE_SHIFT)))
-            .instruction(&Instruction::I64ShrU)
-            .instruction(&Instruction::LocalTee(page))
-            .instruction(&Instruction::I64Const(LAST_TRACKED_PAGE as i64))
-            .instruction(&Instruction::LocalGet(page))
-            .instruction(&Instruction::I64Const(LAST_TRACKED_PAGE as i64))
-            .instruction(&Instruction::I64LtU)
-            .instruction(&Instruction::Select);
-    }
-
     /// Marks the page of `address + offset`; the stack holds `address, value`
     /// before and after.
     fn track_store(&self, f: &mut wasm_encoder::Function, s: &Scratch, value: u32, offset: u64) {
         f.instruction(&Instruction::LocalSet(value))
-            .instruction(&Instruction::LocalSet(s.address))
+            .instruction(&Instruction::LocalTee(s.address))
             .instruction(&Instruction::GlobalGet(self.written))
             .instruction(&Instruction::I64Const(1))
             .instruction(&Instruction::LocalGet(s.address))
-            .instruction(&Instruction::I64ExtendI32U)
+            .instruction(&Instruction::I64ExtendI32U);
+        if offset != 0 {
             // The offset is a u32 for a 32-bit memory: the sum cannot overflow an i64.
-            .instruction(&Instruction::I64Const(offset as i64))
-            .instruction(&Instruction::I64Add);
-        Self::clamp_page(f, s.page);
-        f.instruction(&Instruction::I64Shl)
+            f.instruction(&Instruction::I64Const(offset as i64)).instruction(&Instruction::I64Add);
+        }
+        // 1 << page: Wasm takes the shift count modulo 64, which is the bit's number.
+        f.instruction(&Instruction::I64Const(i64::from(PAGE_SHIFT)))
+            .instruction(&Instruction::I64ShrU)
+            .instruction(&Instruction::I64Shl)
             .instruction(&Instruction::I64Or)
             .instruction(&Instruction::GlobalSet(self.written))
-            .instruction(&Instruction::LocalGet(s.address))
             .instruction(&Instruction::LocalGet(value));
     }
 
     /// Marks the pages from the destination through destination + length;
     /// the stack holds `destination, second, length` before and after.
     fn track_bulk(&self, f: &mut wasm_encoder::Function, s: &Scratch) {
+        let page_of = |f: &mut wasm_encoder::Function| {
+            f.instruction(&Instruction::I64Const(i64::from(PAGE_SHIFT))).instruction(&Instruction::I64ShrU);
+        };
         f.instruction(&Instruction::LocalSet(s.length))
             .instruction(&Instruction::LocalSet(s.second))
-            .instruction(&Instruction::LocalSet(s.address))
+            .instruction(&Instruction::LocalTee(s.address))
             .instruction(&Instruction::GlobalGet(self.written))
-            // All bits from the first page up ...
+            // All bits if the span covers 64 pages or more ...
             .instruction(&Instruction::I64Const(-1))
-            .instruction(&Instruction::LocalGet(s.address))
-            .instruction(&Instruction::I64ExtendI32U);
-        Self::clamp_page(f, s.page);
-        f.instruction(&Instruction::I64Shl)
-            // ... and all bits up to the last page (the one holding the end).
-            .instruction(&Instruction::I64Const(-1))
-            .instruction(&Instruction::I64Const(LAST_TRACKED_PAGE as i64))
+            // ... else `pages + 1` bits, from the first page's, wrapping around.
+            .instruction(&Instruction::I64Const(2))
             .instruction(&Instruction::LocalGet(s.address))
             .instruction(&Instruction::I64ExtendI32U)
             .instruction(&Instruction::LocalGet(s.length))
             .instruction(&Instruction::I64ExtendI32U)
             .instruction(&Instruction::I64Add);
-        Self::clamp_page(f, s.page);
-        f.instruction(&Instruction::I64Sub)
-            .instruction(&Instruction::I64ShrU)
-            .instruction(&Instruction::I64And)
+        page_of(f);
+        f.instruction(&Instruction::LocalGet(s.address)).instruction(&Instruction::I64ExtendI32U);
+        page_of(f);
+        f.instruction(&Instruction::LocalTee(s.page))
+            .instruction(&Instruction::I64Sub)
+            .instruction(&Instruction::LocalTee(s.pages))
+            .instruction(&Instruction::I64Shl)
+            .instruction(&Instruction::I64Const(1))
+            .instruction(&Instruction::I64Sub)
+            .instruction(&Instruction::LocalGet(s.pages))
+            .instruction(&Instruction::I64Const(BITS as i64 - 1))
+            .instruction(&Instruction::I64GeU)
+            .instruction(&Instruction::Select)
+            .instruction(&Instruction::LocalGet(s.page))
+            .instruction(&Instruction::I64Rotl)
             .instruction(&Instruction::I64Or)
             .instruction(&Instruction::GlobalSet(self.written))
-            .instruction(&Instruction::LocalGet(s.address))
             .instruction(&Instruction::LocalGet(s.second))
             .instruction(&Instruction::LocalGet(s.length));
     }
@@ -425,25 +432,27 @@ pub fn instrument(code: &[u8]) -> Result<Instrumented, InstrumentError> {
 pub struct WrittenPages(pub u64);
 
 impl WrittenPages {
-    /// Marks `len` bytes from `start`.
+    /// Marks `len` bytes from `start` (as the code marks a bulk operation's span).
     pub fn mark(&mut self, start: usize, len: usize) {
-        let page = |at: usize| ((at >> PAGE_SHIFT) as u64).min(LAST_TRACKED_PAGE);
-        let (first, last) = (page(start), page(start.saturating_add(len)));
-        self.0 |= (u64::MAX << first) & (u64::MAX >> (LAST_TRACKED_PAGE - last));
+        let first = start >> PAGE_SHIFT;
+        let pages = (start.saturating_add(len) >> PAGE_SHIFT) - first;
+        let bits = if pages >= BITS - 1 { u64::MAX } else { (2u64 << pages) - 1 };
+        self.0 |= bits.rotate_left((first % BITS) as u32);
     }
 
     /// The byte ranges of a memory of `len` bytes that the marked pages
-    /// cover, in order (a page's range includes the bytes a store marked in
-    /// it may have spilled into the next page, so ranges may overlap).
+    /// cover, each bit's pages in order (a page's range includes the bytes a
+    /// store marked in it may have spilled into the next page, so ranges may
+    /// overlap).
     pub fn ranges(self, len: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
-        (0..=LAST_TRACKED_PAGE).filter(move |page| self.0 & (1 << page) != 0).filter_map(move |page| {
-            let start = (page as usize) << PAGE_SHIFT;
-            let end = if page == LAST_TRACKED_PAGE { len } else { start + PAGE_BYTES + SPILL_BYTES };
-            (start < len).then(|| start..end.min(len))
+        (0..BITS).filter(move |bit| self.0 & (1 << bit) != 0).flat_map(move |bit| {
+            (bit..len.div_ceil(PAGE_BYTES)).step_by(BITS).map(move |page| {
+                let start = page << PAGE_SHIFT;
+                start..(start + PAGE_BYTES + SPILL_BYTES).min(len)
+            })
         })
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -481,13 +490,13 @@ mod tests {
     fn stores_mark_the_page_they_start_in() {
         let cases: [(&str, &[u64]); 7] = [
             ("(i32.store (i32.const 0) (i32.const 1))", &[0]),
-            ("(i64.store offset=4095 (i32.const 0) (i64.const -1))", &[0]),
-            ("(i32.store8 offset=4096 (i32.const 0) (i32.const 1))", &[1]),
-            ("(f64.store offset=8 (i32.const 8184) (f64.const 1))", &[2]),
-            ("(i64.store32 (i32.const 20000) (i64.const 1)) (f32.store (i32.const 1) (f32.const 2))", &[0, 4]),
-            // Page 70 and beyond share the last bit.
-            ("(i32.store16 (i32.const 286720) (i32.const 1)) (i64.store8 (i32.const 500000) (i64.const 1))", &[63]),
-            ("(i64.store16 offset=258048 (i32.const 0) (i64.const 1))", &[63]),
+            ("(i64.store offset=2047 (i32.const 0) (i64.const -1))", &[0]),
+            ("(i32.store8 offset=2048 (i32.const 0) (i32.const 1))", &[1]),
+            ("(f64.store offset=8 (i32.const 4088) (f64.const 1))", &[2]),
+            ("(i64.store32 (i32.const 20000) (i64.const 1)) (f32.store (i32.const 1) (f32.const 2))", &[0, 9]),
+            // Beyond 64 pages (128 KiB), page n is bit n % 64.
+            ("(i32.store16 (i32.const 131072) (i32.const 1)) (i64.store8 (i32.const 264192) (i64.const 1))", &[0, 1]),
+            ("(i64.store16 offset=260096 (i32.const 0) (i64.const 1))", &[63]),
         ];
         for (code, pages) in cases {
             let body = format!("(func (export \"run\") {code})");
@@ -498,17 +507,39 @@ mod tests {
 
     #[test]
     fn bulk_operations_mark_every_page_through_their_end() {
-        let cases: [(&str, &[u64]); 5] = [
-            ("(memory.fill (i32.const 4000) (i32.const 7) (i32.const 9000))", &[0, 1, 2, 3]),
-            ("(memory.fill (i32.const 8192) (i32.const 7) (i32.const 0))", &[2]),
-            ("(memory.copy (i32.const 12288) (i32.const 0) (i32.const 4095))", &[3]),
-            ("(memory.copy (i32.const 250000) (i32.const 0) (i32.const 100000))", &[61, 62, 63]),
-            ("(memory.init $d (i32.const 5000) (i32.const 0) (i32.const 3))", &[1]),
+        let all: Vec<u64> = (0..64).collect();
+        let cases: [(&str, &[u64]); 6] = [
+            ("(memory.fill (i32.const 2000) (i32.const 7) (i32.const 4500))", &[0, 1, 2, 3]),
+            ("(memory.fill (i32.const 4096) (i32.const 7) (i32.const 0))", &[2]),
+            ("(memory.copy (i32.const 6144) (i32.const 0) (i32.const 2047))", &[3]),
+            // From page 62 through page 66: the bits wrap around.
+            ("(memory.copy (i32.const 126976) (i32.const 0) (i32.const 10239))", &[62, 63, 0, 1, 2]),
+            ("(memory.fill (i32.const 100) (i32.const 0) (i32.const 200000))", &all),
+            ("(memory.init $d (i32.const 5000) (i32.const 0) (i32.const 3))", &[2]),
         ];
         for (code, pages) in cases {
             let body = format!("(data $d \"abc\") (func (export \"run\") {code})");
             let (_, written) = run(&body, true);
             assert_eq!(written, bits(pages), "{code}");
+            // The host marks a span as the code does.
+            let mut host = WrittenPages::default();
+            if let Some((start, len)) = span_of(code) {
+                host.mark(start, len);
+                assert_eq!(host.0, written, "{code}, marked by the host");
+            }
+        }
+    }
+
+    /// The destination and length of a bulk operation in the test's text.
+    fn span_of(code: &str) -> Option<(usize, usize)> {
+        let numbers: Vec<usize> = code
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|n| !n.is_empty())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        match numbers.as_slice() {
+            [start, _, len] => Some((*start, *len)),
+            _ => None,
         }
     }
 
@@ -517,13 +548,13 @@ mod tests {
     fn tracking_costs_the_documented_operators() {
         let body = "(data $d \"abc\") (func (export \"run\")
             (i32.store (i32.const 0) (i32.const 1))
-            (i64.store (i32.const 64) (i64.const 1))
+            (i64.store offset=64 (i32.const 0) (i64.const 1))
             (memory.fill (i32.const 0) (i32.const 0) (i32.const 16))
             (memory.copy (i32.const 0) (i32.const 16) (i32.const 16))
             (memory.init $d (i32.const 0) (i32.const 0) (i32.const 3)))";
         let (plain, _) = run(body, false);
         let (tracked, _) = run(body, true);
-        assert_eq!(tracked - plain, 2 * STORE_TRACKING_OPS + 3 * BULK_TRACKING_OPS);
+        assert_eq!(tracked - plain, 2 * STORE_TRACKING_OPS + OFFSET_TRACKING_OPS + 3 * BULK_TRACKING_OPS);
     }
 
     #[test]
@@ -564,12 +595,14 @@ mod tests {
     #[test]
     fn written_pages_cover_what_was_marked_and_what_may_spill() {
         let mut pages = WrittenPages::default();
-        pages.mark(4000, 200); // pages 0 and 1
-        pages.mark(300_000, 1); // the last bit
-        assert_eq!(pages.0, bits(&[0, 1, 63]));
-        let len = 63 * PAGE_BYTES + 10_000;
+        pages.mark(2000, 200); // pages 0 and 1
+        pages.mark(2 * 65_536 + 10, 1); // page 64: bit 0
+        assert_eq!(pages.0, bits(&[0, 1]));
+        let len = 3 * 65_536;
         let ranges: Vec<_> = pages.ranges(len).collect();
-        assert_eq!(ranges, [0..PAGE_BYTES + SPILL_BYTES, PAGE_BYTES..2 * PAGE_BYTES + SPILL_BYTES, 63 * PAGE_BYTES..len]);
+        let page = |n: usize| n * PAGE_BYTES..(n + 1) * PAGE_BYTES + SPILL_BYTES;
+        // Each bit's pages: 0, 64 and 128 (the memory has 96 pages), then 1 and 65.
+        assert_eq!(ranges, [page(0), page(64), page(1), page(65)]);
         // Ranges stop at the memory's end.
         let small: Vec<_> = WrittenPages(bits(&[1, 5])).ranges(2 * PAGE_BYTES).collect();
         assert_eq!(small, [PAGE_BYTES..2 * PAGE_BYTES]);

@@ -206,7 +206,7 @@ mod tests {
             max_imports: 0,
             max_memories: 1,
             min_memories: 1,
-            // Four pages: past the bitmap's last tracked page (63 × 4 KiB).
+            // Up to four pages (256 KiB): twice the bitmap's 64 pages of 2 KiB, so that bits stand for two.
             max_memory32_bytes: 4 << 16,
             max_tables: 2,
             // Within the pooling allocator's table limit.
