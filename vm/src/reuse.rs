@@ -21,7 +21,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use thread_local::ThreadLocal;
-use wasmtime::{Engine, Extern, Global, Instance, InstancePre, Memory, Module, ModuleExport, Store, StoreLimitsBuilder, Val};
+use wasmtime::{
+    Engine, Extern, Global, Instance, InstancePre, Memory, Module, ModuleExport, Store, StoreLimitsBuilder, TypedFunc, Val,
+};
 
 use crate::engine::{MAX_MEMORY_BYTES, REUSED_INSTANCES_MAX};
 use crate::imports::{Frame, StoreData};
@@ -68,6 +70,9 @@ pub(crate) struct ReusableInstance {
     written: Global,
     globals: Vec<Global>,
     plan: Arc<ResetPlan>,
+    /// The entry points called so far, by their place in the ABI (made per
+    /// call, a function's handle and type were 5% of a transfer).
+    entries: Vec<Option<TypedFunc<(), ()>>>,
 }
 
 fn global(store: &mut Store<StoreData>, instance: &Instance, export: &ModuleExport) -> wasmtime::Result<Global> {
@@ -103,7 +108,29 @@ impl ReusableInstance {
             };
             let _ = plan.initial.set(initial);
         }
-        Ok(ReusableInstance { code_hash, store, instance, memory, written, globals, plan: plan.clone() })
+        Ok(ReusableInstance { code_hash, store, instance, memory, written, globals, plan: plan.clone(), entries: Vec::new() })
+    }
+
+    /// Calls the entry point at `index` in the ABI, found by `entry_of` the
+    /// first time (an index past the ABI's methods is looked up every time:
+    /// `entry_of` then fails).
+    pub(crate) fn call_entry(
+        &mut self,
+        index: usize,
+        entry_of: impl FnOnce(&mut Store<StoreData>, &Instance) -> wasmtime::Result<TypedFunc<(), ()>>,
+    ) -> wasmtime::Result<()> {
+        let kept = self.entries.get(index).and_then(Option::as_ref);
+        let entry = match kept {
+            Some(entry) => entry,
+            None => {
+                let entry = entry_of(&mut self.store, &self.instance)?;
+                if self.entries.len() <= index {
+                    self.entries.resize_with(index + 1, || None);
+                }
+                self.entries[index].insert(entry)
+            }
+        };
+        entry.call(&mut self.store, ())
     }
 
     /// Puts the instance back into the state it had right after

@@ -73,8 +73,9 @@ impl Compiled {
 
 struct Exports {
     memory: ModuleExport,
-    /// Every ABI method's function, each checked to be `() -> ()`.
-    entries: BTreeMap<String, ModuleExport>,
+    /// Every ABI method's function, each checked to be `() -> ()`, with its
+    /// place in the ABI (where a kept instance keeps the function).
+    entries: BTreeMap<String, (usize, ModuleExport)>,
 }
 
 impl Exports {
@@ -85,7 +86,7 @@ impl Exports {
         }
         .ok_or("the module exports no memory")?;
         let mut entries = BTreeMap::new();
-        for method in &abi.methods {
+        for (index, method) in abi.methods.iter().enumerate() {
             let entry = match module.get_export(&method.name) {
                 Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {
                     module.get_export_index(&method.name)
@@ -93,7 +94,7 @@ impl Exports {
                 _ => None,
             }
             .ok_or_else(|| format!("method {} is not exported as a () -> () function", method.name))?;
-            entries.insert(method.name.clone(), entry);
+            entries.insert(method.name.clone(), (index, entry));
         }
         Ok(Exports { memory, entries })
     }
@@ -125,7 +126,7 @@ impl Contract {
             .exports
             .entries
             .get(method)
-            .and_then(|export| instance.get_module_export(&mut *store, export))
+            .and_then(|(_, export)| instance.get_module_export(&mut *store, export))
             .and_then(Extern::into_func)
             .ok_or_else(|| wasmtime::Error::msg(format!("contract exports no function {method}")))?;
         // SAFETY: `Exports::of` checked that this export of this instance's
@@ -520,8 +521,8 @@ impl Runtime {
         data.tx = Some(state);
         data.frame = frame;
         let run = instance.store.set_fuel(fuel).and_then(|()| {
-            let entry = contract.entry_of(&mut instance.store, &instance.instance, method)?;
-            entry.call(&mut instance.store, ())
+            let index = contract.exports.entries.get(method).map_or(usize::MAX, |(index, _)| *index);
+            instance.call_entry(index, |store, kept| contract.entry_of(store, kept, method))
         });
         let fuel_left = instance.store.get_fuel().unwrap_or(0);
         let data = instance.store.data_mut();
