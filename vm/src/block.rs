@@ -499,12 +499,12 @@ impl Vm {
         let receipts = executed.into_iter().map(|e| e.receipt).collect();
         if first_bad == usize::MAX {
             // The overlay holds exactly the segment's effects.
-            self.state().apply_values(overlay.take_pending()?);
+            self.state().apply_values(overlay.take_before(usize::MAX, Some(pool))?);
             return Ok(SegmentRun::Applied(receipts));
         }
         // The effects of the transactions before the first bad one; those
         // of later ones that ran are dropped.
-        self.state().apply_values(overlay.take_before(first_bad)?);
+        self.state().apply_values(overlay.take_before(first_bad, Some(pool))?);
         Ok(SegmentRun::Mispredicted { done: receipts, at: first_bad })
     }
 }
