@@ -19,12 +19,15 @@
 //!   reset after each call (`reuse`); the others are instantiated per call.
 //! - Contracts run rewritten with write tracking (`instrument`), whose
 //!   operators are metered like the contract's own: a store to memory costs
-//!   [`STORE_TRACKING_OPS`] more, a bulk memory operation [`BULK_TRACKING_OPS`] more.
+//!   [`STORE_TRACKING_OPS`] more ([`OFFSET_TRACKING_OPS`] more again with an
+//!   offset), a bulk memory operation [`BULK_TRACKING_OPS`] more.
 
 use chroma_host_api::limits::{MAX_CALL_DEPTH, MAX_MEMORY_PAGES};
 #[cfg(doc)]
-use crate::instrument::{BULK_TRACKING_OPS, STORE_TRACKING_OPS};
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use crate::instrument::{BULK_TRACKING_OPS, OFFSET_TRACKING_OPS, STORE_TRACKING_OPS};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, StoreLimits, StoreLimitsBuilder,
+};
 
 /// Native stack the Wasm of one call may use.
 pub const MAX_WASM_STACK: usize = 512 * 1024;
@@ -78,6 +81,12 @@ pub fn engine_config() -> Config {
         .memory_init_cow(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     config
+}
+
+/// The limits of every store: one instance, one memory of at most
+/// [`MAX_MEMORY_BYTES`], one table.
+pub fn store_limits() -> StoreLimits {
+    StoreLimitsBuilder::new().memory_size(MAX_MEMORY_BYTES).instances(1).memories(1).tables(1).build()
 }
 
 /// A new engine with [`engine_config`].

@@ -12,9 +12,9 @@
 use std::sync::Arc;
 
 use chroma_host_api::Address;
-use wasmtime::{Store, StoreLimitsBuilder, TypedFunc};
+use wasmtime::{Store, TypedFunc};
 
-use crate::engine::MAX_MEMORY_BYTES;
+use crate::engine::store_limits;
 use crate::imports::{Frame, StoreData};
 use crate::runtime::{TxState, Vm};
 use crate::state::{Journal, StateRead};
@@ -42,7 +42,7 @@ fn instantiate(
     let base: Arc<dyn StateRead> = vm.state().clone();
     let tx = Box::new(TxState { runtime: vm.runtime().clone(), journal: Journal::new(base.clone()), depth: 1 });
     let frame = Frame { contract, caller, input, output: Vec::new(), read_only: false, memory: None };
-    let limits = StoreLimitsBuilder::new().memory_size(MAX_MEMORY_BYTES).instances(1).memories(1).tables(1).build();
+    let limits = store_limits();
     let mut store = Store::new(vm.runtime().engine(), StoreData { tx: Some(tx), frame, limits, written: Default::default() });
     store.limiter(|data| &mut data.limits);
     let (memory, entry) = deployed.instantiate_for(&mut store, method).map_err(|e| e.to_string())?;

@@ -22,10 +22,10 @@ use std::sync::{Arc, OnceLock};
 
 use thread_local::ThreadLocal;
 use wasmtime::{
-    Engine, Extern, Global, Instance, InstancePre, Memory, Module, ModuleExport, Store, StoreLimitsBuilder, TypedFunc, Val,
+    Engine, Extern, Global, Instance, InstancePre, Memory, Module, ModuleExport, Store, TypedFunc, Val,
 };
 
-use crate::engine::{MAX_MEMORY_BYTES, REUSED_INSTANCES_MAX};
+use crate::engine::{store_limits, REUSED_INSTANCES_MAX};
 use crate::imports::{Frame, StoreData};
 use crate::instrument::{WrittenPages, GLOBAL_EXPORT_PREFIX, WRITTEN_EXPORT};
 
@@ -91,7 +91,7 @@ impl ReusableInstance {
         memory_export: &ModuleExport,
         plan: &Arc<ResetPlan>,
     ) -> wasmtime::Result<ReusableInstance> {
-        let limits = StoreLimitsBuilder::new().memory_size(MAX_MEMORY_BYTES).instances(1).memories(1).tables(1).build();
+        let limits = store_limits();
         let mut store = Store::new(engine, StoreData { tx: None, frame: Frame::empty(), limits, written: WrittenPages::default() });
         store.limiter(|data| &mut data.limits);
         let instance = pre.instantiate(&mut store)?;

@@ -12,10 +12,10 @@ use chroma_host_api::limits::MAX_CALL_DEPTH;
 use chroma_host_api::{gas, Address, CallStatus};
 use chroma_analyzer::{ContractSummary, KeyBytes, KeyPattern, PredictedAccess};
 use rustc_hash::FxHashMap;
-use wasmtime::{Engine, Extern, ExternType, Instance, InstancePre, Module, ModuleExport, Store, StoreLimitsBuilder, Trap, TypedFunc};
+use wasmtime::{Engine, Extern, ExternType, Instance, InstancePre, Module, ModuleExport, Store, Trap, TypedFunc};
 
 use crate::address::contract_address;
-use crate::engine::{new_engine, MAX_MEMORY_BYTES};
+use crate::engine::{new_engine, store_limits};
 use crate::gatekeeper::{self, MEMORY_EXPORT};
 use crate::imports::{linker, Abort, Frame, StoreData};
 use crate::instrument::{instrument, INSTRUMENTATION_VERSION};
@@ -466,9 +466,7 @@ impl Runtime {
                 }
             }
             None => {
-                let limits =
-                    StoreLimitsBuilder::new().memory_size(MAX_MEMORY_BYTES).instances(1).memories(1).tables(1).build();
-                let data = StoreData { tx: Some(state), frame, limits, written: Default::default() };
+                let data = StoreData { tx: Some(state), frame, limits: store_limits(), written: Default::default() };
                 let mut store = Store::new(&self.engine, data);
                 store.limiter(|data| &mut data.limits);
                 let run = store.set_fuel(call.fuel).and_then(|()| {
