@@ -92,8 +92,7 @@ pub struct InstrumentError(String);
 struct ModuleFacts {
     /// Parameter count of each type (non-function types count 0).
     type_params: Vec<u32>,
-    imported_functions: u32,
-    /// Type index of each defined function.
+    /// Type index of each defined function (bodies come in this order).
     function_types: Vec<u32>,
     globals: u32,
     /// Indices of the mutable globals.
@@ -113,10 +112,9 @@ fn facts(code: &[u8]) -> Result<ModuleFacts, InstrumentError> {
             }
             Payload::ImportSection(reader) => {
                 for import in reader.into_imports() {
-                    match import.map_err(err)?.ty {
-                        TypeRef::Func(_) => facts.imported_functions += 1,
-                        TypeRef::Global(_) => return Err(InstrumentError("imported globals".into())),
-                        _ => {}
+                    // Imported globals would shift the new global's index (the gatekeeper refuses them).
+                    if let TypeRef::Global(_) = import.map_err(err)?.ty {
+                        return Err(InstrumentError("imported globals".into()));
                     }
                 }
             }

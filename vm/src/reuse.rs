@@ -92,7 +92,8 @@ impl ReusableInstance {
         plan: &Arc<ResetPlan>,
     ) -> wasmtime::Result<ReusableInstance> {
         let limits = store_limits();
-        let mut store = Store::new(engine, StoreData { tx: None, frame: Frame::empty(), limits, written: WrittenPages::default() });
+        let data = StoreData { tx: None, frame: Frame::empty(), limits, written: WrittenPages::default() };
+        let mut store = Store::new(engine, data);
         store.limiter(|data| &mut data.limits);
         let instance = pre.instantiate(&mut store)?;
         let memory = instance
@@ -100,7 +101,8 @@ impl ReusableInstance {
             .and_then(Extern::into_memory)
             .ok_or_else(|| wasmtime::Error::msg("contract has no memory export"))?;
         let written = global(&mut store, &instance, &plan.written)?;
-        let globals = plan.globals.iter().map(|export| global(&mut store, &instance, export)).collect::<wasmtime::Result<Vec<_>>>()?;
+        let globals =
+            plan.globals.iter().map(|export| global(&mut store, &instance, export)).collect::<wasmtime::Result<Vec<_>>>()?;
         if plan.initial.get().is_none() {
             let initial = InitialState {
                 memory: memory.data(&store).into(),
@@ -108,7 +110,8 @@ impl ReusableInstance {
             };
             let _ = plan.initial.set(initial);
         }
-        Ok(ReusableInstance { code_hash, store, instance, memory, written, globals, plan: plan.clone(), entries: Vec::new() })
+        let plan = plan.clone();
+        Ok(ReusableInstance { code_hash, store, instance, memory, written, globals, plan, entries: Vec::new() })
     }
 
     /// Calls the entry point at `index` in the ABI, found by `entry_of` the
