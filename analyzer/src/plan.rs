@@ -373,15 +373,27 @@ fn pattern_count<A: Planned>(item: &A) -> usize {
     }
 }
 
-/// Where a pattern is: the transaction, and its position in [`accessed`]'s order.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct PatternAt {
-    tx: u32,
-    position: u32,
+/// Where a pattern is in a block's predictions: the transaction, and its
+/// position in the prediction (reads, writes, adds, then every key for an
+/// unbounded one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PatternAt {
+    pub tx: u32,
+    pub position: u32,
 }
 
-/// The pattern at `at` (the planner keeps positions, not patterns: it reads
-/// a pattern only to name a resource that made edges).
+impl PatternAt {
+    /// The pattern in `accesses`, the predictions the plan was made of.
+    /// `None` when `accesses` are other predictions that have no such
+    /// transaction.
+    pub fn of<'a, A: Planned>(self, accesses: &'a [A]) -> Option<&'a KeyPattern> {
+        accesses.get(self.tx as usize).map(|item| pattern_at(item.access(), self.position))
+    }
+}
+
+/// The pattern at `position` (the planner keeps positions, not patterns:
+/// reading a pattern again is a cache miss, a third of a swap block's
+/// graph when each resource that made edges was copied for its name).
 fn pattern_at(access: &PredictedAccess, position: u32) -> &KeyPattern {
     let position = position as usize;
     let lists = [&access.reads, &access.writes, &access.adds];
@@ -406,28 +418,51 @@ struct Touch {
     pattern: PatternAt,
 }
 
-/// Who used a resource since its last plain write: that write, and the
-/// other accesses since, by mode bit (allocated only when there are any:
-/// most keys of a block see one or two writes).
+/// No transaction, no list (in [`ResourceUsers`] and [`SinceLists`]).
+const NONE: u32 = u32::MAX;
+
+/// Who used a resource since its last plain write: that write ([`NONE`]
+/// before any), and the other accesses since, as an index into the
+/// shard's [`SinceLists`] (taken when the first such access comes: most
+/// keys of a block see only writes).
+#[derive(Clone, Copy)]
 struct ResourceUsers {
-    writer: Option<u32>,
-    since: Option<Box<[Vec<u32>; MODE_COUNT]>>,
+    writer: u32,
+    since: u32,
 }
 
-/// What one shard found: how many resources it has, and for each
-/// transaction in block order the earlier transactions it must follow,
-/// with the (shard-local) resource why.
+/// The transactions that used one resource by mode bit since its last plain
+/// write: per bit, how many, and the newest as a link into the shard's
+/// [`SinceNode`]s. Lists live in tables kept from block to block: as boxed
+/// vectors per resource, the adds to a block's receivers made two
+/// allocations each (a transfer block's graph spent about a tenth of its
+/// time allocating and freeing them).
+#[derive(Clone, Copy)]
+struct SinceLists {
+    newest: [u32; MODE_COUNT],
+    count: [u32; MODE_COUNT],
+}
+
+const NO_SINCE: SinceLists = SinceLists { newest: [NONE; MODE_COUNT], count: [0; MODE_COUNT] };
+
+/// One transaction in one list: the transaction, and the one before it in
+/// the list ([`NONE`] for the first).
+#[derive(Clone, Copy)]
+struct SinceNode {
+    tx: u32,
+    older: u32,
+}
+
+/// What one shard found: for each transaction in block order the earlier
+/// transactions it must follow, with the resource why. Only the resources
+/// that made edges are numbered, in the order of their first edge.
 #[derive(Default)]
 struct ShardEdges {
-    resource_count: usize,
-    edges_by_resource: Vec<u32>,
-    /// (later, earlier, local resource), sorted, without repeats.
+    /// (later, earlier, resource), sorted, without repeats.
     preds: Vec<(u32, u32, u32)>,
-    /// The resources that made edges, in order of first use: (first use,
-    /// local resource), and their patterns, copied here (on the shard's
-    /// thread: reading each pattern is a cache miss) for the graph to take.
-    kept: Vec<((u32, u32), u32)>,
-    kept_patterns: Vec<KeyPattern>,
+    /// Where each resource's pattern is.
+    patterns: Vec<PatternAt>,
+    edges_by_resource: Vec<u32>,
 }
 
 /// A shard's working tables, kept by each thread from one block to the
@@ -441,9 +476,12 @@ struct ShardEdges {
 struct ShardTables {
     /// Resource by fingerprint.
     index: FxHashMap<u64, u32>,
-    /// Each resource's pattern (where it first occurs) and first use.
-    resources: Vec<(PatternAt, (u32, u32))>,
+    /// Each resource's pattern (where it first occurs), and its number
+    /// among those that made edges ([`NONE`] until it makes one).
+    resources: Vec<(PatternAt, u32)>,
     users: Vec<ResourceUsers>,
+    since: Vec<SinceLists>,
+    nodes: Vec<SinceNode>,
     touched: Vec<(u32, Modes)>,
     preds: Vec<(u32, u32)>,
 }
@@ -458,34 +496,38 @@ thread_local! {
 
 /// Indexes the accesses of one shard's resources, in block order (see
 /// `ConflictGraph::build`). `touches` are the shard's accesses, chunk by
-/// chunk, each in block order; `accesses` the block's predictions, where
-/// the patterns of the resources that made edges are found.
-fn shard_edges<A: Planned>(touches: &[&[Touch]], accesses: &[A], max_edges: usize) -> ShardEdges {
+/// chunk, each in block order.
+fn shard_edges(touches: &[&[Touch]], max_edges: usize) -> ShardEdges {
     let total: usize = touches.iter().map(|chunk| chunk.len()).sum();
     // Taken, not borrowed: nothing here re-enters, but a taken table
     // cannot be borrowed twice if something ever did.
     let mut tables = SHARD_TABLES.take();
-    let ShardTables { index, resources, users, touched, preds } = &mut tables;
+    let ShardTables { index, resources, users, since, nodes, touched, preds } = &mut tables;
     index.clear();
     resources.clear();
     users.clear();
+    since.clear();
+    nodes.clear();
     index.reserve(total);
     resources.reserve(total);
     users.reserve(total);
     let mut out = ShardEdges::default();
-    let mut all = touches.iter().flat_map(|chunk| chunk.iter()).enumerate().peekable();
-    while let Some(&(_, first)) = all.peek() {
+    let mut all = touches.iter().flat_map(|chunk| chunk.iter()).peekable();
+    while let Some(&first) = all.peek() {
         let tx = first.tx;
         touched.clear();
-        while let Some((position, touch)) = all.next_if(|(_, t)| t.tx == tx) {
+        while let Some(touch) = all.next_if(|t| t.tx == tx) {
             let id = *index.entry(touch.fingerprint).or_insert_with(|| {
-                resources.push((touch.pattern, (tx, position as u32)));
-                users.push(ResourceUsers { writer: None, since: None });
+                resources.push((touch.pattern, NONE));
+                users.push(ResourceUsers { writer: NONE, since: NONE });
                 resources.len() as u32 - 1
             });
             touched.push((id, touch.modes));
         }
-        touched.sort_unstable();
+        // Mostly one (a transaction's keys spread over the shards).
+        if touched.len() > 1 {
+            touched.sort_unstable();
+        }
         preds.clear();
         let mut i = 0;
         while i < touched.len() {
@@ -497,58 +539,66 @@ fn shard_edges<A: Planned>(touches: &[&[Touch]], accesses: &[A], max_edges: usiz
             }
             let entry = &mut users[resource as usize];
             let mut mask = conflict_mask(modes);
+            let lists = since.get(entry.since as usize).copied().unwrap_or(NO_SINCE);
             // Long runs of one mode followed by another (reads of a total
             // after many adds to it) would need an edge from every member
             // of one run to every member of the other. Past a bound the
             // access counts as a plain write instead: the same edges once,
             // then the lists empty, and later accesses need one edge.
             // Ordering more is always safe.
-            if let Some(since) = &entry.since {
-                let needed: usize = (0..MODE_COUNT).filter(|bit| mask & (1 << bit) != 0).map(|bit| since[bit].len()).sum();
-                if needed > max_edges {
-                    modes |= WRITE;
-                    mask = conflict_mask(modes);
-                }
+            let needed = |mask: Modes| (0..MODE_COUNT).filter(|bit| mask & (1 << bit) != 0).map(|bit| lists.count[bit] as usize).sum::<usize>();
+            if needed(mask) > max_edges {
+                modes |= WRITE;
+                mask = conflict_mask(modes);
             }
             // Every mode conflicts with a plain write.
-            preds.extend(entry.writer.map(|writer| (writer, resource)));
-            if let Some(since) = &entry.since {
-                for bit in 0..MODE_COUNT {
-                    if mask & (1 << bit) != 0 {
-                        preds.extend(since[bit].iter().map(|&earlier| (earlier, resource)));
+            if entry.writer != NONE {
+                preds.push((entry.writer, resource));
+            }
+            for bit in 0..MODE_COUNT {
+                if mask & (1 << bit) != 0 {
+                    let mut node = lists.newest[bit];
+                    while let Some(&SinceNode { tx: earlier, older }) = nodes.get(node as usize) {
+                        preds.push((earlier, resource));
+                        node = older;
                     }
                 }
             }
             if modes & WRITE != 0 {
                 // A plain write conflicts with everything after it too: it
                 // alone stands for what came before.
-                entry.writer = Some(tx);
-                if let Some(since) = &mut entry.since {
-                    since.iter_mut().for_each(Vec::clear);
+                entry.writer = tx;
+                if let Some(lists) = since.get_mut(entry.since as usize) {
+                    *lists = NO_SINCE;
                 }
             } else {
-                let since = entry.since.get_or_insert_with(Default::default);
+                if entry.since == NONE {
+                    entry.since = since.len() as u32;
+                    since.push(NO_SINCE);
+                }
+                let lists = &mut since[entry.since as usize];
                 for bit in 0..MODE_COUNT {
                     if modes & (1 << bit) != 0 {
-                        since[bit].push(tx);
+                        nodes.push(SinceNode { tx, older: lists.newest[bit] });
+                        lists.newest[bit] = nodes.len() as u32 - 1;
+                        lists.count[bit] += 1;
                     }
                 }
             }
         }
-        preds.sort_unstable();
-        preds.dedup();
-        out.edges_by_resource.resize(resources.len(), 0);
-        for &(earlier, resource) in preds.iter() {
-            out.edges_by_resource[resource as usize] += 1;
-            out.preds.push((tx, earlier, resource));
+        if preds.len() > 1 {
+            preds.sort_unstable();
+            preds.dedup();
         }
-    }
-    out.resource_count = resources.len();
-    out.edges_by_resource.resize(resources.len(), 0);
-    for (local, (&(at, first), &edges)) in resources.iter().zip(&out.edges_by_resource).enumerate() {
-        if edges > 0 {
-            out.kept.push((first, local as u32));
-            out.kept_patterns.push(pattern_at(accesses[at.tx as usize].access(), at.position).clone());
+        for &(earlier, local) in preds.iter() {
+            let (at, numbered) = &mut resources[local as usize];
+            if *numbered == NONE {
+                *numbered = out.patterns.len() as u32;
+                out.patterns.push(*at);
+                out.edges_by_resource.push(0);
+            }
+            out.edges_by_resource[*numbered as usize] += 1;
+            out.preds.push((tx, earlier, *numbered));
         }
     }
     if resources.capacity() <= KEPT_TABLES_MAX {
@@ -564,8 +614,10 @@ pub struct ConflictGraph {
     /// Edge weight: the resource (index into `resources`) that made the edge,
     /// the first one found when several did.
     pub graph: DiGraph<(), u32>,
-    /// The key patterns that made edges, by resource index.
-    pub resources: Vec<KeyPattern>,
+    /// Where the key patterns that made edges are in the predictions the
+    /// graph was built of, by resource index ([`ConflictGraph::pattern`]
+    /// reads one).
+    pub resources: Vec<PatternAt>,
     /// How many edges each of them made (an edge made by two resources
     /// counts for both).
     pub edges_by_resource: Vec<u32>,
@@ -660,29 +712,28 @@ impl ConflictGraph {
         } else {
             accesses.par_chunks(CHUNK).enumerate().map(chunk_touches).collect()
         };
-        let shard = |shard: usize| shard_edges(&chunks.iter().map(|c| c[shard].as_slice()).collect::<Vec<_>>(), accesses, max_edges);
+        let shard = |shard: usize| shard_edges(&chunks.iter().map(|c| c[shard].as_slice()).collect::<Vec<_>>(), max_edges);
         let mut shards: Vec<ShardEdges> =
             if sequential { (0..SHARDS).map(shard).collect() } else { (0..SHARDS).into_par_iter().map(shard).collect() };
 
-        // Resources that made edges, numbered in order of first use (the
-        // report names them; most keys of a block are touched by one
-        // transaction, and copying them all would cost as much as the rest).
-        // Each shard's list is in order of first use already: a stable
-        // sort merges the runs.
-        let mut kept: Vec<((u32, u32), usize, u32, u32)> = shards
+        // Resources that made edges, numbered shard after shard, each
+        // shard's in the order of their first edge: a function of the
+        // block alone, like the shards. (Numbered in order of first use
+        // over the block, they had to be sorted and renamed: a sixth of a
+        // transfer block's graph.)
+        let offsets: Vec<u32> = shards
             .iter()
-            .enumerate()
-            .flat_map(|(s, shard)| shard.kept.iter().enumerate().map(move |(k, &(first, local))| (first, s, local, k as u32)))
+            .scan(0u32, |next, shard| {
+                let offset = *next;
+                *next += shard.patterns.len() as u32;
+                Some(offset)
+            })
             .collect();
-        kept.sort_by_key(|&(first, ..)| first);
-        let mut global: Vec<Vec<u32>> = shards.iter().map(|shard| vec![u32::MAX; shard.resource_count]).collect();
-        let mut resources = Vec::with_capacity(kept.len());
-        let mut edges_by_resource = Vec::with_capacity(kept.len());
-        for (id, &(_, s, local, k)) in kept.iter().enumerate() {
-            global[s][local as usize] = id as u32;
-            let taken = std::mem::replace(&mut shards[s].kept_patterns[k as usize], KeyPattern::Prefix(KeyBytes::new()));
-            resources.push(taken);
-            edges_by_resource.push(shards[s].edges_by_resource[local as usize]);
+        let numbered: usize = shards.iter().map(|shard| shard.patterns.len()).sum();
+        let (mut resources, mut edges_by_resource) = (Vec::with_capacity(numbered), Vec::with_capacity(numbered));
+        for shard in &mut shards {
+            resources.append(&mut shard.patterns);
+            edges_by_resource.append(&mut shard.edges_by_resource);
         }
 
         // Each transaction's predecessors from every shard: one edge per
@@ -691,7 +742,7 @@ impl ConflictGraph {
         // and renaming their resources was half of a lending block's graph,
         // on one thread while the other waited); only adding the edges and
         // the levels, in block order, is left to one thread.
-        let (shards, global) = (&shards, &global);
+        let (shards, offsets) = (&shards, &offsets);
         let chunk_edges = |chunk: usize| -> Vec<(u32, u32, u32)> {
             let (start, end) = (chunk * CHUNK, ((chunk + 1) * CHUNK).min(accesses.len()));
             let mut cursors: [usize; SHARDS] = std::array::from_fn(|s| shards[s].preds.partition_point(|p| (p.0 as usize) < start));
@@ -701,8 +752,8 @@ impl ConflictGraph {
                 preds.clear();
                 for (s, shard) in shards.iter().enumerate() {
                     let cursor = &mut cursors[s];
-                    while let Some(&(_, earlier, local)) = shard.preds.get(*cursor).filter(|p| p.0 == tx) {
-                        preds.push((earlier, global[s][local as usize]));
+                    while let Some(&(_, earlier, resource)) = shard.preds.get(*cursor).filter(|p| p.0 == tx) {
+                        preds.push((earlier, offsets[s] + resource));
                         *cursor += 1;
                     }
                 }
@@ -755,12 +806,20 @@ impl ConflictGraph {
         self.graph.raw_edges().iter().map(|e| (e.source().index(), e.target().index(), e.weight))
     }
 
-    /// The `limit` resources that made the most edges, most first (ties in resource order).
-    pub fn hottest(&self, limit: usize) -> Vec<(&KeyPattern, u32)> {
+    /// The key pattern of `resource`, found in `accesses`, the predictions
+    /// the graph was built of (`None` for other predictions without it).
+    pub fn pattern<'a, A: Planned>(&self, resource: u32, accesses: &'a [A]) -> Option<&'a KeyPattern> {
+        self.resources.get(resource as usize)?.of(accesses)
+    }
+
+    /// The `limit` resources that made the most edges, most first (ties in
+    /// resource order), with their patterns found in `accesses`, the
+    /// predictions the graph was built of.
+    pub fn hottest<'a, A: Planned>(&self, limit: usize, accesses: &'a [A]) -> Vec<(&'a KeyPattern, u32)> {
         let mut ranked: Vec<(u32, usize)> =
             self.edges_by_resource.iter().enumerate().filter(|(_, &n)| n > 0).map(|(r, &n)| (n, r)).collect();
         ranked.sort_by_key(|&(n, r)| (Reverse(n), r));
-        ranked.into_iter().take(limit).map(|(n, r)| (&self.resources[r], n)).collect()
+        ranked.into_iter().filter_map(|(n, r)| Some((self.pattern(r as u32, accesses)?, n))).take(limit).collect()
     }
 }
 
@@ -918,7 +977,7 @@ mod tests {
         let plan = ExecutionPlan::new(&block);
         assert_eq!(plan.graph.edge_count(), 99);
         assert_eq!(plan.groups.len(), 100);
-        assert_eq!(plan.graph.hottest(1), vec![(&exact(b"hot"), 99)]);
+        assert_eq!(plan.graph.hottest(1, &block), vec![(&exact(b"hot"), 99)]);
     }
 
     #[test]

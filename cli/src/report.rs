@@ -146,7 +146,7 @@ pub fn text(report: &BlockReport, names: Names<'_>, extras: &Extras) -> String {
     let tail = if rest > 0 { format!(" … and {rest} more groups of {} transactions", sizes[GROUPS_SHOWN..].iter().sum::<usize>()) } else { String::new() };
     let _ = writeln!(out, "group sizes    {}{tail}", shown.join(" "));
 
-    let hot = plan.graph.hottest(HOT_KEYS);
+    let hot = report.hottest_keys(HOT_KEYS);
     if !hot.is_empty() {
         let _ = writeln!(out, "\nhottest keys (conflict edges they cause)");
         for (pattern, edges) in hot {
@@ -176,9 +176,8 @@ pub fn text(report: &BlockReport, names: Names<'_>, extras: &Extras) -> String {
 
 pub fn json(report: &BlockReport, names: Names<'_>, extras: &Extras) -> Json {
     let plan = &report.plan;
-    let hot: Vec<Json> = plan
-        .graph
-        .hottest(HOT_KEYS)
+    let hot: Vec<Json> = report
+        .hottest_keys(HOT_KEYS)
         .into_iter()
         .map(|(pattern, edges)| json!({"key": describe(pattern, names), "edges": edges, "exact": pattern.is_exact()}))
         .collect();
@@ -232,7 +231,7 @@ pub fn dot(report: &BlockReport, names: Names<'_>, labels: &[String]) -> String 
         let _ = writeln!(out, "  t{tx} [label=\"#{tx} {}\\ngroup {group}\", fillcolor=\"{hue:.3} 0.35 0.95\"];", escape(label));
     }
     for (from, to, resource) in plan.graph.edges() {
-        let key = describe(&plan.graph.resources[resource as usize], names);
+        let key = report.resource(resource).map_or_else(|| "?".to_string(), |pattern| describe(pattern, names));
         let _ = writeln!(out, "  t{from} -> t{to} [tooltip=\"{}\"];", escape(&key));
     }
     out.push_str("}\n");
@@ -266,7 +265,7 @@ pub fn html(report: &BlockReport, names: Names<'_>, extras: &Extras) -> String {
         );
     }
     let mut hot = String::new();
-    for (pattern, edges) in plan.graph.hottest(HOT_KEYS) {
+    for (pattern, edges) in report.hottest_keys(HOT_KEYS) {
         let _ = write!(hot, "<tr><td class=n>{edges}</td><td><code>{}</code></td></tr>", html_escape(&describe(pattern, names)));
     }
     let mut contracts = String::new();

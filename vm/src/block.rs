@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use chroma_analyzer::{Collected, ExecutionPlan, PredictedAccess, Prediction, Strategy};
+use chroma_analyzer::{Collected, ExecutionPlan, KeyPattern, PredictedAccess, Prediction, Strategy};
 use chroma_host_api::Address;
 use rayon::prelude::*;
 use rayon::ThreadPool;
@@ -181,6 +181,17 @@ impl BlockReport {
             return 1.0;
         }
         total as f64 / makespan as f64
+    }
+
+    /// The `limit` keys that caused the most conflict edges, most first,
+    /// with how many.
+    pub fn hottest_keys(&self, limit: usize) -> Vec<(&KeyPattern, u32)> {
+        self.plan.graph.hottest(limit, &self.predictions)
+    }
+
+    /// The key pattern of resource `resource` (an edge's weight).
+    pub fn resource(&self, resource: u32) -> Option<&KeyPattern> {
+        self.plan.graph.pattern(resource, &self.predictions)
     }
 
     /// Per contract called: transactions, gas, conflict edges into its

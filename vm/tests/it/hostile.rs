@@ -291,7 +291,7 @@ fn keys_the_analyzer_cannot_follow_still_run_correctly_in_parallel() {
     // The report names the wildcards among the keys that made edges: all
     // of slot 1 for the hashed keys, and a prefix covering slot 2 for the
     // longer loops.
-    let hot = report.plan.graph.hottest(usize::MAX);
+    let hot = report.hottest_keys(usize::MAX);
     let wildcard_edges = |covered: &[u8]| {
         hot.iter()
             .filter(|(p, _)| matches!(p, KeyPattern::Prefix(p) if covered.starts_with(p)))
