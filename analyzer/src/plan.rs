@@ -101,8 +101,25 @@ const CONFLICTS: [Modes; MODE_COUNT] = [
     /* intent add   */ READ | WRITE,
 ];
 
+/// The modes that conflict with any of `modes`, for every combination.
+const CONFLICT_MASKS: [Modes; 1 << MODE_COUNT] = {
+    let mut masks = [0; 1 << MODE_COUNT];
+    let mut modes = 0;
+    while modes < masks.len() {
+        let mut bit = 0;
+        while bit < MODE_COUNT {
+            if modes & (1 << bit) != 0 {
+                masks[modes] |= CONFLICTS[bit];
+            }
+            bit += 1;
+        }
+        modes += 1;
+    }
+    masks
+};
+
 fn conflict_mask(modes: Modes) -> Modes {
-    (0..MODE_COUNT).filter(|bit| modes & (1 << bit) != 0).fold(0, |mask, bit| mask | CONFLICTS[bit])
+    CONFLICT_MASKS[modes as usize % CONFLICT_MASKS.len()]
 }
 
 /// The intention a direct access takes on the prefixes above it.
@@ -539,24 +556,23 @@ fn shard_edges(touches: &[&[Touch]], max_edges: usize) -> ShardEdges {
             }
             let entry = &mut users[resource as usize];
             let mut mask = conflict_mask(modes);
-            let lists = since.get(entry.since as usize).copied().unwrap_or(NO_SINCE);
-            // Long runs of one mode followed by another (reads of a total
-            // after many adds to it) would need an edge from every member
-            // of one run to every member of the other. Past a bound the
-            // access counts as a plain write instead: the same edges once,
-            // then the lists empty, and later accesses need one edge.
-            // Ordering more is always safe.
-            let needed = |mask: Modes| (0..MODE_COUNT).filter(|bit| mask & (1 << bit) != 0).map(|bit| lists.count[bit] as usize).sum::<usize>();
-            if needed(mask) > max_edges {
-                modes |= WRITE;
-                mask = conflict_mask(modes);
-            }
             // Every mode conflicts with a plain write.
             if entry.writer != NONE {
                 preds.push((entry.writer, resource));
             }
-            for bit in 0..MODE_COUNT {
-                if mask & (1 << bit) != 0 {
+            if let Some(lists) = since.get(entry.since as usize) {
+                // Long runs of one mode followed by another (reads of a
+                // total after many adds to it) would need an edge from every
+                // member of one run to every member of the other. Past a
+                // bound the access counts as a plain write instead: the same
+                // edges once, then the lists empty, and later accesses need
+                // one edge. Ordering more is always safe.
+                let needed: u32 = (0..MODE_COUNT).filter(|bit| mask & (1 << bit) != 0).map(|bit| lists.count[bit]).sum();
+                if needed as usize > max_edges {
+                    modes |= WRITE;
+                    mask = conflict_mask(modes);
+                }
+                for bit in (0..MODE_COUNT).filter(|bit| mask & (1 << bit) != 0) {
                     let mut node = lists.newest[bit];
                     while let Some(&SinceNode { tx: earlier, older }) = nodes.get(node as usize) {
                         preds.push((earlier, resource));
@@ -745,21 +761,41 @@ impl ConflictGraph {
         let (shards, offsets) = (&shards, &offsets);
         let chunk_edges = |chunk: usize| -> Vec<(u32, u32, u32)> {
             let (start, end) = (chunk * CHUNK, ((chunk + 1) * CHUNK).min(accesses.len()));
-            let mut cursors: [usize; SHARDS] = std::array::from_fn(|s| shards[s].preds.partition_point(|p| (p.0 as usize) < start));
-            let mut edges = Vec::new();
-            let mut preds: Vec<(u32, u32)> = Vec::new();
-            for tx in start as u32..end as u32 {
-                preds.clear();
-                for (s, shard) in shards.iter().enumerate() {
-                    let cursor = &mut cursors[s];
-                    while let Some(&(_, earlier, resource)) = shard.preds.get(*cursor).filter(|p| p.0 == tx) {
-                        preds.push((earlier, offsets[s] + resource));
-                        *cursor += 1;
-                    }
+            // Each shard's part of the chunk, gathered by transaction (in
+            // shard order): work in proportion to the edges, not to the
+            // transactions times the shards (a cursor per shard checked for
+            // each transaction was a fifth of a transfer block's graph).
+            let parts: [&[(u32, u32, u32)]; SHARDS] = std::array::from_fn(|s| {
+                let preds = &shards[s].preds;
+                let from = preds.partition_point(|p| (p.0 as usize) < start);
+                let to = from + preds[from..].partition_point(|p| (p.0 as usize) < end);
+                &preds[from..to]
+            });
+            let mut first = vec![0u32; end - start + 1];
+            for &(tx, ..) in parts.iter().copied().flatten() {
+                first[tx as usize - start + 1] += 1;
+            }
+            for i in 1..first.len() {
+                first[i] += first[i - 1];
+            }
+            let mut next = first.clone();
+            let mut gathered = vec![(0u32, 0u32); first[end - start] as usize];
+            for (s, part) in parts.iter().enumerate() {
+                for &(tx, earlier, resource) in part.iter() {
+                    let at = &mut next[tx as usize - start];
+                    gathered[*at as usize] = (earlier, offsets[s] + resource);
+                    *at += 1;
                 }
-                preds.sort_unstable();
+            }
+            let mut edges = Vec::with_capacity(gathered.len());
+            for (i, tx) in (start as u32..end as u32).enumerate() {
+                let preds = &mut gathered[first[i] as usize..first[i + 1] as usize];
+                if preds.len() > 1 {
+                    preds.sort_unstable();
+                }
+                // One edge per earlier transaction, named by its first resource.
                 let mut last = None;
-                for &(earlier, resource) in &preds {
+                for &(earlier, resource) in preds.iter() {
                     if last != Some(earlier) {
                         edges.push((tx, earlier, resource));
                         last = Some(earlier);
