@@ -16,9 +16,12 @@ pub fn example_wasm(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
-/// A VM with a token deployed by alice holding the whole supply.
+/// A VM with a token deployed by alice holding the whole supply, not
+/// recording receipts' accesses (as a node).
 pub fn vm_with_token() -> (Vm, Address) {
     let mut vm = Vm::new().expect("engine");
+    // As a node runs: receipts without the keys accessed.
+    vm.runtime().set_recording_accesses(false);
     let alice = dev_account("alice");
     let tx = Transaction {
         sender: alice,
@@ -60,6 +63,8 @@ impl SetUpWorld {
     pub fn new(config: WorldConfig) -> SetUpWorld {
         let (_, setup) = World::new(config);
         let mut vm = Vm::new().expect("engine");
+        // As a node runs: receipts without the keys accessed.
+        vm.runtime().set_recording_accesses(false);
         for block in &setup {
             let done = vm.execute_block(block, &BlockOptions::default()).expect("set-up");
             assert!(done.receipts.iter().all(|r| r.outcome.is_success()), "set-up failed");

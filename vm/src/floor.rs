@@ -40,7 +40,8 @@ fn instantiate(
 ) -> Result<(Store<StoreData>, TypedFunc<(), ()>, Arc<dyn StateRead>), String> {
     let deployed = vm.contract(&contract).ok_or("no such contract")?;
     let base: Arc<dyn StateRead> = vm.state().clone();
-    let tx = Box::new(TxState { runtime: vm.runtime().clone(), journal: Journal::new(base.clone()), depth: 1 });
+    let journal = Journal::new(base.clone()).recording_accesses(vm.runtime().records_accesses());
+    let tx = Box::new(TxState { runtime: vm.runtime().clone(), journal, depth: 1 });
     let frame = Frame { contract, caller, input, output: Vec::new(), read_only: false, memory: None };
     let limits = store_limits();
     let mut store = Store::new(vm.runtime().engine(), StoreData { tx: Some(tx), frame, limits, written: Default::default() });
@@ -61,7 +62,7 @@ impl WarmInstance {
     /// journal is reset, so repeated calls do not accumulate writes.
     pub fn call(&mut self) -> Result<(), String> {
         if let Some(tx) = self.store.data_mut().tx.as_deref_mut() {
-            tx.journal = Journal::new(self.base.clone());
+            tx.journal = Journal::new(self.base.clone()).recording_accesses(tx.runtime.records_accesses());
         }
         self.store.set_fuel(FUEL_PER_CALL).map_err(|e| e.to_string())?;
         self.entry.call(&mut self.store, ()).map_err(|e| e.to_string())

@@ -84,6 +84,8 @@ impl Node {
 
     fn load(db: StateDb) -> Result<Node, NodeError> {
         let runtime = Runtime::new()?;
+        // Receipts are stored without the keys accessed: not recorded.
+        runtime.set_recording_accesses(false);
         let engine_id = runtime.engine_id();
         let mut restored_from_cache = 0;
         for (address, code_hash) in db.contracts()? {

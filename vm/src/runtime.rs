@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use chroma_host_api::abi::{Abi, MethodKind};
@@ -148,6 +149,9 @@ pub struct Runtime {
     summaries: RwLock<BTreeMap<[u8; 32], Arc<ContractSummary>>>,
     /// The contracts whose entries are analysed again per input shape.
     shapes: Arc<ShapedSummaries>,
+    /// Whether receipts carry the keys their transaction accessed
+    /// ([`Runtime::set_recording_accesses`]).
+    record_accesses: AtomicBool,
 }
 
 /// The deployed contracts' summaries by address (looked up only, never
@@ -263,7 +267,23 @@ impl Runtime {
             reused: ReusableInstances::default(),
             summaries: RwLock::new(BTreeMap::new()),
             shapes: Arc::default(),
+            record_accesses: AtomicBool::new(true),
         }))
+    }
+
+    /// Whether each receipt's [`accesses`](crate::Receipt::accesses) lists the
+    /// keys its transaction read, wrote and added to (the default), or is
+    /// left empty. The list is the ground truth the analyzer's predictions
+    /// are checked against in tests and by contract authors; a node does not
+    /// keep it (receipts are stored without it), and recording it cost 15-20%
+    /// of a transfer. Gas, results, events and state are the same either way.
+    pub fn set_recording_accesses(&self, record: bool) {
+        self.record_accesses.store(record, Ordering::Relaxed);
+    }
+
+    /// See [`Runtime::set_recording_accesses`].
+    pub fn records_accesses(&self) -> bool {
+        self.record_accesses.load(Ordering::Relaxed)
     }
 
     pub fn engine(&self) -> &Engine {
@@ -630,7 +650,8 @@ fn run(
     let journal = match allowed {
         Some(allowed) => Journal::enforcing(state.clone(), allowed),
         None => Journal::new(state.clone()),
-    };
+    }
+    .recording_accesses(runtime.records_accesses());
     let tx_state = Box::new(TxState { runtime: runtime.clone(), journal, depth: 0 });
     let invocation = Invocation {
         contract: call.contract,

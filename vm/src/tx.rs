@@ -93,6 +93,8 @@ pub struct Receipt {
     pub deployed: Option<Address>,
     /// Every state key the transaction read, wrote or added to, including in
     /// calls that failed: the ground truth the analyzer is checked against.
+    /// Empty when the runtime does not record them (a node does not; see
+    /// `Runtime::set_recording_accesses`). Not part of the stored receipt.
     pub accesses: AccessSet,
 }
 

@@ -116,6 +116,45 @@ fn wrong_predictions_are_caught_and_the_result_still_equals_serial() {
     assert!(mispredictions > 0, "dropping accesses must cause mispredictions");
 }
 
+/// A runtime that does not record receipts' accesses (as a node runs)
+/// gives the same receipts but for their empty access sets, and the same
+/// state, in parallel against serial execution with recording; wrong
+/// predictions are still caught, since checking an access against its
+/// prediction does not depend on recording it.
+#[test]
+fn receipts_without_accesses_equal_those_with_them_but_for_the_accesses() {
+    let config = WorldConfig { users: 40, pools: 3, seed: 5, failures_per_mille: 80, observations_per_mille: 80 };
+    let (mut world, setup) = World::new(config);
+    let mut recording = set_up(&setup);
+    let mut quiet = set_up(&setup);
+    quiet.runtime().set_recording_accesses(false);
+    assert!(recording.runtime().records_accesses() && !quiet.runtime().records_accesses());
+    let predictor = DroppingPredictor { calls: AtomicUsize::new(0) };
+    let options = BlockOptions { threads: 2, strategy: Strategy::Dataflow, serial: false, adaptive: false };
+    let (mut recorded, mut mispredictions) = (0, 0);
+    for (b, workload) in Workload::ALL.iter().cycle().take(24).enumerate() {
+        let block = world.block(*workload, 40);
+        let expected = recording.execute_block(&block, &BlockOptions::serial()).expect("storage works");
+        let actual = if b % 2 == 0 {
+            quiet.execute_block(&block, &options).expect("storage works")
+        } else {
+            quiet.execute_block_with(&block, &options, &predictor).expect("storage works")
+        };
+        mispredictions += actual.report.mispredicted.len();
+        for (e, a) in expected.receipts.iter().zip(&actual.receipts) {
+            assert_eq!(a.accesses, Default::default(), "block {b} ({workload}): a quiet runtime records nothing");
+            recorded += usize::from(e.accesses != Default::default());
+        }
+        let without = |receipts: &[Receipt]| -> Vec<Receipt> {
+            receipts.iter().map(|r| Receipt { accesses: Default::default(), ..r.clone() }).collect()
+        };
+        assert_same(&without(&expected.receipts), &without(&actual.receipts), &block, &format!("block {b} ({workload})"));
+        assert_eq!(root(&quiet), root(&recording), "block {b} ({workload}): state root");
+    }
+    assert!(recorded > 500, "the recording runtime recorded accesses ({recorded} receipts)");
+    assert!(mispredictions > 0, "wrong predictions are caught without recording");
+}
+
 #[test]
 fn a_block_with_deploys_and_calls_to_what_it_deploys_equals_serial() {
     let config = WorldConfig { users: 8, pools: 1, seed: 5, ..WorldConfig::default() };
