@@ -452,8 +452,8 @@ struct ResourceUsers {
 /// write: per bit, how many, and the newest as a link into the shard's
 /// [`SinceNode`]s. Lists live in tables kept from block to block: as boxed
 /// vectors per resource, the adds to a block's receivers made two
-/// allocations each (a transfer block's graph spent about a tenth of its
-/// time allocating and freeing them).
+/// allocations each (the shards' pass over a transfer block took about a
+/// tenth longer).
 #[derive(Clone, Copy)]
 struct SinceLists {
     newest: [u32; MODE_COUNT],
@@ -735,7 +735,7 @@ impl ConflictGraph {
         // Resources that made edges, numbered shard after shard, each
         // shard's in the order of their first edge: a function of the
         // block alone, like the shards. (Numbered in order of first use
-        // over the block, they had to be sorted and renamed: a sixth of a
+        // over the block, they had to be sorted and renamed: a tenth of a
         // transfer block's graph.)
         let offsets: Vec<u32> = shards
             .iter()
