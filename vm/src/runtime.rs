@@ -275,7 +275,7 @@ impl Runtime {
     /// keys its transaction read, wrote and added to (the default), or is
     /// left empty. The list is the ground truth the analyzer's predictions
     /// are checked against in tests and by contract authors; a node does not
-    /// keep it (receipts are stored without it), and recording it cost 15-20%
+    /// keep it (receipts are stored without it), and recording it cost about 15%
     /// of a transfer. Gas, results, events and state are the same either way.
     pub fn set_recording_accesses(&self, record: bool) {
         self.record_accesses.store(record, Ordering::Relaxed);

@@ -418,7 +418,7 @@ impl Journal {
 
     /// Whether to keep the set of keys accessed (on by default). Keeping it
     /// costs a copy of every key written or added to and a sorted insert per
-    /// access: 15-20% of a transfer.
+    /// access: about 15% of a transfer.
     pub fn recording_accesses(self, record_accesses: bool) -> Journal {
         Journal { record_accesses, ..self }
     }
