@@ -102,7 +102,15 @@ pub fn text(report: &BlockReport, names: Names<'_>, extras: &Extras) -> String {
     let mode = if report.options.serial {
         "serial (the plan is shown for reference)".to_string()
     } else {
-        format!("{} on {} threads", report.options.strategy.name(), report.options.threads)
+        let mut mode = format!("{} on {} threads", report.options.strategy.name(), report.options.threads);
+        if report.serial_segments > 0 {
+            let plural = if report.serial_segments == 1 { "" } else { "s" };
+            let _ = write!(mode, " ({} segment{plural} serially: too little parallelism)", report.serial_segments);
+        }
+        if report.probed_serially > 0 {
+            let _ = write!(mode, " ({} transactions serially while the plan was probed)", report.probed_serially);
+        }
+        mode
     };
     let _ = writeln!(out, "block          {n} transactions, {} conflict edges, {} groups; executed {mode}", plan.graph.edge_count(), plan.groups.len());
     let _ = writeln!(
@@ -204,6 +212,8 @@ pub fn json(report: &BlockReport, names: Names<'_>, extras: &Extras) -> Json {
         "exact_predictions": report.exact_predictions(),
         "mispredicted": report.mispredicted,
         "plans": report.plans,
+        "serial_segments": report.serial_segments,
+        "probed_serially": report.probed_serially,
         "gas": report.gas.iter().sum::<u64>(),
         "critical_path_gas": report.critical_path_gas(),
         "predicted_speedup": speedup,

@@ -30,7 +30,7 @@
 //! the instructions executed and the bytes read.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -136,9 +136,10 @@ pub struct BlockReport {
     pub gas: Vec<u64>,
     /// Transactions whose accesses left their prediction, in block order.
     pub mispredicted: Vec<usize>,
-    /// Filling templates in and building plans. When a segment turns out to
-    /// be a chain after its first transactions are planned, it runs serially
-    /// while the rest is planned on another thread: then planning and
+    /// Filling templates in and building plans. A long segment's first
+    /// transactions are planned (the probe) on another thread while it
+    /// starts executing serially, and when the probe finds a chain, the rest
+    /// is planned there too while execution goes on: then planning and
     /// execution overlap.
     pub planning: Duration,
     /// Within `planning`: the analyses of entry points for input shapes
@@ -155,6 +156,11 @@ pub struct BlockReport {
     /// parallelism (a chain): running them on threads would only add the
     /// cost of handing transactions between threads.
     pub serial_segments: usize,
+    /// Transactions executed serially while the first stretch of their
+    /// segment was planned (the probe), before the probe found parallelism
+    /// and the rest of the segment ran on threads. Those of segments that
+    /// ran serially as a whole are not counted here.
+    pub probed_serially: usize,
 }
 
 impl BlockReport {
@@ -226,6 +232,41 @@ pub struct ContractShare {
 /// pays little before it runs serially (a 2,000-transaction chain ran at
 /// 0.93-0.96x of serial with 256, 0.95-0.99x with 64).
 const PROBE_LEN: usize = 64;
+
+/// What the probe of a segment decided (see `execute_block_here`).
+const UNDECIDED: u8 = 0;
+const SERIALLY: u8 = 1;
+const IN_PARALLEL: u8 = 2;
+
+/// Where the tests of the probe hold it: in this crate's tests, the serial
+/// execution beside a probe runs [`PREFIX`](probe_seam::PREFIX) transactions
+/// (unless 0), then waits for the probe's decision, so that a segment found
+/// parallel runs in parallel after a serial stretch of a known length (by
+/// itself, the length is whatever the probe's planning took). Elsewhere it
+/// does nothing.
+mod probe_seam {
+    use std::sync::atomic::AtomicU8;
+
+    #[cfg(test)]
+    pub(super) static PREFIX: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    /// Transactions to execute before the probe's decision may stop them.
+    pub(super) fn prefix() -> usize {
+        #[cfg(test)]
+        return PREFIX.load(std::sync::atomic::Ordering::SeqCst);
+        #[cfg(not(test))]
+        0
+    }
+
+    /// Waits until the probe has decided (in tests).
+    pub(super) fn await_decision(decision: &AtomicU8) {
+        #[cfg(test)]
+        while decision.load(std::sync::atomic::Ordering::Acquire) == super::UNDECIDED {
+            std::thread::yield_now();
+        }
+        let _ = decision;
+    }
+}
 
 /// Least speedup, in transactions per schedule step, worth running a plan
 /// in parallel for (per mille: 1500 = 1.5x). Handing transactions between
@@ -310,7 +351,7 @@ impl Vm {
         let mut receipts: Vec<Receipt> = Vec::new();
         let mut predictions: Vec<Prediction> = Vec::new();
         let mut mispredicted = Vec::new();
-        let (mut planning, mut execution, mut plans, mut serial_segments) = (Duration::ZERO, Duration::ZERO, 0, 0);
+        let (mut planning, mut execution, mut plans, mut serial_segments, mut probed_serially) = (Duration::ZERO, Duration::ZERO, 0, 0, 0);
         let analysed_before = self.runtime().shape_analysis();
         let mut segment_plan: Option<ExecutionPlan> = None;
         let mut next = 0;
@@ -326,24 +367,23 @@ impl Vm {
             let end = txs[next..].iter().position(|tx| matches!(tx.kind, TxKind::Deploy { .. })).map_or(txs.len(), |p| next + p);
             let segment = &txs[next..end];
 
-            // Plan a first stretch: if even that is a chain, the segment runs
-            // serially at once, and the rest is planned (for the report) on
-            // another thread meanwhile, so that a block with no parallelism
-            // costs no more than serial execution. Serial execution needs no
-            // probe: all of its planning is for the report, off its path.
-            let started = Instant::now();
-            let probe = if pool.is_some() { segment.len().min(PROBE_LEN) } else { 0 };
-            let mut predicted = predict_with(self.runtime(), self.state(), &segment[..probe], predictor, pool.as_deref());
-            let probe_plan = plan_on(pool.as_deref(), &predicted)?;
-            planning += started.elapsed();
-            plans += 1;
-            let serially = pool.is_none() || mispredicted.len() >= MAX_REPLANS || !worth_parallel(&probe_plan, options);
-            let (plan, run) = if serially && probe < segment.len() {
+            // A segment long enough to tell a chain from a parallel block is
+            // probed: a first stretch is planned on another thread while
+            // this one already executes the segment serially. If the stretch
+            // is a chain, execution simply goes on, and the planner plans the
+            // rest for the report meanwhile, so that a block with no
+            // parallelism costs no more than serial execution (planned here
+            // first, the probe cost a 1,000-transaction chain 5-7% of its
+            // time). Otherwise execution stops after the transaction it is
+            // at, and the rest of the segment runs in parallel. Serial
+            // execution needs no probe: all of its planning is for the
+            // report, off its path.
+            let mut predicted: Vec<Prediction>;
+            let serial_only = pool.is_none() || mispredicted.len() >= MAX_REPLANS;
+            let probing = !serial_only && options.adaptive && segment.len() > PROBE_LEN;
+            let (plan, run) = if serial_only || probing {
                 let (runtime, state) = (self.runtime().clone(), self.state().clone());
-                let probe_predictions = std::mem::take(&mut predicted);
-                if pool.is_some() {
-                    serial_segments += 1;
-                }
+                let decision = AtomicU8::new(if probing { UNDECIDED } else { SERIALLY });
                 let started = Instant::now();
                 // The planner runs on the kept one-thread pool (where
                 // `plan_on(None, ..)` plans anyway), not on a thread started
@@ -351,50 +391,76 @@ impl Vm {
                 // what its allocator held; see `stack.rs`).
                 let planner_pool = self::pool(1)?;
                 let mut planned = None;
-                let done = planner_pool.in_place_scope(|scope| {
+                let ran = planner_pool.in_place_scope(|scope| {
                     scope.spawn(|_| {
                         planned = Some(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             let started = Instant::now();
-                            let mut all = probe_predictions;
-                            all.extend(predict_with(&runtime, &state, &segment[probe..], predictor, None));
-                            // On one thread: the other core runs the segment.
+                            let mut all = Vec::new();
+                            if probing {
+                                // On one thread: the other core executes.
+                                all = predict_with(&runtime, &state, &segment[..PROBE_LEN], predictor, None);
+                                let parallel = matches!(plan_on(None, &all), Ok(probe) if worth_parallel(&probe, options));
+                                decision.store(if parallel { IN_PARALLEL } else { SERIALLY }, Ordering::Release);
+                                if parallel {
+                                    return (all, None, started.elapsed());
+                                }
+                            }
+                            all.extend(predict_with(&runtime, &state, &segment[all.len()..], predictor, None));
                             let plan = plan_on(None, &all);
-                            (all, plan, started.elapsed())
+                            (all, Some(plan), started.elapsed())
                         })));
                     });
-                    self.execute_serially(segment)
+                    let mut ran = Vec::with_capacity(segment.len());
+                    let at_least = probe_seam::prefix();
+                    for tx in segment {
+                        if decision.load(Ordering::Acquire) == IN_PARALLEL && ran.len() >= at_least {
+                            break;
+                        }
+                        ran.push(self.execute(tx)?);
+                        if ran.len() == at_least {
+                            probe_seam::await_decision(&decision);
+                        }
+                    }
+                    Ok::<_, VmError>(ran)
                 });
                 execution += started.elapsed();
                 let (all, plan, took) = match planned {
                     Some(Ok(planned)) => planned,
                     _ => return Err(VmError::Engine("the planner panicked".into())),
                 };
-                let plan = plan?;
                 planning += took;
+                plans += 1;
+                let ran = ran?;
                 predicted = all;
-                (plan, SegmentRun::Applied(done?))
-            } else {
-                let plan = if probe < segment.len() {
-                    let started = Instant::now();
-                    predicted.extend(predict_with(self.runtime(), self.state(), &segment[probe..], predictor, pool.as_deref()));
-                    let plan = plan_on(pool.as_deref(), &predicted)?;
-                    planning += started.elapsed();
-                    plan
-                } else {
-                    probe_plan
-                };
-                let started = Instant::now();
-                let run = match &pool {
-                    Some(pool) if !serially && worth_parallel(&plan, options) => {
-                        self.run_parallel(pool, segment, &predicted, &plan, options.strategy)?
-                    }
-                    _ => {
+                match plan {
+                    Some(plan) => {
                         if pool.is_some() {
                             serial_segments += 1;
                         }
-                        SegmentRun::Applied(self.execute_serially(segment)?)
+                        (plan?, SegmentRun::Applied(ran))
                     }
-                };
+                    // The probe found parallelism: `ran` are done, the rest
+                    // runs on the pool.
+                    None => {
+                        probed_serially += ran.len();
+                        let started = Instant::now();
+                        predicted.extend(predict_with(self.runtime(), self.state(), &segment[predicted.len()..], predictor, pool.as_deref()));
+                        let plan = plan_on(pool.as_deref(), &predicted)?;
+                        planning += started.elapsed();
+                        let started = Instant::now();
+                        let run = self.run_rest(pool.as_deref(), segment, ran, &predicted, &plan, options, &mut serial_segments)?;
+                        execution += started.elapsed();
+                        (plan, run)
+                    }
+                }
+            } else {
+                let started = Instant::now();
+                predicted = predict_with(self.runtime(), self.state(), segment, predictor, pool.as_deref());
+                let plan = plan_on(pool.as_deref(), &predicted)?;
+                planning += started.elapsed();
+                plans += 1;
+                let started = Instant::now();
+                let run = self.run_rest(pool.as_deref(), segment, Vec::new(), &predicted, &plan, options, &mut serial_segments)?;
                 execution += started.elapsed();
                 (plan, run)
             };
@@ -447,6 +513,7 @@ impl Vm {
             execution,
             plans,
             serial_segments,
+            probed_serially,
         };
         Ok(BlockExecution { receipts, report })
     }
@@ -466,28 +533,57 @@ impl Vm {
         Ok(predict_with(self.runtime(), self.state(), txs, &AnalyzerPredictor, Some(&pool)))
     }
 
-    /// Executes `segment` one transaction after another, applying each.
-    fn execute_serially(&mut self, segment: &[Transaction]) -> Result<Vec<Receipt>, VmError> {
-        segment.iter().map(|tx| self.execute(tx)).collect()
+    /// Runs the rest of a planned segment, after `ran` (the receipts of its
+    /// first transactions, executed serially and applied): on `pool` if
+    /// its plan is worth it, otherwise serially.
+    #[allow(clippy::too_many_arguments)]
+    fn run_rest(
+        &mut self,
+        pool: Option<&ThreadPool>,
+        segment: &[Transaction],
+        mut ran: Vec<Receipt>,
+        predicted: &[Prediction],
+        plan: &ExecutionPlan,
+        options: BlockOptions,
+        serial_segments: &mut usize,
+    ) -> Result<SegmentRun, VmError> {
+        match pool {
+            _ if ran.len() == segment.len() => Ok(SegmentRun::Applied(ran)),
+            Some(pool) if worth_parallel(plan, options) => self.run_parallel(pool, segment, ran, predicted, plan, options.strategy),
+            _ => {
+                if pool.is_some() {
+                    *serial_segments += 1;
+                }
+                for tx in &segment[ran.len()..] {
+                    ran.push(self.execute(tx)?);
+                }
+                Ok(SegmentRun::Applied(ran))
+            }
+        }
     }
 
-    /// Runs a planned segment on `pool`. Applies the effects of the
-    /// transactions before the first misprediction (all of them if none).
+    /// Runs a planned segment on `pool`, after `ran` (the receipts of its
+    /// first transactions, already executed and applied). Applies the
+    /// effects of the transactions before the first misprediction (all of
+    /// them if none).
     fn run_parallel(
         &mut self,
         pool: &ThreadPool,
         segment: &[Transaction],
+        ran: Vec<Receipt>,
         predicted: &[Prediction],
         plan: &ExecutionPlan,
         strategy: Strategy,
     ) -> Result<SegmentRun, VmError> {
-        let expected_writes = predicted.iter().map(|p| p.writes.len() + p.adds.len()).sum();
+        let first = ran.len();
+        let expected_writes = predicted[first..].iter().map(|p| p.writes.len() + p.adds.len()).sum();
         let overlay = BlockOverlay::over(self.state().clone(), expected_writes);
         let run = Parallel {
             runtime: self.runtime().clone(),
             view: overlay.clone(),
             overlay,
             segment,
+            first,
             predicted,
             plan,
             results: (0..segment.len()).map(|_| OnceLock::new()).collect(),
@@ -498,16 +594,17 @@ impl Vm {
             Strategy::Dataflow => run.dataflow(pool),
         }
         let Parallel { overlay, results, first_bad, .. } = run;
+        debug_assert!(results[..first].iter().all(|slot| slot.get().is_none()), "a transaction of the serial stretch ran again");
         let first_bad = first_bad.into_inner();
-        let mut executed = Vec::with_capacity(segment.len().min(first_bad));
-        for (i, slot) in results.into_iter().enumerate() {
+        let mut receipts = ran;
+        receipts.reserve(segment.len().min(first_bad).saturating_sub(first));
+        for (i, slot) in results.into_iter().enumerate().skip(first) {
             match slot.into_inner() {
                 Some(Err(error)) => return Err(error),
-                Some(Ok(done)) if i < first_bad => executed.push(done),
+                Some(Ok(done)) if i < first_bad => receipts.push(done.receipt),
                 _ => {}
             }
         }
-        let receipts = executed.into_iter().map(|e| e.receipt).collect();
         if first_bad == usize::MAX {
             // The overlay holds exactly the segment's effects.
             self.state().apply_values(overlay.take_before(usize::MAX, Some(pool))?);
@@ -600,6 +697,9 @@ struct Parallel<'a> {
     view: Arc<dyn StateRead>,
     overlay: Arc<BlockOverlay>,
     segment: &'a [Transaction],
+    /// Transactions before this one ran serially before the rest was
+    /// planned: their effects are in the state under the overlay.
+    first: usize,
     predicted: &'a [Prediction],
     plan: &'a ExecutionPlan,
     results: Vec<OnceLock<Result<Executed, VmError>>>,
@@ -631,18 +731,20 @@ impl Parallel<'_> {
 
     fn barrier(&self, pool: &ThreadPool) {
         for group in &self.plan.groups {
-            pool.install(|| group.par_iter().for_each(|&i| self.run(i as usize)));
+            pool.install(|| group.par_iter().filter(|&&i| i as usize >= self.first).for_each(|&i| self.run(i as usize)));
         }
     }
 
     fn dataflow(&self, pool: &ThreadPool) {
-        let waiting: Vec<AtomicU32> =
-            (0..self.segment.len()).map(|i| AtomicU32::new(self.plan.graph.predecessors(i).count() as u32)).collect();
+        // Those that ran before are done: only later ones are waited for.
+        let waiting: Vec<AtomicU32> = (0..self.segment.len())
+            .map(|i| AtomicU32::new(self.plan.graph.predecessors(i).filter(|&p| p >= self.first).count() as u32))
+            .collect();
         let waiting = &waiting;
         pool.scope(|scope| {
             // Ready transactions in block order: workers take them from the
             // front, and successors are pushed as they become ready.
-            for i in (0..self.segment.len()).rev().filter(|&i| waiting[i].load(Ordering::Relaxed) == 0) {
+            for i in (self.first..self.segment.len()).rev().filter(|&i| waiting[i].load(Ordering::Relaxed) == 0) {
                 scope.spawn(move |scope| self.run_then_release(scope, waiting, i));
             }
         });
@@ -655,5 +757,126 @@ impl Parallel<'_> {
                 scope.spawn(move |scope| self.run_then_release(scope, waiting, next));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chroma_host_api::{Encode, ADDRESS_LEN};
+
+    use super::*;
+    use crate::address::contract_address;
+    use crate::root::StateHash;
+    use crate::state::StateOverlay;
+
+    const TOKEN: &[u8] = include_bytes!("../../contracts/wasm/token.wasm");
+    const GAS: u64 = 10_000_000;
+
+    fn root(vm: &Vm) -> [u8; 32] {
+        let entries = vm.state().snapshot();
+        StateHash::of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).root()
+    }
+
+    fn user(i: u64) -> Address {
+        let mut bytes = [0u8; ADDRESS_LEN];
+        bytes.copy_from_slice(&blake3::hash(&i.to_le_bytes()).as_bytes()[..ADDRESS_LEN]);
+        Address(bytes)
+    }
+
+    /// Drops the key patterns of about one transaction in five (by sender),
+    /// so that some of those run in parallel leave their predictions.
+    struct Dropping;
+
+    impl AccessPredictor for Dropping {
+        fn predict(&self, env: &PredictionEnv<'_>, tx: &Transaction) -> PredictedAccess {
+            let honest = AnalyzerPredictor.predict(env, tx);
+            if tx.sender.0[0] % 5 == 0 { PredictedAccess::default() } else { honest }
+        }
+    }
+
+    /// A segment the probe finds parallel runs on threads after the
+    /// transactions executed serially while the probe was planned: whatever
+    /// their number (held here by the seam), under both strategies, with
+    /// sound and with wrong predictions, the receipts and state are those of
+    /// serial execution, and the report counts the serial stretch.
+    #[test]
+    fn the_rest_of_a_probed_segment_runs_in_parallel_after_its_serial_stretch() {
+        let users = 300u64;
+        let deployer = user(u64::MAX);
+        let mut nonces = BTreeMap::new();
+        let mut next_nonce = |sender: Address| {
+            let nonce = nonces.entry(sender).or_insert(0u64);
+            *nonce += 1;
+            *nonce - 1
+        };
+        let token = contract_address(&deployer, 0);
+        let deploy = TxKind::Deploy { code: TOKEN.to_vec(), init_args: ("USD".to_string(), u128::MAX / 2).encode() };
+        let mut setup = vec![Transaction { sender: deployer, nonce: next_nonce(deployer), kind: deploy, gas_limit: GAS }];
+        let mut call = |sender: Address, to: Address, amount: u128| {
+            let args = (to, amount).encode();
+            let kind = TxKind::Call { contract: token, method: "transfer".into(), args };
+            Transaction { sender, nonce: next_nonce(sender), kind, gas_limit: GAS }
+        };
+        for u in 0..users {
+            setup.push(call(deployer, user(u), 1_000));
+        }
+        // Transfers among the users, an eighth of them for more than the
+        // sender can have (they revert).
+        let mut state = 7u64;
+        let mut below = |n: u64| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) % n
+        };
+        let block: Vec<Transaction> = (0..200)
+            .map(|_| {
+                let amount = if below(8) == 0 { 1_000_000 } else { 1 + u128::from(below(50)) };
+                call(user(below(users)), user(below(users)), amount)
+            })
+            .collect();
+
+        let mut start = Vm::new().expect("engine");
+        let set_up = start.execute_block(&setup, &BlockOptions::serial()).expect("set-up");
+        assert!(set_up.receipts.iter().all(|r| r.outcome.is_success()));
+        let fresh = || {
+            let vm = Vm::with_state(start.runtime().clone(), StateOverlay::new());
+            vm.state().apply_values(start.state().snapshot().into_iter().map(|(k, v)| (k, Some(v))));
+            vm
+        };
+        let mut serial = fresh();
+        let expected = serial.execute_block(&block, &BlockOptions::serial()).expect("serial");
+        let expected_root = root(&serial);
+        assert!(expected.receipts.iter().any(|r| !r.outcome.is_success()), "some transfers revert");
+        let (mut runs, mut mispredicted_after_prefix) = (0, 0);
+        for prefix in [1, 2, 17, PROBE_LEN - 1, PROBE_LEN, PROBE_LEN + 9, block.len() - 1, block.len()] {
+            for strategy in Strategy::ALL {
+                for wrong in [false, true] {
+                    let options = BlockOptions { threads: 2, strategy, serial: false, adaptive: true };
+                    let predictor: &dyn AccessPredictor = if wrong { &Dropping } else { &AnalyzerPredictor };
+                    let mut vm = fresh();
+                    probe_seam::PREFIX.store(prefix, Ordering::SeqCst);
+                    let done = vm.execute_block_with(&block, &options, predictor);
+                    probe_seam::PREFIX.store(0, Ordering::SeqCst);
+                    let done = done.expect("block");
+                    let context = format!("prefix {prefix}, {strategy:?}, wrong predictions {wrong}");
+                    assert_eq!(done.receipts, expected.receipts, "{context}");
+                    assert_eq!(root(&vm), expected_root, "{context}");
+                    assert_eq!(done.report.predictions.len(), block.len(), "{context}");
+                    if wrong {
+                        // After a misprediction the rest of the block is a
+                        // segment of its own, probed again.
+                        assert!(done.report.probed_serially >= prefix, "{context}");
+                        assert!(done.report.mispredicted.iter().all(|&i| i >= prefix), "{context}: serial transactions are not checked");
+                        mispredicted_after_prefix += done.report.mispredicted.len();
+                    } else {
+                        assert!(done.report.mispredicted.is_empty(), "{context}");
+                        assert_eq!(done.report.probed_serially, prefix, "{context}");
+                        assert_eq!(done.report.serial_segments, 0, "{context}: the probe found parallelism");
+                    }
+                    runs += 1;
+                }
+            }
+        }
+        assert_eq!(runs, 32);
+        assert!(mispredicted_after_prefix > 10, "wrong predictions were caught after the serial stretch: {mispredicted_after_prefix}");
     }
 }
