@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use chroma_benches::{median, SetUpWorld};
 use chroma_host_api::Address;
 use chroma_vm::floor::WarmInstance;
-use chroma_vm::{BlockOptions, Node, Transaction, TxKind};
+use chroma_vm::{BlockOptions, Durability, Node, Transaction, TxKind};
 use chroma_workloads::{Workload, World, WorldConfig};
 use serde::Serialize;
 
@@ -36,8 +36,12 @@ struct Row {
     parallel_tps: f64,
     /// Parallel execution alone (planning excluded), all cores.
     parallel_execution_tps: f64,
-    /// Planning, execution and the commit to disk, all cores.
+    /// Planning, execution and the commit to disk, all cores, each block
+    /// synced before the next (`Durability::EachBlock`).
     end_to_end_tps: f64,
+    /// The same with each block synced while the next one executes
+    /// (`Durability::SyncBehind`).
+    end_to_end_sync_behind_tps: f64,
     /// The floor: the block's calls on warm instances, one after another.
     floor_tps: f64,
     speedup: f64,
@@ -163,8 +167,8 @@ fn main() {
     let mut rows = Vec::new();
     println!("{threads} threads; medians of {rounds} rounds; tx/s; ×floor is time per transaction over the floor's");
     println!(
-        "{:<16} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7}",
-        "workload", "txs", "floor", "serial", "par 1t", "parallel", "par exec", "e2e disk", "speedup", "pred",
+        "{:<16} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "workload", "txs", "floor", "serial", "par 1t", "parallel", "par exec", "e2e disk", "e2e behind", "speedup", "pred",
         "plan µs", "plan %", "ser ×f", "par ×f", "e2e ×f", "MiB"
     );
     for (name, workload, pools) in &workloads {
@@ -211,24 +215,37 @@ fn main() {
 
             // End to end on disk: a node with the same world, committing
             // fresh blocks of the workload (nonces move on, so each round
-            // needs its own block).
-            let dir = tempfile::tempdir().expect("temporary directory");
-            let mut node = Node::create(dir.path()).expect("node");
+            // needs its own block), made beforehand and run back to back.
+            // Once with each block synced before the call returns, once
+            // with each synced while the next executes (the last one's sync
+            // counted in its time).
             let (mut disk_world, setup) = World::new(base.config);
-            for block in &setup {
-                node.execute_block(block, &BlockOptions::default()).expect("set-up on disk");
-            }
-            let mut end_to_end = Vec::new();
-            for _ in 0..rounds {
-                let block = disk_world.block(*workload, size);
+            let blocks: Vec<Vec<Transaction>> = (0..rounds).map(|_| disk_world.block(*workload, size)).collect();
+            let mut end_to_end = [Vec::new(), Vec::new()];
+            for (durability, times) in [Durability::EachBlock, Durability::SyncBehind].into_iter().zip(&mut end_to_end) {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let mut node = Node::create(dir.path()).expect("node");
+                for block in &setup {
+                    node.execute_block(block, &BlockOptions::default()).expect("set-up on disk");
+                }
+                node.set_durability(durability);
+                for block in &blocks {
+                    let started = Instant::now();
+                    let committed = node.execute_block(block, &BlockOptions::default()).expect("block on disk");
+                    times.push(started.elapsed());
+                    assert_eq!(committed.receipts.len(), size);
+                }
                 let started = Instant::now();
-                let committed = node.execute_block(&block, &BlockOptions::default()).expect("block on disk");
-                end_to_end.push(started.elapsed());
-                assert_eq!(committed.receipts.len(), size);
+                node.sync().expect("sync");
+                if let Some(last) = times.last_mut() {
+                    *last += started.elapsed();
+                }
+                drop(node);
             }
-            drop(node);
+            let [end_to_end, end_to_end_behind] = end_to_end;
 
             let (s, o, a, ae, p, e) = (median(serial), median(one), median(all), median(all_exec), median(planning), median(end_to_end));
+            let eb = median(end_to_end_behind);
             let per_tx = |d: Duration| d.as_secs_f64() / size as f64;
             let row = Row {
                 workload: name.clone(),
@@ -238,6 +255,7 @@ fn main() {
                 parallel_tps: tps(size, a),
                 parallel_execution_tps: tps(size, ae),
                 end_to_end_tps: tps(size, e),
+                end_to_end_sync_behind_tps: tps(size, eb),
                 floor_tps: tps(size, floor),
                 speedup: s.as_secs_f64() / a.as_secs_f64(),
                 predicted_speedup: predicted,
@@ -251,7 +269,7 @@ fn main() {
             };
             let k = |v: f64| format!("{:.1}k", v / 1e3);
             println!(
-                "{:<16} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6.2}x {:>6.2}x {:>8.2} {:>6.1}% {:>6.1}x {:>6.1}x {:>6.1}x {:>7.0}",
+                "{:<16} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>6.2}x {:>6.2}x {:>8.2} {:>6.1}% {:>6.1}x {:>6.1}x {:>6.1}x {:>7.0}",
                 row.workload,
                 row.txs,
                 k(row.floor_tps),
@@ -260,6 +278,7 @@ fn main() {
                 k(row.parallel_tps),
                 k(row.parallel_execution_tps),
                 k(row.end_to_end_tps),
+                k(row.end_to_end_sync_behind_tps),
                 row.speedup,
                 row.predicted_speedup,
                 row.planning_us_per_tx,

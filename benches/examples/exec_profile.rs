@@ -20,8 +20,9 @@
 //!   once in parallel; prints the allocations and bytes allocated per
 //!   transaction (counts, unlike times, repeat exactly from run to run).
 //! - `node`: fresh blocks of the workload executed by a `Node` on disk (in
-//!   parallel) and committed; prints the medians of execution and commit per
-//!   transaction.
+//!   parallel) and committed, back to back; prints the medians of execution,
+//!   commit and the whole call per transaction (`SYNC_BEHIND=1`: each block
+//!   synced while the next executes, `Durability::SyncBehind`).
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -244,17 +245,27 @@ fn main() {
             for block in &setup {
                 node.execute_block(block, &BlockOptions::default()).expect("set-up");
             }
-            let (mut execution, mut commit) = (Vec::new(), Vec::new());
-            for _ in 0..rounds {
-                let block = world.block(workload, size);
-                let committed = node.execute_block(&block, &BlockOptions::default()).expect("block");
+            let behind = std::env::var_os("SYNC_BEHIND").is_some();
+            if behind {
+                node.set_durability(chroma_vm::Durability::SyncBehind);
+            }
+            // Made beforehand: blocks run back to back, as a node runs them
+            // (a sync behind would otherwise overlap making the next block).
+            let blocks: Vec<_> = (0..rounds).map(|_| world.block(workload, size)).collect();
+            let (mut execution, mut commit, mut whole) = (Vec::new(), Vec::new(), Vec::new());
+            for block in &blocks {
+                let started = Instant::now();
+                let committed = node.execute_block(block, &BlockOptions::default()).expect("block");
+                whole.push(started.elapsed());
                 execution.push(committed.report.execution + committed.report.planning);
                 commit.push(committed.commit);
             }
             println!(
-                "{workload}: {size} transactions on a node, median of {rounds}: execution {:.2} µs, commit {:.2} µs per transaction",
+                "{workload}: {size} transactions on a node{}, median of {rounds}: execution {:.2} µs, commit {:.2} µs, the whole call {:.2} µs per transaction",
+                if behind { " syncing behind" } else { "" },
                 micros_per_tx(execution),
-                micros_per_tx(commit)
+                micros_per_tx(commit),
+                micros_per_tx(whole)
             );
         }
         other => {

@@ -12,7 +12,7 @@ use chroma_host_api::Address;
 use crate::block::{BlockExecution, BlockOptions, BlockReport};
 use crate::runtime::{Runtime, Vm, VmError};
 use crate::state::StateOverlay;
-use crate::store::{BlockCommit, StateDb, StoreError};
+use crate::store::{BackgroundSync, BlockCommit, StateDb, StoreError};
 use crate::tx::{Receipt, Transaction};
 
 /// About the encoded size of a call transaction and of its receipt, for
@@ -37,6 +37,28 @@ pub enum NodeError {
     Vm(#[from] VmError),
     #[error("contract {address} cannot be restored: {reason}")]
     Restore { address: Address, reason: String },
+    /// Syncing block `height` to disk failed after it was committed: a
+    /// crash may lose it (and nothing after it was committed).
+    #[error("block {height} could not be synced to disk: {error}")]
+    Sync { height: u64, error: StoreError },
+}
+
+/// When a committed block is on disk for good (survives a crash of the
+/// process or of the machine).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// [`Node::execute_block`] returns once its block is synced to disk.
+    #[default]
+    EachBlock,
+    /// Each block is synced to disk on another thread while the next one
+    /// executes (the sync, about a millisecond per thousand transfers here,
+    /// then costs no time of its own). [`Node::execute_block`] returns once
+    /// its block is committed: atomically, and visible to everything that
+    /// reads the node. It is durable once the next block's commit begins,
+    /// at [`Node::sync`], or when the node is dropped; a crash before that
+    /// loses it whole (the directory reopens at the block before), never a
+    /// part of it. [`Node::durable_height`] tells which blocks are durable.
+    SyncBehind,
 }
 
 /// A block after commit.
@@ -59,6 +81,10 @@ pub struct Node {
     root: [u8; 32],
     /// How many contracts were restored from the compiled-module cache at open.
     pub restored_from_cache: usize,
+    durability: Durability,
+    /// The sync of block `.0` running in the background ([`Durability::SyncBehind`]).
+    syncing: Option<(u64, BackgroundSync)>,
+    durable_height: u64,
 }
 
 impl Node {
@@ -118,7 +144,17 @@ impl Node {
         let height = db.height()?;
         let root = db.state_hash()?.root();
         let state = StateOverlay::over(Arc::new(db.snapshot()?));
-        Ok(Node { vm: Vm::with_state(runtime, state), db, height, root, restored_from_cache })
+        let durable_height = height;
+        Ok(Node {
+            vm: Vm::with_state(runtime, state),
+            db,
+            height,
+            root,
+            restored_from_cache,
+            durability: Durability::default(),
+            syncing: None,
+            durable_height,
+        })
     }
 
     pub fn height(&self) -> u64 {
@@ -127,6 +163,32 @@ impl Node {
 
     pub fn root(&self) -> [u8; 32] {
         self.root
+    }
+
+    /// When committed blocks become durable (by default, before
+    /// [`Node::execute_block`] returns).
+    pub fn set_durability(&mut self, durability: Durability) {
+        self.durability = durability;
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// The last block known to be on disk for good (blocks after it are
+    /// committed and being synced, see [`Durability::SyncBehind`]).
+    pub fn durable_height(&self) -> u64 {
+        self.durable_height
+    }
+
+    /// Makes every committed block durable: waits for the sync running in
+    /// the background, if any.
+    pub fn sync(&mut self) -> Result<(), NodeError> {
+        if let Some((height, syncing)) = self.syncing.take() {
+            syncing.wait().map_err(|error| NodeError::Sync { height, error })?;
+            self.durable_height = height;
+        }
+        Ok(())
     }
 
     pub fn vm(&self) -> &Vm {
@@ -149,11 +211,14 @@ impl Node {
 
     /// Executes `txs` in order as the next block (in parallel unless
     /// `options.serial`; the result is the same) and commits it atomically:
-    /// the state, the new code, the block and its receipts. On error nothing
-    /// of the block is committed, and the node should be reopened.
+    /// the state, the new code, the block and its receipts, durable as
+    /// [`Node::durability`] says. On error nothing of the block is
+    /// committed, and the node should be reopened.
     pub fn execute_block(&mut self, txs: &[Transaction], options: &BlockOptions) -> Result<CommittedBlock, NodeError> {
+        // The previous block's sync, if it runs behind, goes on meanwhile.
         let BlockExecution { receipts, report } = self.vm.execute_block(txs, options)?;
         let started = Instant::now();
+        self.sync()?;
         let height = self.height + 1;
         // Taken, not copied: if the commit fails, the state in memory holds
         // none of the block's writes, like the database.
@@ -188,6 +253,7 @@ impl Node {
             writes: &writes,
             code: &code,
             contracts: &contracts,
+            durable: self.durability == Durability::EachBlock,
         })?;
         let engine_id = self.vm.runtime().engine_id();
         for hash in code.keys() {
@@ -207,6 +273,10 @@ impl Node {
         self.vm.state().rebase(Arc::new(self.db.snapshot()?));
         self.height = height;
         self.root = root;
+        match self.durability {
+            Durability::EachBlock => self.durable_height = height,
+            Durability::SyncBehind => self.syncing = Some((height, self.db.sync_in_background()?)),
+        }
         Ok(CommittedBlock { height, root, receipts, report, commit: started.elapsed() })
     }
 
@@ -223,5 +293,16 @@ impl Node {
     /// The pending writes of the current block (empty between blocks).
     pub fn pending(&self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
         self.vm.state().pending()
+    }
+}
+
+impl Drop for Node {
+    /// Waits for a block being synced behind, so that a node dropped (a
+    /// program that ends) leaves every committed block durable. A failure
+    /// can only be reported: the block may be lost in a crash.
+    fn drop(&mut self) {
+        if let Err(error) = self.sync() {
+            eprintln!("chroma: {error}");
+        }
     }
 }

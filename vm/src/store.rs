@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use chroma_analyzer::{ContractSummary, ANALYZER_VERSION};
 use chroma_host_api::{Address, Decode, Encode, InputShape, ADDRESS_LEN};
@@ -61,11 +62,16 @@ pub struct BlockCommit<'a> {
     pub writes: &'a BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     pub code: &'a BTreeMap<[u8; 32], Vec<u8>>,
     pub contracts: &'a [(Address, [u8; 32])],
+    /// Whether the commit is on disk for good when `commit_block` returns
+    /// (fsync). Otherwise it is committed (atomic, visible to reads) but
+    /// made durable only by a later durable commit or [`StateDb::sync`]; a
+    /// crash before that reopens the database at the last durable commit.
+    pub durable: bool,
 }
 
-/// The database.
+/// The database (shared with the thread of a [`StateDb::sync_in_background`]).
 pub struct StateDb {
-    db: Database,
+    db: Arc<Database>,
 }
 
 /// A read-only view of the committed state at one moment.
@@ -98,13 +104,13 @@ impl StateDb {
             tx.open_table(BLOCKS).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
-        Ok(StateDb { db })
+        Ok(StateDb { db: Arc::new(db) })
     }
 
     /// Opens an existing database.
     pub fn open(path: &Path) -> Result<StateDb, StoreError> {
         let db = Database::open(path).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let store = StateDb { db };
+        let store = StateDb { db: Arc::new(db) };
         match store.meta(META_FORMAT)? {
             Some(format) if format == FORMAT => Ok(store),
             Some(other) => Err(StoreError::Corrupt(format!(
@@ -257,7 +263,10 @@ impl StateDb {
     /// Commits a block atomically and returns the new state root.
     pub fn commit_block(&self, commit: BlockCommit<'_>) -> Result<[u8; 32], StoreError> {
         let mut hash = self.state_hash()?;
-        let tx = self.db.begin_write().map_err(db_err)?;
+        let mut tx = self.db.begin_write().map_err(db_err)?;
+        if !commit.durable {
+            tx.set_durability(redb::Durability::None).map_err(db_err)?;
+        }
         // The state this write transaction starts from: no other writer can
         // commit while it is open, so a read begun now sees exactly that.
         let before = self.db.begin_read().map_err(db_err)?;
@@ -280,6 +289,24 @@ impl StateDb {
         }
         tx.commit().map_err(db_err)?;
         Ok(hash.root())
+    }
+
+    /// Makes every commit so far durable: an empty write transaction
+    /// committed durably, which writes out what earlier non-durable commits
+    /// left (redb's documented way) and syncs the file.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        sync(&self.db)
+    }
+
+    /// [`StateDb::sync`] on a thread of its own, so that the caller can go
+    /// on (a node executes its next block meanwhile). Writes wait for it.
+    pub fn sync_in_background(&self) -> Result<BackgroundSync, StoreError> {
+        let db = self.db.clone();
+        std::thread::Builder::new()
+            .name("chroma-sync".into())
+            .spawn(move || sync(&db))
+            .map(|thread| BackgroundSync { thread })
+            .map_err(|e| StoreError::Db(format!("cannot start the sync thread: {e}")))
     }
 
     /// Everything of a block but its meta records, into `tx`.
@@ -332,6 +359,24 @@ impl StateDb {
         Ok(out)
     }
 }
+fn sync(db: &Database) -> Result<(), StoreError> {
+    let tx = db.begin_write().map_err(db_err)?;
+    tx.commit().map_err(db_err)
+}
+
+/// A [`StateDb::sync`] running on another thread.
+#[must_use = "a sync's failure is known only when it is waited for"]
+pub struct BackgroundSync {
+    thread: std::thread::JoinHandle<Result<(), StoreError>>,
+}
+
+impl BackgroundSync {
+    /// Waits for the sync to end.
+    pub fn wait(self) -> Result<(), StoreError> {
+        self.thread.join().unwrap_or_else(|_| Err(StoreError::Db("the sync thread panicked".into())))
+    }
+}
+
 /// What `writes` change in the state hash of the state `before` them.
 fn state_hash_change(
     before: &ReadOnlyTable<&'static [u8], &'static [u8]>,

@@ -1,5 +1,6 @@
 //! Crash safety: a child process commits blocks to a data directory and is
-//! killed (SIGKILL) at random moments, over and over. After every kill the
+//! killed (SIGKILL) at random moments, over and over (every other child
+//! syncing each block while the next executes, `Durability::SyncBehind`). After every kill the
 //! directory must open, hold exactly the state of its last committed block
 //! (the same entries as replaying blocks 1..=height in memory), and its
 //! stored root must equal the root recomputed from every entry.
@@ -10,13 +11,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chroma_host_api::{Address, Encode};
-use chroma_vm::{contract_address, dev_account, BlockOptions, Node, Outcome, Transaction, TxKind, Vm};
+use chroma_vm::{contract_address, dev_account, BlockOptions, Durability, Node, Outcome, Transaction, TxKind, Vm};
 use chroma_workloads::Rng;
 
 use crate::support::{wasm, GAS};
 
 /// Set (to the data directory) when this test binary runs as the child.
 const CHILD_DIR: &str = "CHROMA_CRASH_CHILD_DIR";
+/// Set when the child syncs each block while the next one executes
+/// (`Durability::SyncBehind`); it then reports the durable height.
+const CHILD_SYNCS_BEHIND: &str = "CHROMA_CRASH_CHILD_SYNCS_BEHIND";
 const TRANSFERS_PER_BLOCK: u64 = 150;
 
 /// Block `height` of the crash-test chain, a pure function of the height so
@@ -55,11 +59,15 @@ fn child_commits_blocks_until_killed() {
         Some(dir) => (Node::open(Path::new(&dir)).expect("open the data directory"), u64::MAX),
         None => (Node::create(temporary.path()).expect("create"), 3),
     };
+    if std::env::var_os(CHILD_SYNCS_BEHIND).is_some() {
+        node.set_durability(Durability::SyncBehind);
+    }
     while node.height() < last {
         let height = node.height() + 1;
         let committed = node.execute_block(&block(height), &BlockOptions::default()).expect("commit");
         assert!(committed.receipts.iter().all(|r| r.outcome == Outcome::Success), "block {height}");
-        println!("committed {}", committed.height);
+        // What is on disk for good (the block itself unless it syncs behind).
+        println!("committed {}", node.durable_height());
     }
 }
 
@@ -84,7 +92,13 @@ fn killed_while_committing_the_data_directory_holds_the_last_committed_block() {
     let mut last_height = 0;
     let mut killed_between_blocks = 0;
     for kill in 0..KILLS {
-        let mut child = Command::new(&exe)
+        // Every other child syncs each block behind the next one.
+        let behind = kill % 2 == 1;
+        let mut command = Command::new(&exe);
+        if behind {
+            command.env(CHILD_SYNCS_BEHIND, "1");
+        }
+        let mut child = command
             .args(["crash::child_commits_blocks_until_killed", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
             .env(CHILD_DIR, dir.path())
             .stdout(Stdio::piped())
@@ -117,8 +131,10 @@ fn killed_while_committing_the_data_directory_holds_the_last_committed_block() {
         let node = Node::open(dir.path()).unwrap_or_else(|e| panic!("kill {kill}: the data directory does not open: {e}"));
         let height = node.height();
         // Every height the child reported is committed; at most one more
-        // (committed, but killed before it could print) may be.
-        assert!(height >= reported && height <= reported + 1, "kill {kill}: height {height}, child reported {reported}");
+        // (committed, but killed before it could print) may be. A child
+        // syncing behind reports the block before its last: two more.
+        let unreported = if behind { 2 } else { 1 };
+        assert!(height >= reported && height <= reported + unreported, "kill {kill}: height {height}, child reported {reported}");
         assert!(height >= last_height, "kill {kill}: committed blocks were lost");
         if height == reported {
             killed_between_blocks += 1;
@@ -128,7 +144,8 @@ fn killed_while_committing_the_data_directory_holds_the_last_committed_block() {
         let entries = node.db().entries().expect("entries");
         assert_eq!(entries, replayed_entries(&mut replay, height), "kill {kill}: state at height {height} equals the replay");
         eprintln!(
-            "kill {kill}: after {:?} (blocks {:?} to {reported} reported, the last {:?} before the kill) reopened at height {height}",
+            "kill {kill}{}: after {:?} (blocks {:?} to {reported} reported, the last {:?} before the kill) reopened at height {height}",
+            if behind { " (syncing behind)" } else { "" },
             killed_at - started,
             printed.first().map(|(_, h)| *h),
             printed.last().map(|(t, _)| killed_at - *t),

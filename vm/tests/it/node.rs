@@ -1,7 +1,7 @@
 //! The persistent chain: atomic block commits, the state root, restarts.
 
 use chroma_host_api::{Address, Encode};
-use chroma_vm::{dev_account, BlockOptions, Node, NodeError, Outcome, Transaction, TxKind};
+use chroma_vm::{dev_account, BlockOptions, Durability, Node, NodeError, Outcome, Transaction, TxKind};
 
 use crate::support::{wasm, GAS};
 
@@ -62,6 +62,43 @@ fn blocks_commit_and_survive_a_restart() {
     let balance = node.query(token, "balance_of", (dev_account("alice"),).encode(), GAS).expect("query");
     assert_eq!(balance.outcome, Outcome::Success);
     assert!(node.pending().is_empty());
+}
+
+/// Blocks synced while the next one executes commit exactly what blocks
+/// synced one by one do, visible at once; the durable height trails by one
+/// block until a sync; and a node dropped leaves its last block durable.
+#[test]
+fn blocks_synced_behind_commit_what_blocks_synced_each_do() {
+    let (each_dir, behind_dir) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let mut each = Node::create(each_dir.path()).expect("create");
+    let (root, height, entries) = {
+        let mut behind = Node::create(behind_dir.path()).expect("create");
+        assert_eq!(behind.durability(), Durability::EachBlock, "the default");
+        behind.set_durability(Durability::SyncBehind);
+        assert_eq!(behind.durability(), Durability::SyncBehind);
+        let token = run_blocks(&mut each, 0..0, None);
+        assert_eq!(run_blocks(&mut behind, 0..0, None), token);
+        for b in 0..4 {
+            run_blocks(&mut each, b..b + 1, Some(token));
+            run_blocks(&mut behind, b..b + 1, Some(token));
+            assert_eq!((behind.height(), behind.root()), (each.height(), each.root()), "block {b}");
+            assert_eq!(behind.db().entries().expect("entries"), each.db().entries().expect("entries"), "block {b}");
+            assert_eq!(each.durable_height(), each.height());
+            assert_eq!(behind.durable_height(), behind.height() - 1, "block {b}: the last block is being synced");
+        }
+        behind.sync().expect("sync");
+        assert_eq!(behind.durable_height(), behind.height());
+        behind.sync().expect("nothing left to sync");
+        run_blocks(&mut behind, 4..5, Some(token));
+        assert_eq!(behind.durable_height(), behind.height() - 1);
+        // Dropped without a sync: the drop waits for it.
+        (behind.root(), behind.height(), behind.db().entries().expect("entries"))
+    };
+    let reopened = Node::open(behind_dir.path()).expect("reopen");
+    assert_eq!((reopened.height(), reopened.root()), (height, root));
+    assert_eq!(reopened.durable_height(), height);
+    assert_eq!(reopened.db().entries().expect("entries"), entries);
+    assert_eq!(reopened.db().recompute_state_hash().expect("recompute").root(), root);
 }
 
 #[test]
