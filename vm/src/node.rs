@@ -12,7 +12,7 @@ use chroma_host_api::Address;
 use crate::block::{BlockExecution, BlockOptions, BlockReport};
 use crate::runtime::{Runtime, Vm, VmError};
 use crate::state::StateOverlay;
-use crate::store::{BackgroundSync, BlockCommit, StateDb, StoreError};
+use crate::store::{BackgroundSync, BlockCommit, ReceiptsRecord, StateDb, StoreError};
 use crate::tx::{Receipt, Transaction};
 
 /// About the encoded size of a call transaction and of its receipt, for
@@ -238,14 +238,7 @@ impl Node {
         for tx in txs {
             tx.encode_to(&mut block);
         }
-        let mut receipt_bytes = Vec::with_capacity(receipts.len() * ENCODED_RECEIPT_ESTIMATE);
-        let mut receipt_ends = Vec::with_capacity(receipts.len());
-        for receipt in &receipts {
-            receipt.encode_to(&mut receipt_bytes);
-            receipt_ends.push(receipt_bytes.len());
-        }
-        let encoded_receipts: Vec<&[u8]> =
-            receipt_ends.iter().scan(0, |start, &end| Some(&receipt_bytes[std::mem::replace(start, end)..end])).collect();
+        let encoded_receipts = ReceiptsRecord::of(&receipts, ENCODED_RECEIPT_ESTIMATE, |receipt, out| receipt.encode_to(out));
         let root = self.db.commit_block(BlockCommit {
             height,
             block: &block,

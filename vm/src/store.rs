@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chroma_analyzer::{ContractSummary, ANALYZER_VERSION};
@@ -30,7 +31,11 @@ const SHAPED_SUMMARIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sh
 const CONTRACTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("contracts");
 /// height -> encoded block.
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
-/// height (BE) ‖ index (BE) -> encoded receipt.
+/// height -> the block's receipts ([`ReceiptsRecord`]): one record per
+/// block, as one insert (a record per receipt was a sixth of a commit).
+const BLOCK_RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("block_receipts");
+/// height (BE) ‖ index (BE) -> encoded receipt: how blocks committed before
+/// `BLOCK_RECEIPTS` keep theirs (read, never written).
 const RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("receipts");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -58,7 +63,8 @@ pub struct BlockCommit<'a> {
     pub height: u64,
     pub block: &'a [u8],
     /// The encoded receipts, in block order.
-    pub receipts: &'a [&'a [u8]],
+    /// The block's receipts, encoded ([`ReceiptsRecord`]).
+    pub receipts: &'a ReceiptsRecord,
     pub writes: &'a BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     pub code: &'a BTreeMap<[u8; 32], Vec<u8>>,
     pub contracts: &'a [(Address, [u8; 32])],
@@ -102,6 +108,7 @@ impl StateDb {
                 tx.open_table(table).map_err(db_err)?;
             }
             tx.open_table(BLOCKS).map_err(db_err)?;
+            tx.open_table(BLOCK_RECEIPTS).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(StateDb { db: Arc::new(db) })
@@ -272,14 +279,20 @@ impl StateDb {
         let before = self.db.begin_read().map_err(db_err)?;
         let before = before.open_table(STORAGE).map_err(db_err)?;
         // The state hash's change (a blake3 XOF of 2 KiB per old and new
-        // entry) is computed on another thread while this one writes to the
-        // database: together they were a third and a half of a commit. The
-        // change is a sum, so where it is computed cannot alter it.
+        // entry) is summed on another thread while this one writes to the
+        // database, which then helps sum the rest: the writes took about as
+        // long as the sum, so each thread ends up with about half of the
+        // two. The change is a sum, so where it is computed cannot alter it.
+        let writes: Vec<(&[u8], Option<&[u8]>)> = commit.writes.iter().map(|(k, v)| (&k[..], v.as_deref())).collect();
+        let next = AtomicUsize::new(0);
         let change = std::thread::scope(|scope| {
-            let change = scope.spawn(|| state_hash_change(&before, commit.writes));
+            let theirs = scope.spawn(|| state_hash_change(&before, &writes, &next));
             let written = Self::write_block(&tx, &commit);
-            let change = change.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            written.and(change)
+            let mine = written.and_then(|()| state_hash_change(&before, &writes, &next));
+            let theirs = theirs.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let mut change = mine?;
+            change.merge(&theirs?);
+            Ok::<_, StoreError>(change)
         })?;
         hash.merge(&change);
         {
@@ -327,12 +340,35 @@ impl StateDb {
             contracts.insert(&address.0[..], &code_hash[..]).map_err(db_err)?;
         }
         tx.open_table(BLOCKS).map_err(db_err)?.insert(commit.height, commit.block).map_err(db_err)?;
-        let mut receipts = tx.open_table(RECEIPTS).map_err(db_err)?;
-        for (index, receipt) in commit.receipts.iter().enumerate() {
-            let key = [commit.height.to_be_bytes(), (index as u64).to_be_bytes()].concat();
-            receipts.insert(&key[..], *receipt).map_err(db_err)?;
-        }
+        tx.open_table(BLOCK_RECEIPTS).map_err(db_err)?.insert(commit.height, commit.receipts.bytes()).map_err(db_err)?;
         Ok(())
+    }
+
+    /// The encoded receipts of block `height`, in block order (`None`: no
+    /// such block).
+    pub fn receipts(&self, height: u64) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        if height == 0 || height > self.height()? {
+            return Ok(None);
+        }
+        let tx = self.db.begin_read().map_err(db_err)?;
+        match tx.open_table(BLOCK_RECEIPTS) {
+            Ok(table) => {
+                if let Some(record) = table.get(height).map_err(db_err)? {
+                    let receipts = ReceiptsRecord::parse(record.value());
+                    return receipts.map(Some).ok_or_else(|| StoreError::Corrupt(format!("malformed receipts of block {height}")));
+                }
+            }
+            // A database from before the table: every block's receipts are in the old one.
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(db_err(e)),
+        }
+        let table = tx.open_table(RECEIPTS).map_err(db_err)?;
+        let (first, last) = (legacy_receipt_key(height, 0), legacy_receipt_key(height, u64::MAX));
+        let mut receipts = Vec::new();
+        for entry in table.range(&first[..]..=&last[..]).map_err(db_err)? {
+            receipts.push(entry.map_err(db_err)?.1.value().to_vec());
+        }
+        Ok(Some(receipts))
     }
 
     /// Recomputes the state hash from every stored entry (for checking).
@@ -359,6 +395,14 @@ impl StateDb {
         Ok(out)
     }
 }
+/// A receipt's key in `RECEIPTS`.
+fn legacy_receipt_key(height: u64, index: u64) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&height.to_be_bytes());
+    key[8..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
 fn sync(db: &Database) -> Result<(), StoreError> {
     let tx = db.begin_write().map_err(db_err)?;
     tx.commit().map_err(db_err)
@@ -377,20 +421,129 @@ impl BackgroundSync {
     }
 }
 
-/// What `writes` change in the state hash of the state `before` them.
+/// Writes whose state hash change one thread sums at a time.
+const HASH_CHUNK: usize = 128;
+
+/// What `writes` change in the state hash of the state `before` them: the
+/// part of the chunks this thread takes (from `next`, shared with the other
+/// threads summing them).
 fn state_hash_change(
     before: &ReadOnlyTable<&'static [u8], &'static [u8]>,
-    writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    writes: &[(&[u8], Option<&[u8]>)],
+    next: &AtomicUsize,
 ) -> Result<StateHash, StoreError> {
     let mut change = StateHash::default();
-    for (key, value) in writes {
-        if let Some(old) = before.get(&key[..]).map_err(db_err)? {
-            change.remove(key, old.value());
-        }
-        if let Some(new) = value {
-            change.insert(key, new);
+    loop {
+        let start = next.fetch_add(HASH_CHUNK, Ordering::Relaxed);
+        let Some(chunk) = writes.get(start..writes.len().min(start + HASH_CHUNK)) else { return Ok(change) };
+        for &(key, value) in chunk {
+            if let Some(old) = before.get(key).map_err(db_err)? {
+                change.remove(key, old.value());
+            }
+            if let Some(new) = value {
+                change.insert(key, new);
+            }
         }
     }
-    Ok(change)
 }
 
+/// A block's receipts, encoded as stored: their number (u32 LE), then each
+/// one's length (u32 LE) and bytes.
+pub struct ReceiptsRecord {
+    bytes: Vec<u8>,
+}
+
+impl ReceiptsRecord {
+    /// The record of `receipts`, encoded by `encode`, with room for about
+    /// `estimate` bytes each.
+    pub fn of<T>(receipts: &[T], estimate: usize, mut encode: impl FnMut(&T, &mut Vec<u8>)) -> ReceiptsRecord {
+        let mut bytes = Vec::with_capacity(4 + receipts.len() * (4 + estimate));
+        bytes.extend_from_slice(&(receipts.len() as u32).to_le_bytes());
+        for receipt in receipts {
+            let at = bytes.len();
+            bytes.extend_from_slice(&[0; 4]);
+            encode(receipt, &mut bytes);
+            let len = (bytes.len() - at - 4) as u32;
+            bytes[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        }
+        ReceiptsRecord { bytes }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The encoded receipts of a record.
+    fn parse(record: &[u8]) -> Option<Vec<Vec<u8>>> {
+        let (count, mut rest) = record.split_first_chunk::<4>()?;
+        let count = u32::from_le_bytes(*count) as usize;
+        // Each receipt takes at least its length's four bytes.
+        let mut receipts = Vec::with_capacity(count.min(rest.len() / 4));
+        for _ in 0..count {
+            let (len, tail) = rest.split_first_chunk::<4>()?;
+            let len = u32::from_le_bytes(*len) as usize;
+            let (receipt, tail) = tail.split_at_checked(len)?;
+            receipts.push(receipt.to_vec());
+            rest = tail;
+        }
+        rest.is_empty().then_some(receipts)
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(db: &StateDb, height: u64, receipts: &[&[u8]]) {
+        let writes = BTreeMap::from([(height.to_le_bytes().to_vec(), Some(vec![1, 2, 3]))]);
+        let receipts = ReceiptsRecord::of(receipts, 8, |r, out| out.extend_from_slice(r));
+        let (code, contracts) = (BTreeMap::new(), Vec::new());
+        let block = BlockCommit { height, block: b"block", receipts: &receipts, writes: &writes, code: &code, contracts: &contracts, durable: true };
+        db.commit_block(block).expect("commit");
+    }
+
+    /// A record holds each receipt's bytes, in order, and nothing else: a
+    /// record cut short or followed by more bytes is refused.
+    #[test]
+    fn a_receipts_record_gives_back_its_receipts_and_refuses_malformed_bytes() {
+        let receipts: Vec<Vec<u8>> = vec![b"first".to_vec(), Vec::new(), vec![7; 300]];
+        let record = ReceiptsRecord::of(&receipts, 8, |r, out| out.extend_from_slice(r));
+        assert_eq!(ReceiptsRecord::parse(record.bytes()), Some(receipts));
+        let bytes = record.bytes();
+        for cut in 0..bytes.len() {
+            assert_eq!(ReceiptsRecord::parse(&bytes[..cut]), None, "cut at {cut}");
+        }
+        assert_eq!(ReceiptsRecord::parse(&[bytes, &[0][..]].concat()), None);
+        assert_eq!(ReceiptsRecord::parse(&ReceiptsRecord::of::<u8>(&[], 0, |_, _| {}).bytes), Some(Vec::new()));
+    }
+
+    /// Blocks committed now keep their receipts in one record; blocks of a
+    /// database from before that keep one record per receipt, and read the
+    /// same way, whether or not the database has the new table yet.
+    #[test]
+    fn receipts_are_read_back_from_either_layout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = StateDb::create(&dir.path().join("db")).expect("create");
+        // Block 1 as the first layout wrote it, without the new table (and
+        // a stray record of block 2).
+        let tx = db.db.begin_write().expect("write");
+        {
+            assert!(tx.delete_table(BLOCK_RECEIPTS).expect("delete"));
+            let mut old = tx.open_table(RECEIPTS).expect("table");
+            for (height, index, receipt) in [(1, 1, &b"b"[..]), (1, 0, b"a"), (2, 0, b"stray")] {
+                old.insert(&legacy_receipt_key(height, index)[..], receipt).expect("insert");
+            }
+            tx.open_table(META).expect("meta").insert(META_HEIGHT, &1u64.to_le_bytes()[..]).expect("height");
+        }
+        tx.commit().expect("commit");
+        assert_eq!(db.receipts(1).expect("read"), Some(vec![b"a".to_vec(), b"b".to_vec()]), "in index order");
+        assert_eq!(db.receipts(0).expect("read"), None);
+        assert_eq!(db.receipts(2).expect("read"), None, "past the last block");
+        commit(&db, 2, &[]);
+        assert_eq!(db.receipts(2).expect("read"), Some(Vec::new()), "an empty block's record, not the stray one");
+        commit(&db, 3, &[b"one", b"two"]);
+        assert_eq!(db.receipts(3).expect("read"), Some(vec![b"one".to_vec(), b"two".to_vec()]));
+        assert_eq!(db.receipts(1).expect("read"), Some(vec![b"a".to_vec(), b"b".to_vec()]));
+    }
+}

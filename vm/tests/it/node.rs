@@ -101,6 +101,34 @@ fn blocks_synced_behind_commit_what_blocks_synced_each_do() {
     assert_eq!(reopened.db().recompute_state_hash().expect("recompute").root(), root);
 }
 
+/// Each block's receipts are stored with it and read back in block order,
+/// failures included, across a restart.
+#[test]
+fn a_blocks_receipts_are_stored_and_read_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = Node::create(dir.path()).expect("create");
+    let token = run_blocks(&mut node, 0..0, None);
+    let alice = dev_account("alice");
+    let base = node.nonce(&alice).expect("nonce");
+    let txs: Vec<Transaction> = (0..6u64)
+        .map(|i| {
+            // The third asks for more than alice has: it reverts.
+            let amount = if i == 2 { u128::MAX } else { 1 + i as u128 };
+            call_tx("alice", base + i, token, "transfer", (dev_account(&format!("user{i}")), amount))
+        })
+        .collect();
+    let committed = node.execute_block(&txs, &BlockOptions::default()).expect("block");
+    assert!(matches!(committed.receipts[2].outcome, Outcome::Reverted(_)));
+    let expected: Vec<Vec<u8>> = committed.receipts.iter().map(Encode::encode).collect();
+    assert_eq!(node.db().receipts(committed.height).expect("read"), Some(expected.clone()));
+    let deploy = node.db().receipts(1).expect("read").expect("block 1");
+    assert_eq!(deploy.len(), 1);
+    drop(node);
+    let node = Node::open(dir.path()).expect("reopen");
+    assert_eq!(node.db().receipts(committed.height).expect("read"), Some(expected));
+    assert_eq!(node.db().receipts(committed.height + 1).expect("read"), None);
+}
+
 #[test]
 fn the_same_blocks_give_the_same_roots_across_restarts() {
     let one = tempfile::tempdir().expect("tempdir");
