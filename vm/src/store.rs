@@ -65,7 +65,8 @@ pub struct BlockCommit<'a> {
     /// The encoded receipts, in block order.
     /// The block's receipts, encoded ([`ReceiptsRecord`]).
     pub receipts: &'a ReceiptsRecord,
-    pub writes: &'a BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The state's changes, in key order, each key once (`None`: removed).
+    pub writes: &'a [(Vec<u8>, Option<Vec<u8>>)],
     pub code: &'a BTreeMap<[u8; 32], Vec<u8>>,
     pub contracts: &'a [(Address, [u8; 32])],
     /// Whether the commit is on disk for good when `commit_block` returns
@@ -283,7 +284,7 @@ impl StateDb {
         // database, which then helps sum the rest: the writes took about as
         // long as the sum, so each thread ends up with about half of the
         // two. The change is a sum, so where it is computed cannot alter it.
-        let writes: Vec<(&[u8], Option<&[u8]>)> = commit.writes.iter().map(|(k, v)| (&k[..], v.as_deref())).collect();
+        let writes = commit.writes;
         let next = AtomicUsize::new(0);
         let change = std::thread::scope(|scope| {
             let theirs = scope.spawn(|| state_hash_change(&before, &writes, &next));
@@ -429,15 +430,15 @@ const HASH_CHUNK: usize = 128;
 /// threads summing them).
 fn state_hash_change(
     before: &ReadOnlyTable<&'static [u8], &'static [u8]>,
-    writes: &[(&[u8], Option<&[u8]>)],
+    writes: &[(Vec<u8>, Option<Vec<u8>>)],
     next: &AtomicUsize,
 ) -> Result<StateHash, StoreError> {
     let mut change = StateHash::default();
     loop {
         let start = next.fetch_add(HASH_CHUNK, Ordering::Relaxed);
         let Some(chunk) = writes.get(start..writes.len().min(start + HASH_CHUNK)) else { return Ok(change) };
-        for &(key, value) in chunk {
-            if let Some(old) = before.get(key).map_err(db_err)? {
+        for (key, value) in chunk {
+            if let Some(old) = before.get(&key[..]).map_err(db_err)? {
                 change.remove(key, old.value());
             }
             if let Some(new) = value {
@@ -496,7 +497,7 @@ mod tests {
     use super::*;
 
     fn commit(db: &StateDb, height: u64, receipts: &[&[u8]]) {
-        let writes = BTreeMap::from([(height.to_le_bytes().to_vec(), Some(vec![1, 2, 3]))]);
+        let writes = [(height.to_le_bytes().to_vec(), Some(vec![1, 2, 3]))];
         let receipts = ReceiptsRecord::of(receipts, 8, |r, out| out.extend_from_slice(r));
         let (code, contracts) = (BTreeMap::new(), Vec::new());
         let block = BlockCommit { height, block: b"block", receipts: &receipts, writes: &writes, code: &code, contracts: &contracts, durable: true };
