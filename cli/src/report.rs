@@ -107,8 +107,8 @@ pub fn text(report: &BlockReport, names: Names<'_>, extras: &Extras) -> String {
             let plural = if report.serial_segments == 1 { "" } else { "s" };
             let _ = write!(mode, " ({} segment{plural} serially: too little parallelism)", report.serial_segments);
         }
-        if report.probed_serially > 0 {
-            let _ = write!(mode, " ({} transactions serially while the plan was probed)", report.probed_serially);
+        if report.executed_while_planning > 0 {
+            let _ = write!(mode, " ({} transactions serially while the block was planned)", report.executed_while_planning);
         }
         mode
     };
@@ -213,7 +213,7 @@ pub fn json(report: &BlockReport, names: Names<'_>, extras: &Extras) -> Json {
         "mispredicted": report.mispredicted,
         "plans": report.plans,
         "serial_segments": report.serial_segments,
-        "probed_serially": report.probed_serially,
+        "executed_while_planning": report.executed_while_planning,
         "gas": report.gas.iter().sum::<u64>(),
         "critical_path_gas": report.critical_path_gas(),
         "predicted_speedup": speedup,

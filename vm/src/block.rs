@@ -136,11 +136,9 @@ pub struct BlockReport {
     pub gas: Vec<u64>,
     /// Transactions whose accesses left their prediction, in block order.
     pub mispredicted: Vec<usize>,
-    /// Filling templates in and building plans. A long segment's first
-    /// transactions are planned (the probe) on another thread while it
-    /// starts executing serially, and when the probe finds a chain, the rest
-    /// is planned there too while execution goes on: then planning and
-    /// execution overlap.
+    /// Filling templates in and building plans. A segment of more than a few
+    /// transactions is planned on another thread while it starts executing
+    /// serially: then planning and execution overlap.
     pub planning: Duration,
     /// Within `planning`: the analyses of entry points for input shapes
     /// first seen in this block (each made once per runtime, then kept),
@@ -156,11 +154,10 @@ pub struct BlockReport {
     /// parallelism (a chain): running them on threads would only add the
     /// cost of handing transactions between threads.
     pub serial_segments: usize,
-    /// Transactions executed serially while the first stretch of their
-    /// segment was planned (the probe), before the probe found parallelism
-    /// and the rest of the segment ran on threads. Those of segments that
-    /// ran serially as a whole are not counted here.
-    pub probed_serially: usize,
+    /// Transactions executed serially while their segment was planned, in
+    /// segments whose plan then ran the rest on threads (those of segments
+    /// that ran serially as a whole are not counted here).
+    pub executed_while_planning: usize,
 }
 
 impl BlockReport {
@@ -227,30 +224,30 @@ pub struct ContractShare {
     pub mispredicted: usize,
 }
 
-/// Transactions planned before deciding whether a segment runs in parallel:
-/// enough to tell a chain from a parallel block, few enough that a chain
-/// pays little before it runs serially (a 2,000-transaction chain ran at
-/// 0.93-0.96x of serial with 256, 0.95-0.99x with 64).
-const PROBE_LEN: usize = 64;
+/// Segments of at most this many transactions are planned before they are
+/// executed (on this thread, see `SEQUENTIAL_MAX`); longer ones while they
+/// start executing (see `execute_block_here`).
+const PLANNED_FIRST_MAX: usize = 64;
 
-/// What the probe of a segment decided (see `execute_block_here`).
+/// What a segment's planner, running beside its serial execution, decided
+/// (see `execute_block_here`).
 const UNDECIDED: u8 = 0;
 const SERIALLY: u8 = 1;
 const IN_PARALLEL: u8 = 2;
 
-/// Where the tests of the probe hold it: in this crate's tests, the serial
-/// execution beside a probe runs [`PREFIX`](probe_seam::PREFIX) transactions
-/// (unless 0), then waits for the probe's decision, so that a segment found
-/// parallel runs in parallel after a serial stretch of a known length (by
-/// itself, the length is whatever the probe's planning took). Elsewhere it
-/// does nothing.
-mod probe_seam {
+/// Where the tests of planning beside execution hold it: in this crate's
+/// tests, the serial execution beside a planner runs
+/// [`PREFIX`](overlap_seam::PREFIX) transactions (unless 0), then waits for
+/// the planner's decision, so that a segment found parallel runs in
+/// parallel after a serial stretch of a known length (by itself, the length
+/// is whatever planning took). Elsewhere it does nothing.
+mod overlap_seam {
     use std::sync::atomic::AtomicU8;
 
     #[cfg(test)]
     pub(super) static PREFIX: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-    /// Transactions to execute before the probe's decision may stop them.
+    /// Transactions to execute before the planner's decision may stop them.
     pub(super) fn prefix() -> usize {
         #[cfg(test)]
         return PREFIX.load(std::sync::atomic::Ordering::SeqCst);
@@ -258,7 +255,7 @@ mod probe_seam {
         0
     }
 
-    /// Waits until the probe has decided (in tests).
+    /// Waits until the planner has decided (in tests).
     pub(super) fn await_decision(decision: &AtomicU8) {
         #[cfg(test)]
         while decision.load(std::sync::atomic::Ordering::Acquire) == super::UNDECIDED {
@@ -351,7 +348,7 @@ impl Vm {
         let mut receipts: Vec<Receipt> = Vec::new();
         let mut predictions: Vec<Prediction> = Vec::new();
         let mut mispredicted = Vec::new();
-        let (mut planning, mut execution, mut plans, mut serial_segments, mut probed_serially) = (Duration::ZERO, Duration::ZERO, 0, 0, 0);
+        let (mut planning, mut execution, mut plans, mut serial_segments, mut executed_while_planning) = (Duration::ZERO, Duration::ZERO, 0, 0, 0);
         let analysed_before = self.runtime().shape_analysis();
         let mut segment_plan: Option<ExecutionPlan> = None;
         let mut next = 0;
@@ -367,58 +364,57 @@ impl Vm {
             let end = txs[next..].iter().position(|tx| matches!(tx.kind, TxKind::Deploy { .. })).map_or(txs.len(), |p| next + p);
             let segment = &txs[next..end];
 
-            // A segment long enough to tell a chain from a parallel block is
-            // probed: a first stretch is planned on another thread while
-            // this one already executes the segment serially. If the stretch
-            // is a chain, execution simply goes on, and the planner plans the
-            // rest for the report meanwhile, so that a block with no
-            // parallelism costs no more than serial execution (planned here
-            // first, the probe cost a 1,000-transaction chain 5-7% of its
-            // time). Otherwise execution stops after the transaction it is
-            // at, and the rest of the segment runs in parallel. Serial
-            // execution needs no probe: all of its planning is for the
-            // report, off its path.
+            // A segment is planned on another thread (with the threads that
+            // execution leaves: one, on two cores) while this one already
+            // executes it serially. When the plan is made, if it is worth
+            // running in parallel, execution stops after the transaction it
+            // is at and the rest runs on the pool; otherwise it just goes on.
+            // Planning first on both cores and then executing left a core
+            // idle in neither phase but put all of planning on the block's
+            // path: overlapped, a 10,000-transfer block's whole call took
+            // 3.67 / 3.74 instead of 4.24 / 4.55 µs per transaction, and a
+            // block with no parallelism costs what serial execution costs
+            // (its planning, for the report, is off its path). Serial
+            // execution plans beside itself the same way; short segments,
+            // and the pool forced (`adaptive: false`), are planned first.
             let mut predicted: Vec<Prediction>;
             let serial_only = pool.is_none() || mispredicted.len() >= MAX_REPLANS;
-            let probing = !serial_only && options.adaptive && segment.len() > PROBE_LEN;
-            let (plan, run) = if serial_only || probing {
+            let overlapped = !serial_only && options.adaptive && segment.len() > PLANNED_FIRST_MAX;
+            let (plan, run) = if serial_only || overlapped {
                 let (runtime, state) = (self.runtime().clone(), self.state().clone());
-                let decision = AtomicU8::new(if probing { UNDECIDED } else { SERIALLY });
+                let decision = AtomicU8::new(if overlapped { UNDECIDED } else { SERIALLY });
                 let started = Instant::now();
                 // The planner runs on the kept one-thread pool (where
                 // `plan_on(None, ..)` plans anyway), not on a thread started
                 // for the block (its creation, and at its end handing back
                 // what its allocator held; see `stack.rs`).
                 let planner_pool = self::pool(1)?;
+                // The planner has the threads execution leaves: on two
+                // cores, one.
+                let planner_threads = if threads > 2 { Some(self::pool(threads - 1)?) } else { None };
                 let mut planned = None;
                 let ran = planner_pool.in_place_scope(|scope| {
                     scope.spawn(|_| {
                         planned = Some(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             let started = Instant::now();
-                            let mut all = Vec::new();
-                            if probing {
-                                // On one thread: the other core executes.
-                                all = predict_with(&runtime, &state, &segment[..PROBE_LEN], predictor, None);
-                                let parallel = matches!(plan_on(None, &all), Ok(probe) if worth_parallel(&probe, options));
+                            let all = predict_with(&runtime, &state, segment, predictor, planner_threads.as_deref());
+                            let plan = plan_on(planner_threads.as_deref(), &all);
+                            if overlapped {
+                                let parallel = matches!(&plan, Ok(plan) if worth_parallel(plan, options));
                                 decision.store(if parallel { IN_PARALLEL } else { SERIALLY }, Ordering::Release);
-                                if parallel {
-                                    return (all, None, started.elapsed());
-                                }
                             }
-                            all.extend(predict_with(&runtime, &state, &segment[all.len()..], predictor, None));
-                            let plan = plan_on(None, &all);
-                            (all, Some(plan), started.elapsed())
+                            (all, plan, started.elapsed())
                         })));
                     });
                     let mut ran = Vec::with_capacity(segment.len());
-                    let at_least = probe_seam::prefix();
+                    let at_least = overlap_seam::prefix();
                     for tx in segment {
                         if decision.load(Ordering::Acquire) == IN_PARALLEL && ran.len() >= at_least {
                             break;
                         }
                         ran.push(self.execute(tx)?);
                         if ran.len() == at_least {
-                            probe_seam::await_decision(&decision);
+                            overlap_seam::await_decision(&decision);
                         }
                     }
                     Ok::<_, VmError>(ran)
@@ -431,27 +427,20 @@ impl Vm {
                 planning += took;
                 plans += 1;
                 let ran = ran?;
+                let plan = plan?;
                 predicted = all;
-                match plan {
-                    Some(plan) => {
-                        if pool.is_some() {
-                            serial_segments += 1;
-                        }
-                        (plan?, SegmentRun::Applied(ran))
+                if decision.load(Ordering::Acquire) == IN_PARALLEL {
+                    // `ran` are done, the rest runs on the pool.
+                    executed_while_planning += ran.len();
+                    let started = Instant::now();
+                    let run = self.run_rest(pool.as_deref(), segment, ran, &predicted, &plan, options, &mut serial_segments)?;
+                    execution += started.elapsed();
+                    (plan, run)
+                } else {
+                    if pool.is_some() {
+                        serial_segments += 1;
                     }
-                    // The probe found parallelism: `ran` are done, the rest
-                    // runs on the pool.
-                    None => {
-                        probed_serially += ran.len();
-                        let started = Instant::now();
-                        predicted.extend(predict_with(self.runtime(), self.state(), &segment[predicted.len()..], predictor, pool.as_deref()));
-                        let plan = plan_on(pool.as_deref(), &predicted)?;
-                        planning += started.elapsed();
-                        let started = Instant::now();
-                        let run = self.run_rest(pool.as_deref(), segment, ran, &predicted, &plan, options, &mut serial_segments)?;
-                        execution += started.elapsed();
-                        (plan, run)
-                    }
+                    (plan, SegmentRun::Applied(ran))
                 }
             } else {
                 let started = Instant::now();
@@ -513,7 +502,7 @@ impl Vm {
             execution,
             plans,
             serial_segments,
-            probed_serially,
+            executed_while_planning,
         };
         Ok(BlockExecution { receipts, report })
     }
@@ -794,13 +783,13 @@ mod tests {
         }
     }
 
-    /// A segment the probe finds parallel runs on threads after the
-    /// transactions executed serially while the probe was planned: whatever
-    /// their number (held here by the seam), under both strategies, with
-    /// sound and with wrong predictions, the receipts and state are those of
-    /// serial execution, and the report counts the serial stretch.
+    /// A segment whose plan is parallel runs on threads after the
+    /// transactions executed serially while it was planned: whatever their
+    /// number (held here by the seam), under both strategies, with sound and
+    /// with wrong predictions, the receipts and state are those of serial
+    /// execution, and the report counts the serial stretch.
     #[test]
-    fn the_rest_of_a_probed_segment_runs_in_parallel_after_its_serial_stretch() {
+    fn the_rest_of_a_segment_runs_in_parallel_after_what_ran_while_it_was_planned() {
         let users = 300u64;
         let deployer = user(u64::MAX);
         let mut nonces = BTreeMap::new();
@@ -847,15 +836,15 @@ mod tests {
         let expected_root = root(&serial);
         assert!(expected.receipts.iter().any(|r| !r.outcome.is_success()), "some transfers revert");
         let (mut runs, mut mispredicted_after_prefix) = (0, 0);
-        for prefix in [1, 2, 17, PROBE_LEN - 1, PROBE_LEN, PROBE_LEN + 9, block.len() - 1, block.len()] {
+        for prefix in [1, 2, 17, PLANNED_FIRST_MAX - 1, PLANNED_FIRST_MAX, PLANNED_FIRST_MAX + 9, block.len() - 1, block.len()] {
             for strategy in Strategy::ALL {
                 for wrong in [false, true] {
                     let options = BlockOptions { threads: 2, strategy, serial: false, adaptive: true };
                     let predictor: &dyn AccessPredictor = if wrong { &Dropping } else { &AnalyzerPredictor };
                     let mut vm = fresh();
-                    probe_seam::PREFIX.store(prefix, Ordering::SeqCst);
+                    overlap_seam::PREFIX.store(prefix, Ordering::SeqCst);
                     let done = vm.execute_block_with(&block, &options, predictor);
-                    probe_seam::PREFIX.store(0, Ordering::SeqCst);
+                    overlap_seam::PREFIX.store(0, Ordering::SeqCst);
                     let done = done.expect("block");
                     let context = format!("prefix {prefix}, {strategy:?}, wrong predictions {wrong}");
                     assert_eq!(done.receipts, expected.receipts, "{context}");
@@ -863,14 +852,14 @@ mod tests {
                     assert_eq!(done.report.predictions.len(), block.len(), "{context}");
                     if wrong {
                         // After a misprediction the rest of the block is a
-                        // segment of its own, probed again.
-                        assert!(done.report.probed_serially >= prefix, "{context}");
+                        // segment of its own, planned again beside execution.
+                        assert!(done.report.executed_while_planning >= prefix, "{context}");
                         assert!(done.report.mispredicted.iter().all(|&i| i >= prefix), "{context}: serial transactions are not checked");
                         mispredicted_after_prefix += done.report.mispredicted.len();
                     } else {
                         assert!(done.report.mispredicted.is_empty(), "{context}");
-                        assert_eq!(done.report.probed_serially, prefix, "{context}");
-                        assert_eq!(done.report.serial_segments, 0, "{context}: the probe found parallelism");
+                        assert_eq!(done.report.executed_while_planning, prefix, "{context}");
+                        assert_eq!(done.report.serial_segments, 0, "{context}: the plan is parallel");
                     }
                     runs += 1;
                 }

@@ -160,7 +160,7 @@ pub(crate) type SummariesByAddress = FxHashMap<Address, Arc<ContractSummary>>;
 
 /// The deployed contracts, and their summaries by address as the planner
 /// wants them: built once and shared until the next deploy, instead of
-/// twice per block (for the probe and for the rest).
+/// at every segment of every block.
 #[derive(Default)]
 struct Contracts {
     by_address: BTreeMap<Address, Arc<Contract>>,
