@@ -34,7 +34,9 @@ struct Row {
     serial_tps: f64,
     parallel_1_thread_tps: f64,
     parallel_tps: f64,
-    /// Parallel execution alone (planning excluded), all cores.
+    /// Parallel execution (`BlockReport::execution`), all cores: a segment
+    /// starts executing while it is planned, so this includes the planning
+    /// it overlapped.
     parallel_execution_tps: f64,
     /// Planning, execution and the commit to disk, all cores, each block
     /// synced before the next (`Durability::EachBlock`).

@@ -288,7 +288,14 @@ impl Node {
         self.root = root;
         match self.durability {
             Durability::EachBlock => self.durable_height = height,
-            Durability::SyncBehind => self.syncing = Some((height, self.db.sync_in_background()?)),
+            Durability::SyncBehind => match self.db.sync_in_background() {
+                Ok(syncing) => self.syncing = Some((height, syncing)),
+                // No thread for it: synced here, as each block is.
+                Err(_) => {
+                    self.db.sync().map_err(|error| NodeError::Sync { height, error })?;
+                    self.durable_height = height;
+                }
+            },
         }
         Ok(CommittedBlock { height, root, receipts, report, commit: started.elapsed() })
     }

@@ -62,8 +62,7 @@ fn db_err<E: std::fmt::Display>(e: E) -> StoreError {
 pub struct BlockCommit<'a> {
     pub height: u64,
     pub block: &'a [u8],
-    /// The encoded receipts, in block order.
-    /// The block's receipts, encoded ([`ReceiptsRecord`]).
+    /// The block's receipts, encoded, in block order ([`ReceiptsRecord`]).
     pub receipts: &'a ReceiptsRecord,
     /// The state's changes, in key order, each key once (`None`: removed).
     pub writes: &'a [(Vec<u8>, Option<Vec<u8>>)],
@@ -287,9 +286,9 @@ impl StateDb {
         let writes = commit.writes;
         let next = AtomicUsize::new(0);
         let change = std::thread::scope(|scope| {
-            let theirs = scope.spawn(|| state_hash_change(&before, &writes, &next));
+            let theirs = scope.spawn(|| state_hash_change(&before, writes, &next));
             let written = Self::write_block(&tx, &commit);
-            let mine = written.and_then(|()| state_hash_change(&before, &writes, &next));
+            let mine = written.and_then(|()| state_hash_change(&before, writes, &next));
             let theirs = theirs.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             let mut change = mine?;
             change.merge(&theirs?);
