@@ -105,7 +105,9 @@ pub fn text(report: &BlockReport, names: Names<'_>, extras: &Extras) -> String {
         let mut mode = format!("{} on {} threads", report.options.strategy.name(), report.options.threads);
         if report.serial_segments > 0 {
             let plural = if report.serial_segments == 1 { "" } else { "s" };
-            let _ = write!(mode, " ({} segment{plural} serially: too little parallelism)", report.serial_segments);
+            // Too little parallelism in its plan, or executed whole before
+            // the plan was made.
+            let _ = write!(mode, " ({} segment{plural} serially)", report.serial_segments);
         }
         if report.executed_while_planning > 0 {
             let _ = write!(mode, " ({} transactions serially while the block was planned)", report.executed_while_planning);
