@@ -227,8 +227,8 @@ impl Fingerprints {
         // Sized exactly, so that the boxed slice is the vector's own
         // allocation (collected from `accessed`, it grew four times and
         // was then shrunk: most of the cost).
-        let mut of = Vec::with_capacity(access.reads.len() + access.writes.len() + access.adds.len() + usize::from(access.unbounded));
-        for list in [&access.reads, &access.writes, &access.adds] {
+        let mut of = Vec::with_capacity(access.reads().len() + access.writes().len() + access.adds().len() + usize::from(access.is_unbounded()));
+        for list in [access.reads(), access.writes(), access.adds()] {
             of.extend(list.iter().map(fingerprint));
         }
         Fingerprints::from_lists(of, access)
@@ -237,27 +237,27 @@ impl Fingerprints {
     /// The fingerprints of `access`, given those of its reads, writes and
     /// adds, in order, in `of`.
     fn from_lists(mut of: Vec<u64>, access: &PredictedAccess) -> Fingerprints {
-        debug_assert_eq!(of.len(), access.reads.len() + access.writes.len() + access.adds.len());
-        let prefixes = access.unbounded || [&access.reads, &access.writes, &access.adds].iter().any(|l| !l.iter().all(KeyPattern::is_exact));
-        if access.unbounded {
+        debug_assert_eq!(of.len(), access.reads().len() + access.writes().len() + access.adds().len());
+        let prefixes = access.is_unbounded() || [access.reads(), access.writes(), access.adds()].iter().any(|l| !l.iter().all(KeyPattern::is_exact));
+        if access.is_unbounded() {
             of.push(fingerprint(&EVERYTHING));
         }
         // By fingerprint: the planner's resources are fingerprints (a
         // collision would merge the two patterns there anyway). A
         // prediction writes a few keys: a scan of them is enough.
-        let (reads, writes) = (access.reads.len(), access.reads.len() + access.writes.len());
+        let (reads, writes) = (access.reads().len(), access.reads().len() + access.writes().len());
         let written = &of[reads..writes];
         let mut covered = 0u64;
-        for position in (0..reads).chain(writes..writes + access.adds.len()).take_while(|&p| p < 64) {
+        for position in (0..reads).chain(writes..writes + access.adds().len()).take_while(|&p| p < 64) {
             if written.contains(&of[position]) {
                 covered |= 1 << position;
             }
         }
         Fingerprints {
             of: of.into_boxed_slice(),
-            reads: access.reads.len() as u32,
-            writes: access.writes.len() as u32,
-            unbounded: access.unbounded,
+            reads: access.reads().len() as u32,
+            writes: access.writes().len() as u32,
+            unbounded: access.is_unbounded(),
             prefixes,
             covered,
         }
@@ -298,14 +298,14 @@ impl Fingerprints {
 /// cost about 0.1 µs to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prediction {
-    access: Arc<PredictedAccess>,
+    access: PredictedAccess,
     fingerprints: Fingerprints,
 }
 
 impl Prediction {
     pub fn new(access: PredictedAccess) -> Prediction {
         let fingerprints = Fingerprints::of(&access);
-        Prediction { access: Arc::new(access), fingerprints }
+        Prediction { access, fingerprints }
     }
 
     /// The prediction `collected`, with the fingerprints made while it was
@@ -320,11 +320,12 @@ impl Prediction {
         }
         let access = collected.finish_settled();
         let fingerprints = Fingerprints::from_lists(of, &access);
-        Prediction { access: Arc::new(access), fingerprints }
+        Prediction { access, fingerprints }
     }
 
-    /// The prediction, shared (the executor hands it to the transaction's journal).
-    pub fn shared(&self) -> &Arc<PredictedAccess> {
+    /// The prediction, shared (a clone is a reference count: the executor
+    /// hands it to the transaction's journal).
+    pub fn shared(&self) -> &PredictedAccess {
         &self.access
     }
 }
@@ -373,8 +374,8 @@ impl<'a> Prefixes<'a> {
 /// A transaction's accesses by mode, in the order [`Fingerprints`] lists
 /// them; an unbounded one writes every key last.
 fn accessed(access: &PredictedAccess) -> impl Iterator<Item = (Modes, &KeyPattern)> + '_ {
-    let direct = [(READ, &access.reads), (WRITE, &access.writes), (ADD, &access.adds)];
-    let unbounded = access.unbounded.then_some(&EVERYTHING);
+    let direct = [(READ, access.reads()), (WRITE, access.writes()), (ADD, access.adds())];
+    let unbounded = access.is_unbounded().then_some(&EVERYTHING);
     let all = direct.into_iter().flat_map(|(mode, list)| list.iter().map(move |p| (mode, p)));
     all.chain(unbounded.into_iter().map(|p| (WRITE, p)))
 }
@@ -385,7 +386,7 @@ fn pattern_count<A: Planned>(item: &A) -> usize {
         Some(fingerprints) => fingerprints.of.len(),
         None => {
             let access = item.access();
-            access.reads.len() + access.writes.len() + access.adds.len() + usize::from(access.unbounded)
+            access.reads().len() + access.writes().len() + access.adds().len() + usize::from(access.is_unbounded())
         }
     }
 }
@@ -413,7 +414,7 @@ impl PatternAt {
 /// graph when each resource that made edges was copied for its name).
 fn pattern_at(access: &PredictedAccess, position: u32) -> &KeyPattern {
     let position = position as usize;
-    let lists = [&access.reads, &access.writes, &access.adds];
+    let lists = [access.reads(), access.writes(), access.adds()];
     let mut skipped = 0;
     for list in lists {
         if let Some(pattern) = list.get(position - skipped) {
@@ -960,12 +961,8 @@ mod tests {
     }
 
     fn access(reads: &[&[u8]], writes: &[&[u8]], adds: &[&[u8]]) -> PredictedAccess {
-        PredictedAccess {
-            reads: reads.iter().map(|k| exact(k)).collect(),
-            writes: writes.iter().map(|k| exact(k)).collect(),
-            adds: adds.iter().map(|k| exact(k)).collect(),
-            unbounded: false,
-        }
+        let exact = |keys: &[&[u8]]| keys.iter().map(|k| exact(k)).collect();
+        PredictedAccess::new(exact(reads), exact(writes), exact(adds))
     }
 
     fn conflicts_of(plan: &ExecutionPlan) -> Vec<(usize, usize)> {
@@ -1033,10 +1030,10 @@ mod tests {
         let plan = ExecutionPlan::new(&[
             access(&[], &[b"s1a"], &[]),
             access(&[], &[b"s1b"], &[]),
-            PredictedAccess { reads: vec![slot.clone()], ..Default::default() },
+            PredictedAccess::new(vec![slot.clone()], Vec::new(), Vec::new()),
             access(&[b"s1a"], &[], &[]),
             access(&[], &[b"s2a"], &[]),
-            PredictedAccess { adds: vec![slot], ..Default::default() },
+            PredictedAccess::new(Vec::new(), Vec::new(), vec![slot]),
             access(&[], &[], &[b"s1c"]),
         ]);
         // 0 and 1 write different keys; the slot read waits for both; a read
@@ -1052,7 +1049,7 @@ mod tests {
         let plan = ExecutionPlan::new(&[
             access(&[b"a"], &[], &[]),
             access(&[], &[], &[b"b"]),
-            PredictedAccess { unbounded: true, ..Default::default() },
+            PredictedAccess::unbounded(),
             access(&[b"c"], &[], &[]),
         ]);
         assert_eq!(conflicts_of(&plan), vec![(0, 2), (1, 2), (2, 3)]);
@@ -1069,7 +1066,7 @@ mod tests {
         std::iter::repeat_with(move || {
             let mut block = Vec::new();
             for _ in 0..len {
-                let mut a = PredictedAccess::default();
+                let (mut reads, mut writes, mut adds) = (Vec::new(), Vec::new(), Vec::new());
                 for _ in 0..next(3) + 1 {
                     let pattern = if next(5) == 0 {
                         prefixes[next(2) as usize].clone()
@@ -1077,13 +1074,12 @@ mod tests {
                         KeyPattern::exact(&keys[next(keys.len() as u64) as usize])
                     };
                     match next(3) {
-                        0 => a.reads.push(pattern),
-                        1 => a.writes.push(pattern),
-                        _ => a.adds.push(pattern),
+                        0 => reads.push(pattern),
+                        1 => writes.push(pattern),
+                        _ => adds.push(pattern),
                     }
                 }
-                a.unbounded = next(unbounded_one_in) == 0;
-                block.push(a);
+                block.push(PredictedAccess::new(reads, writes, adds).with_unbounded(next(unbounded_one_in) == 0));
             }
             block
         })
@@ -1119,7 +1115,7 @@ mod tests {
         let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
         let exact_only = random_blocks(3 * CHUNK + 77, &keys, 500).take(2).map(|block| without_prefixes(&block));
         for (i, block) in random_blocks(3 * CHUNK + 77, &keys, 500).take(2).chain(exact_only).enumerate() {
-            let has_prefix = block.iter().any(|a| a.unbounded || a.reads.iter().chain(&a.writes).chain(&a.adds).any(|p| !p.is_exact()));
+            let has_prefix = block.iter().any(|a| a.is_unbounded() || a.reads().iter().chain(a.writes()).chain(a.adds()).any(|p| !p.is_exact()));
             assert_eq!(has_prefix, i < 2);
             let predictions: Vec<Prediction> = block.iter().cloned().map(Prediction::new).collect();
             for sequential in [true, false] {
@@ -1167,24 +1163,24 @@ mod tests {
             .iter()
             .map(|a| {
                 let exact = |list: &[KeyPattern]| list.iter().filter(|p| p.is_exact()).cloned().collect();
-                PredictedAccess { reads: exact(&a.reads), writes: exact(&a.writes), adds: exact(&a.adds), unbounded: false }
+                PredictedAccess::new(exact(a.reads()), exact(a.writes()), exact(a.adds()))
             })
             .collect()
     }
 
     /// The definition of a conflict, pair by pair.
     fn pair_conflicts(a: &PredictedAccess, b: &PredictedAccess) -> bool {
-        if a.unbounded || b.unbounded {
+        if a.is_unbounded() || b.is_unbounded() {
             return true;
         }
         let any = |x: &[KeyPattern], y: &[KeyPattern]| x.iter().any(|p| y.iter().any(|q| p.overlaps(q)));
-        any(&a.writes, &b.reads)
-            || any(&a.writes, &b.writes)
-            || any(&a.writes, &b.adds)
-            || any(&a.reads, &b.writes)
-            || any(&a.reads, &b.adds)
-            || any(&a.adds, &b.writes)
-            || any(&a.adds, &b.reads)
+        any(a.writes(), b.reads())
+            || any(a.writes(), b.writes())
+            || any(a.writes(), b.adds())
+            || any(a.reads(), b.writes())
+            || any(a.reads(), b.adds())
+            || any(a.adds(), b.writes())
+            || any(a.adds(), b.reads())
     }
 
     /// The executor decides a plan is worth running in parallel without

@@ -99,20 +99,84 @@ impl KeyPattern {
     }
 }
 
-/// The keys a transaction may read, write and add to. `unbounded` means it
-/// may touch anything (a call the predictor cannot resolve).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// The keys a transaction may read, write and add to. An unbounded one may
+/// touch anything (a call the predictor cannot resolve).
+///
+/// Its patterns are one shared allocation (reads, then writes, then adds):
+/// cloning it is a reference count, and filling a block in makes one
+/// allocation per prediction for its keys instead of one per list (a
+/// block's predictions are made on the planner's threads and freed on
+/// another, where each allocation is a cross-thread free).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PredictedAccess {
-    pub reads: Vec<KeyPattern>,
-    pub writes: Vec<KeyPattern>,
-    pub adds: Vec<KeyPattern>,
-    pub unbounded: bool,
+    patterns: Arc<[KeyPattern]>,
+    /// Where the writes start in `patterns`.
+    writes_at: u32,
+    /// Where the adds start in `patterns`.
+    adds_at: u32,
+    unbounded: bool,
+}
+
+impl Default for PredictedAccess {
+    fn default() -> PredictedAccess {
+        PredictedAccess::new(Vec::new(), Vec::new(), Vec::new())
+    }
 }
 
 impl PredictedAccess {
+    /// A prediction of these reads, writes and adds (each list as given).
+    pub fn new(reads: Vec<KeyPattern>, writes: Vec<KeyPattern>, adds: Vec<KeyPattern>) -> PredictedAccess {
+        let (writes_at, adds_at) = (reads.len(), reads.len() + writes.len());
+        let total = adds_at + adds.len();
+        let mut all = reads.into_iter().chain(writes).chain(adds);
+        PredictedAccess { patterns: exactly(total, &mut all), writes_at: bound(writes_at), adds_at: bound(adds_at), unbounded: false }
+    }
+
+    /// A prediction that any key may be accessed in any way.
+    pub fn unbounded() -> PredictedAccess {
+        PredictedAccess { unbounded: true, ..PredictedAccess::default() }
+    }
+
+    /// `self`, marked unbounded (or not).
+    pub fn with_unbounded(mut self, unbounded: bool) -> PredictedAccess {
+        self.unbounded = unbounded;
+        self
+    }
+
+    /// The keys it may read.
+    pub fn reads(&self) -> &[KeyPattern] {
+        &self.patterns[..self.writes_at as usize]
+    }
+
+    /// The keys it may write (plainly: set or delete).
+    pub fn writes(&self) -> &[KeyPattern] {
+        &self.patterns[self.writes_at as usize..self.adds_at as usize]
+    }
+
+    /// The keys it may add to (commutative additions).
+    pub fn adds(&self) -> &[KeyPattern] {
+        &self.patterns[self.adds_at as usize..]
+    }
+
+    /// Every pattern: its reads, then its writes, then its adds.
+    pub fn patterns(&self) -> &[KeyPattern] {
+        &self.patterns
+    }
+
+    /// Whether it may touch anything.
+    pub fn is_unbounded(&self) -> bool {
+        self.unbounded
+    }
+
+    /// Its reads, writes and adds as lists of their own (to change and
+    /// make a prediction of again).
+    pub fn into_lists(self) -> (Vec<KeyPattern>, Vec<KeyPattern>, Vec<KeyPattern>) {
+        (self.reads().to_vec(), self.writes().to_vec(), self.adds().to_vec())
+    }
+
     /// Whether every pattern is a single key and nothing is unbounded.
     pub fn is_exact(&self) -> bool {
-        !self.unbounded && self.reads.iter().chain(&self.writes).chain(&self.adds).all(KeyPattern::is_exact)
+        !self.unbounded && self.patterns.iter().all(KeyPattern::is_exact)
     }
 
     /// Whether the actual accesses are all predicted (each in its own kind).
@@ -126,10 +190,40 @@ impl PredictedAccess {
             return true;
         }
         let within = |patterns: &[KeyPattern], key: &[u8]| patterns.iter().any(|p| p.covers(key));
-        reads.into_iter().all(|k| within(&self.reads, k))
-            && writes.into_iter().all(|k| within(&self.writes, k))
-            && adds.into_iter().all(|k| within(&self.adds, k))
+        reads.into_iter().all(|k| within(self.reads(), k))
+            && writes.into_iter().all(|k| within(self.writes(), k))
+            && adds.into_iter().all(|k| within(self.adds(), k))
     }
+}
+
+/// Serialized as its three lists and whether it is unbounded.
+impl Serialize for PredictedAccess {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("PredictedAccess", 4)?;
+        out.serialize_field("reads", self.reads())?;
+        out.serialize_field("writes", self.writes())?;
+        out.serialize_field("adds", self.adds())?;
+        out.serialize_field("unbounded", &self.unbounded)?;
+        out.end()
+    }
+}
+
+/// A list's length as a bound in [`PredictedAccess`] (a prediction is
+/// bounded by `FILL_BUDGET` templates, far below `u32::MAX`).
+fn bound(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
+/// The `total` patterns `all` yields, in one allocation: collected from an
+/// iterator of known length, a shared slice is allocated once, where a
+/// vector turned into one is allocated twice and copied.
+fn exactly(total: usize, all: &mut impl Iterator<Item = KeyPattern>) -> Arc<[KeyPattern]> {
+    // `all` yields exactly `total`; were it short, the widest pattern
+    // (every key) would stand in: a wider prediction, never a wrong one.
+    let patterns: Arc<[KeyPattern]> = (0..total).map(|_| all.next().unwrap_or_else(|| KeyPattern::Prefix(KeyBytes::new()))).collect();
+    debug_assert!(all.next().is_none(), "more patterns than counted");
+    patterns
 }
 
 /// Patterns a list is scanned for a repeat up to (see `Distinct::insert`).
@@ -196,15 +290,11 @@ where
         });
     }
 
-    /// The patterns in the order first found, in a vector of their number:
-    /// the planner reads a block's predictions in several passes, and spare
-    /// capacity was about half their memory, in fresh pages to fault in.
-    /// For a list [`settle`](Distinct::settle)d already. Leaves `self` empty.
-    pub(crate) fn finish(&mut self) -> Vec<KeyPattern> {
+    /// Its patterns, in the order first found, taken out (for a list
+    /// [`settle`](Distinct::settle)d already; the fingerprints are dropped).
+    fn drain(&mut self) -> smallvec::Drain<'_, [KeyPattern; N]> {
         self.fingerprints.clear();
-        let mut out = Vec::with_capacity(self.patterns.len());
-        out.extend(self.patterns.drain(..));
-        out
+        self.patterns.drain(..)
     }
 
     fn clear(&mut self) {
@@ -253,16 +343,22 @@ impl Collected {
     /// settling sorts it: not twice).
     pub(crate) fn finish_settled(&mut self) -> PredictedAccess {
         let unbounded = std::mem::take(&mut self.unbounded);
-        PredictedAccess { reads: self.reads.finish(), writes: self.writes.finish(), adds: self.adds.finish(), unbounded }
+        let (writes_at, adds_at) = (self.reads.patterns.len(), self.reads.patterns.len() + self.writes.patterns.len());
+        let total = adds_at + self.adds.patterns.len();
+        let mut all = self.reads.drain().chain(self.writes.drain()).chain(self.adds.drain());
+        // One allocation, each pattern moved once (as lists of their own,
+        // each list was an allocation; the planner reads a block's
+        // predictions in several passes, so they are sized exactly).
+        PredictedAccess { patterns: exactly(total, &mut all), writes_at: bound(writes_at), adds_at: bound(adds_at), unbounded }
     }
 
     /// Empties `self`, then collects `access` into it.
     pub fn set(&mut self, access: PredictedAccess) {
         self.clear();
         self.unbounded = access.unbounded;
-        access.reads.into_iter().for_each(|p| self.reads.insert(p));
-        access.writes.into_iter().for_each(|p| self.writes.insert(p));
-        access.adds.into_iter().for_each(|p| self.adds.insert(p));
+        access.reads().iter().for_each(|p| self.reads.insert(p.clone()));
+        access.writes().iter().for_each(|p| self.writes.insert(p.clone()));
+        access.adds().iter().for_each(|p| self.adds.insert(p.clone()));
     }
 
     fn clear(&mut self) {
@@ -803,8 +899,42 @@ mod tests {
             list.settle();
             let fingerprints: Vec<u64> = expected.iter().map(crate::plan::fingerprint).collect();
             assert_eq!(list.fingerprints.to_vec(), fingerprints, "{len} patterns");
-            assert_eq!(list.finish(), expected, "{len} patterns");
+            assert_eq!(list.drain().collect::<Vec<_>>(), expected, "{len} patterns");
         }
+    }
+
+    /// A prediction keeps its three lists apart in its one slice: each
+    /// comes back as given (empty ones included), and its JSON is the
+    /// three lists and the flag, as when they were fields of their own.
+    #[test]
+    fn a_prediction_gives_back_each_of_its_lists() {
+        let key = |b: u8| KeyPattern::exact(&[b; 3]);
+        let lists = [
+            (vec![key(1), key(2)], vec![KeyPattern::prefix(&[3])], vec![key(4), key(5), key(6)]),
+            (Vec::new(), vec![key(7)], Vec::new()),
+            (vec![key(8)], Vec::new(), Vec::new()),
+            (Vec::new(), Vec::new(), vec![key(9)]),
+            (Vec::new(), Vec::new(), Vec::new()),
+        ];
+        for (reads, writes, adds) in lists {
+            let access = PredictedAccess::new(reads.clone(), writes.clone(), adds.clone());
+            assert_eq!((access.reads(), access.writes(), access.adds()), (&reads[..], &writes[..], &adds[..]));
+            let all: Vec<KeyPattern> = reads.iter().chain(&writes).chain(&adds).cloned().collect();
+            assert_eq!(access.patterns(), &all[..]);
+            assert_eq!(access.is_exact(), writes.iter().all(KeyPattern::is_exact));
+            let json = serde_json::to_value(&access).expect("serializable");
+            assert_eq!(json, serde_json::json!({ "reads": reads, "writes": writes, "adds": adds, "unbounded": false }));
+            // Collected and finished, the same lists.
+            let mut collected = Collected::default();
+            collected.set(access.clone());
+            assert_eq!(collected.finish(), access);
+            assert_eq!(access.clone().into_lists(), (reads, writes, adds));
+        }
+        let anything = PredictedAccess::unbounded();
+        assert!(anything.is_unbounded() && !anything.is_exact());
+        assert!(anything.covers([&b"a"[..]], [&b"b"[..]], [&b"c"[..]]));
+        assert!(!PredictedAccess::default().covers([&b"a"[..]], [], []));
+        assert_ne!(PredictedAccess::new(vec![key(1)], Vec::new(), Vec::new()), PredictedAccess::new(Vec::new(), vec![key(1)], Vec::new()), "the same patterns in another list");
     }
 
     #[test]
@@ -826,7 +956,7 @@ mod tests {
         assert!(!both.is_exact(), "the unknown amount leaves a prefix");
         // A template that knows a different amount is not covered by another exact one.
         let two = predict_go(vec![call_take(&callee, known_amount.clone()), call_take(&callee, other_amount)]);
-        assert_eq!(two.adds.len(), 2);
+        assert_eq!(two.adds().len(), 2);
         assert!(two.is_exact());
         // Identical templates are filled in once, and give what one gives.
         let twice = predict_go(vec![call_take(&callee, known_amount.clone()), call_take(&callee, known_amount.clone())]);

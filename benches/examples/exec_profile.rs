@@ -205,7 +205,7 @@ fn main() {
                 );
             }
             let plan = vm.plan(&block, 1).expect("plan");
-            let accesses: usize = vm.predict_block(&block, 1).expect("predictions").iter().map(|p| p.reads.len() + p.writes.len() + p.adds.len()).sum();
+            let accesses: usize = vm.predict_block(&block, 1).expect("predictions").iter().map(|p| p.patterns().len()).sum();
             println!(
                 "{workload}: {size} transactions, {accesses} predicted accesses, {} conflict edges, {} groups",
                 plan.graph.edge_count(),

@@ -102,7 +102,7 @@ impl AccessPredictor for AnalyzerPredictor {
     fn predict(&self, env: &PredictionEnv<'_>, tx: &Transaction) -> PredictedAccess {
         match &tx.kind {
             TxKind::Call { contract, method, args } => chroma_analyzer::predict(env, &tx.sender, contract, method, args),
-            TxKind::Deploy { .. } => PredictedAccess { unbounded: true, ..PredictedAccess::default() },
+            TxKind::Deploy { .. } => PredictedAccess::unbounded(),
         }
     }
 
@@ -354,7 +354,7 @@ impl Vm {
         let mut next = 0;
         while next < txs.len() {
             if let TxKind::Deploy { .. } = txs[next].kind {
-                predictions.push(Prediction::new(PredictedAccess { unbounded: true, ..PredictedAccess::default() }));
+                predictions.push(Prediction::new(PredictedAccess::unbounded()));
                 let started = Instant::now();
                 receipts.push(self.execute(&txs[next])?);
                 execution += started.elapsed();
@@ -565,7 +565,7 @@ impl Vm {
         strategy: Strategy,
     ) -> Result<SegmentRun, VmError> {
         let first = ran.len();
-        let expected_writes = predicted[first..].iter().map(|p| p.writes.len() + p.adds.len()).sum();
+        let expected_writes = predicted[first..].iter().map(|p| p.writes().len() + p.adds().len()).sum();
         let overlay = BlockOverlay::over(self.state().clone(), expected_writes);
         let run = Parallel {
             runtime: self.runtime().clone(),

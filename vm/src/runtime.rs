@@ -598,7 +598,7 @@ pub(crate) fn execute_in(
     runtime: &Arc<Runtime>,
     state: &Arc<dyn StateRead>,
     tx: &Transaction,
-    allowed: Option<Arc<PredictedAccess>>,
+    allowed: Option<PredictedAccess>,
 ) -> Result<Executed, VmError> {
     let nonce_record = nonce_key(&tx.sender);
     let expected = nonce_at(&**state, &nonce_record)?;
@@ -641,7 +641,7 @@ fn run(
     call: Call<'_>,
     gas_limit: u64,
     init: Option<&Arc<Contract>>,
-    allowed: Option<Arc<PredictedAccess>>,
+    allowed: Option<PredictedAccess>,
 ) -> Result<Executed, VmError> {
     let executed = |receipt, writes, mispredicted| Executed { receipt, writes, mispredicted, deployed: None };
     if gas_limit < gas::TRANSACTION {

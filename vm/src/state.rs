@@ -399,7 +399,7 @@ pub struct Journal {
     /// The first storage failure; the transaction's result is then void.
     failure: Option<StateError>,
     /// In a parallel block: the accesses the plan allows this transaction.
-    allowed: Option<Arc<PredictedAccess>>,
+    allowed: Option<PredictedAccess>,
     /// Whether `accesses` is kept (see [`Journal::recording_accesses`]).
     record_accesses: bool,
     /// Whether an access fell outside `allowed`.
@@ -430,7 +430,7 @@ impl Journal {
     }
 
     /// A journal that checks every access against `allowed` (see [`Journal::mispredicted`]).
-    pub fn enforcing(base: Arc<dyn StateRead>, allowed: Arc<PredictedAccess>) -> Journal {
+    pub fn enforcing(base: Arc<dyn StateRead>, allowed: PredictedAccess) -> Journal {
         Journal { allowed: Some(allowed), ..Journal::new(base) }
     }
 
@@ -443,7 +443,7 @@ impl Journal {
 
     fn check(&mut self, key: &[u8], kind: fn(&PredictedAccess) -> &[chroma_analyzer::KeyPattern]) {
         if let Some(allowed) = &self.allowed {
-            if !allowed.unbounded && !kind(allowed).iter().any(|p| p.covers(key)) {
+            if !allowed.is_unbounded() && !kind(allowed).iter().any(|p| p.covers(key)) {
                 self.mispredicted = true;
             }
         }
@@ -471,7 +471,7 @@ impl Journal {
     /// The value at `key` as this transaction sees it. The key is kept for
     /// the access set, when it is recorded.
     pub fn read(&mut self, key: Vec<u8>) -> Option<Vec<u8>> {
-        self.check(&key, |a| &a.reads);
+        self.check(&key, PredictedAccess::reads);
         let value = match self.overlay.get(&key) {
             Some(WriteOp::Set(value)) => value.clone(),
             Some(&WriteOp::Add(amount)) => {
@@ -487,7 +487,7 @@ impl Journal {
     }
 
     pub fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        self.check(&key, |a| &a.writes);
+        self.check(&key, PredictedAccess::writes);
         if self.record_accesses {
             self.accesses.writes.insert(key.clone());
         }
@@ -499,7 +499,7 @@ impl Journal {
     /// this transaction set the key: its result does not depend on the order
     /// of adds, and it does not read the key.
     pub fn add(&mut self, key: Vec<u8>, amount: u128) {
-        self.check(&key, |a| &a.adds);
+        self.check(&key, PredictedAccess::adds);
         if self.record_accesses {
             self.accesses.adds.insert(key.clone());
         }
@@ -701,12 +701,7 @@ mod tests {
     #[test]
     fn an_enforcing_journal_flags_accesses_outside_the_plan() {
         use chroma_analyzer::KeyPattern;
-        let allowed = Arc::new(PredictedAccess {
-            reads: vec![KeyPattern::exact(b"a")],
-            writes: vec![KeyPattern::prefix(b"s/")],
-            adds: vec![KeyPattern::exact(b"n")],
-            unbounded: false,
-        });
+        let allowed = PredictedAccess::new(vec![KeyPattern::exact(b"a")], vec![KeyPattern::prefix(b"s/")], vec![KeyPattern::exact(b"n")]);
         let mut j = Journal::enforcing(StateOverlay::new(), allowed.clone());
         j.read(b"a".to_vec());
         j.write(b"s/1".to_vec(), None);

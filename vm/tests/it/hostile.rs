@@ -302,7 +302,7 @@ fn keys_the_analyzer_cannot_follow_still_run_correctly_in_parallel() {
     assert!(wildcard_edges(&storage_key(&h, 2, &[])) > 0, "looped keys: {hot:?}");
     let hashed = block.iter().position(|tx| matches!(&tx.kind, TxKind::Call { method, .. } if method == "hashed_set"));
     let prediction = &report.predictions[hashed.expect("a hashed_set")];
-    assert!(prediction.writes.iter().any(|p| matches!(p, KeyPattern::Prefix(_))), "a hashed key is predicted as a wildcard");
+    assert!(prediction.writes().iter().any(|p| matches!(p, KeyPattern::Prefix(_))), "a hashed key is predicted as a wildcard");
 }
 
 fn call(sender: Address, nonce: u64, contract: Address, method: &str, args: impl Encode) -> Transaction {

@@ -99,12 +99,9 @@ impl AccessPredictor for DroppingPredictor {
         let honest = AnalyzerPredictor.predict(env, tx);
         let mut rng = Rng::new(tx.nonce.wrapping_mul(31) ^ u64::from(tx.sender.0[0]) ^ self.calls.fetch_add(1, Ordering::Relaxed) as u64);
         let mut keep = |_: &KeyPattern| rng.below(3) != 0;
-        PredictedAccess {
-            reads: honest.reads.into_iter().filter(&mut keep).collect(),
-            writes: honest.writes.into_iter().filter(&mut keep).collect(),
-            adds: honest.adds.into_iter().filter(&mut keep).collect(),
-            unbounded: false,
-        }
+        let (reads, writes, adds) = honest.into_lists();
+        let mut kept = |list: Vec<KeyPattern>| list.into_iter().filter(&mut keep).collect();
+        PredictedAccess::new(kept(reads), kept(writes), kept(adds))
     }
 }
 
@@ -217,7 +214,7 @@ fn fingerprints_made_while_predicting_equal_those_made_afterwards() {
         for threads in [1, 2] {
             for (tx, prediction) in block.iter().zip(vm.predict_block(&block, threads).expect("storage works")) {
                 assert_eq!(prediction, Prediction::new(prediction.access().clone()), "{tx:?}");
-                for list in [&prediction.reads, &prediction.writes, &prediction.adds] {
+                for list in [prediction.reads(), prediction.writes(), prediction.adds()] {
                     patterns += list.len();
                     assert!(list.iter().enumerate().all(|(i, p)| !list[..i].contains(p)), "a pattern twice: {list:?}");
                 }

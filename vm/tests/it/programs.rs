@@ -204,7 +204,7 @@ fn random_programs_run_inside_their_predictions_and_equal_serial_in_parallel() {
             let exactly = |patterns: &[chroma_analyzer::KeyPattern], keys: &std::collections::BTreeSet<Vec<u8>>| {
                 patterns.len() == keys.len() && patterns.iter().all(|p| matches!(p, chroma_analyzer::KeyPattern::Exact(k) if keys.contains(k.as_slice())))
             };
-            exact += usize::from(exactly(&predicted.reads, &a.reads) && exactly(&predicted.writes, &a.writes) && exactly(&predicted.adds, &a.adds));
+            exact += usize::from(exactly(predicted.reads(), &a.reads) && exactly(predicted.writes(), &a.writes) && exactly(predicted.adds(), &a.adds));
         }
     }
     println!("{PROGRAMS} programs, {calls} calls: {succeeded} succeeded, {touching} touched storage, {exact} predicted exactly");
