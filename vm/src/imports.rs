@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use chroma_host_api::gas;
 use chroma_host_api::host::{host_fn, pack_call_result, CallStatus, HostError, IMPORT_MODULE, STORAGE_ABSENT};
-use chroma_host_api::key::{storage_key, SYSTEM_SLOT};
+use chroma_host_api::key::{slot_prefix, KEY_PREFIX_LEN, SYSTEM_SLOT};
 use chroma_host_api::limits::*;
 use chroma_host_api::{Address, ADDRESS_LEN};
+use smallvec::SmallVec;
 use wasmtime::{Caller, Linker, Memory, StoreLimits};
 
 use crate::instrument::WrittenPages;
@@ -141,16 +142,26 @@ fn check_writable(caller: &Ctx<'_>, function: &'static str) -> HostResult<()> {
     Ok(())
 }
 
+/// Key bytes kept on the stack: a key by one address and more.
+const STATE_KEY_INLINE: usize = KEY_PREFIX_LEN + 64;
+
+/// A full state key, on the stack when short.
+type StateKey = SmallVec<[u8; STATE_KEY_INLINE]>;
+
 /// The full state key of the contract's key at (`key_ptr`, `key_len`),
-/// made straight from memory (no copy of the contract's key on the way).
-fn state_key(caller: &mut Ctx<'_>, slot: u32, key_ptr: u32, key_len: u32) -> HostResult<Vec<u8>> {
+/// made straight from memory (no copy of the contract's key on the way),
+/// laid out as `chroma_host_api::key` lays keys out.
+fn state_key(caller: &Ctx<'_>, slot: u32, key_ptr: u32, key_len: u32) -> HostResult<StateKey> {
     if slot == SYSTEM_SLOT {
         return Err(Abort::from(HostError::ReservedSlot { slot }).into());
     }
     check_len(key_len, MAX_KEY_LEN, |length, limit| HostError::KeyLengthExceeded { length, limit })?;
     let mem = memory(caller)?;
-    let key = span(mem.data(&*caller), key_ptr, key_len)?;
-    Ok(storage_key(&caller.data().frame.contract, slot, key))
+    let key = span(mem.data(caller), key_ptr, key_len)?;
+    let mut full = StateKey::new();
+    full.extend_from_slice(&slot_prefix(&caller.data().frame.contract, slot));
+    full.extend_from_slice(key);
+    Ok(full)
 }
 
 fn input(mut caller: Ctx<'_>, dst_ptr: u32) -> HostResult<u32> {
@@ -177,14 +188,30 @@ fn self_address(mut caller: Ctx<'_>, dst_ptr: u32) -> HostResult<()> {
 
 fn storage_read(mut caller: Ctx<'_>, slot: u32, key_ptr: u32, key_len: u32, dst_ptr: u32, dst_cap: u32) -> HostResult<i32> {
     charge(&mut caller, gas::HOST_CALL + gas::STORAGE_READ + gas::STORAGE_READ_PER_BYTE * u64::from(key_len))?;
-    let key = state_key(&mut caller, slot, key_ptr, key_len)?;
-    let Some(value) = tx(&mut caller)?.journal.read(key) else {
+    // The key on the stack and the value copied into memory where the
+    // state lends it: a read allocated both (two of a transfer's 19
+    // allocations).
+    let key = state_key(&caller, slot, key_ptr, key_len)?;
+    let mem = memory(&caller)?;
+    let (data, store) = mem.data_and_store_mut(&mut caller);
+    let StoreData { tx, written, .. } = store;
+    let journal = &mut tx.as_deref_mut().ok_or_else(|| wasmtime::Error::msg("no transaction context"))?.journal;
+    // The copy is made before the charge for the value's length: a
+    // transaction out of gas fails all the same, and its memory is not
+    // seen again.
+    let (mut length, mut copied) = (None, Ok(()));
+    journal.read_with(&key, &mut |value| {
+        if let Some(value) = value {
+            length = Some(value.len());
+            copied = copy_into(data, written, dst_ptr, &value[..value.len().min(dst_cap as usize)]);
+        }
+    });
+    let Some(length) = length else {
         return Ok(STORAGE_ABSENT);
     };
-    charge(&mut caller, gas::STORAGE_READ_PER_BYTE * value.len() as u64)?;
-    let copied = value.len().min(dst_cap as usize);
-    write_bytes(&mut caller, dst_ptr, &value[..copied])?;
-    Ok(value.len() as i32)
+    charge(&mut caller, gas::STORAGE_READ_PER_BYTE * length as u64)?;
+    copied?;
+    Ok(length as i32)
 }
 
 fn storage_write(mut caller: Ctx<'_>, slot: u32, key_ptr: u32, key_len: u32, val_ptr: u32, val_len: u32) -> HostResult<()> {
@@ -194,7 +221,7 @@ fn storage_write(mut caller: Ctx<'_>, slot: u32, key_ptr: u32, key_len: u32, val
         &mut caller,
         gas::HOST_CALL + gas::STORAGE_WRITE + gas::STORAGE_WRITE_PER_BYTE * (u64::from(key_len) + u64::from(val_len)),
     )?;
-    let key = state_key(&mut caller, slot, key_ptr, key_len)?;
+    let key = state_key(&caller, slot, key_ptr, key_len)?.into_vec();
     let value = read_bytes(&mut caller, val_ptr, val_len)?;
     tx(&mut caller)?.journal.write(key, Some(value));
     Ok(())
@@ -203,7 +230,7 @@ fn storage_write(mut caller: Ctx<'_>, slot: u32, key_ptr: u32, key_len: u32, val
 fn storage_remove(mut caller: Ctx<'_>, slot: u32, key_ptr: u32, key_len: u32) -> HostResult<()> {
     check_writable(&caller, host_fn::storage_remove.name)?;
     charge(&mut caller, gas::HOST_CALL + gas::STORAGE_REMOVE + gas::STORAGE_WRITE_PER_BYTE * u64::from(key_len))?;
-    let key = state_key(&mut caller, slot, key_ptr, key_len)?;
+    let key = state_key(&caller, slot, key_ptr, key_len)?.into_vec();
     tx(&mut caller)?.journal.write(key, None);
     Ok(())
 }
@@ -211,7 +238,7 @@ fn storage_remove(mut caller: Ctx<'_>, slot: u32, key_ptr: u32, key_len: u32) ->
 fn storage_add(mut caller: Ctx<'_>, slot: u32, key_ptr: u32, key_len: u32, lo: i64, hi: i64) -> HostResult<()> {
     check_writable(&caller, host_fn::storage_add.name)?;
     charge(&mut caller, gas::HOST_CALL + gas::STORAGE_ADD + gas::STORAGE_WRITE_PER_BYTE * u64::from(key_len))?;
-    let key = state_key(&mut caller, slot, key_ptr, key_len)?;
+    let key = state_key(&caller, slot, key_ptr, key_len)?.into_vec();
     let amount = u128::from(lo as u64) | (u128::from(hi as u64) << 64);
     tx(&mut caller)?.journal.add(key, amount);
     Ok(())
@@ -271,14 +298,17 @@ fn call(
     let mut address = [0u8; ADDRESS_LEN];
     let mem = memory(&caller)?;
     address.copy_from_slice(span(mem.data(&caller), addr_ptr, ADDRESS_LEN as u32)?);
-    let method = utf8(read_bytes(&mut caller, method_ptr, method_len)?, "method name")?;
+    // The name on the stack (the invocation borrows it): an allocation
+    // per call less.
+    let method: SmallVec<[u8; MAX_METHOD_NAME_LEN]> = SmallVec::from_slice(span(mem.data(&caller), method_ptr, method_len)?);
+    let method = std::str::from_utf8(&method).map_err(|_| Abort::from(HostError::InvalidUtf8 { what: "method name" }))?;
     let args = read_bytes(&mut caller, args_ptr, args_len)?;
 
     let fuel = caller.get_fuel()?;
     let (from, read_only) = (caller.data().frame.contract, caller.data().frame.read_only);
     let state = caller.data_mut().tx.take().ok_or_else(|| wasmtime::Error::msg("no transaction context"))?;
     let runtime: Arc<Runtime> = state.runtime.clone();
-    let invocation = Invocation { contract: Address(address), caller: from, method: &method, input: args, read_only, fuel };
+    let invocation = Invocation { contract: Address(address), caller: from, method, input: args, read_only, fuel };
     let (state, result) = runtime.invoke(state, invocation, None);
     caller.data_mut().tx = Some(state);
     caller.set_fuel(result.fuel_left)?;

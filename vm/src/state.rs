@@ -42,6 +42,15 @@ pub struct StateError(pub String);
 /// Committed state: full keys (see `chroma_host_api::key`) to values.
 pub trait StateRead: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
+
+    /// Calls `with` once with the value at `key` (`None`: absent), lent
+    /// where the state can lend it, unless reading fails: a read that only
+    /// copies the value somewhere (a contract's `storage_read`, into its
+    /// memory) then allocates nothing.
+    fn read_with(&self, key: &[u8], with: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StateError> {
+        with(self.get(key)?.as_deref());
+        Ok(())
+    }
 }
 
 /// Writes not yet persisted, over an optional base (the last committed block
@@ -170,6 +179,20 @@ impl StateRead for StateOverlay {
         match &*self.base.read().unwrap_or_else(|p| p.into_inner()) {
             Some(base) => base.get(key),
             None => Ok(None),
+        }
+    }
+
+    fn read_with(&self, key: &[u8], with: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StateError> {
+        if let Some(pending) = self.entries.read().unwrap_or_else(|p| p.into_inner()).get(key) {
+            with(pending.as_deref());
+            return Ok(());
+        }
+        match &*self.base.read().unwrap_or_else(|p| p.into_inner()) {
+            Some(base) => base.read_with(key, with),
+            None => {
+                with(None);
+                Ok(())
+            }
         }
     }
 }
@@ -365,6 +388,20 @@ impl StateRead for BlockOverlay {
         }
         self.base.get(key)
     }
+
+    fn read_with(&self, key: &[u8], with: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StateError> {
+        let hash = hash_of(key);
+        if let Some(written) = self.shard(hash).read().unwrap_or_else(|p| p.into_inner()).find(hash, |w| w.key == key) {
+            // A key last set is lent as it is; one added to since is folded.
+            if let Some((_, WriteOp::Set(value))) = written.history.last() {
+                with(value.as_deref());
+                return Ok(());
+            }
+            with(fold(written.history.iter().map(|(_, op)| op), || self.base.get(key))?.as_deref());
+            return Ok(());
+        }
+        self.base.read_with(key, with)
+    }
 }
 
 /// The keys a transaction touched, by kind. Full state keys, sorted.
@@ -466,6 +503,30 @@ impl Journal {
         }
         let previous = self.overlay.insert(key.clone(), op);
         self.undo.push((key, previous));
+    }
+
+    /// Calls `with` once with the value at `key` as this transaction sees
+    /// it, lent where it can be (see [`StateRead::read_with`]); the key is
+    /// copied for the access set only when that is recorded. A storage
+    /// failure is kept (see [`Journal::finish`]) and reads as absent.
+    pub fn read_with(&mut self, key: &[u8], with: &mut dyn FnMut(Option<&[u8]>)) {
+        self.check(key, PredictedAccess::reads);
+        match self.overlay.get(key) {
+            Some(WriteOp::Set(value)) => with(value.as_deref()),
+            Some(&WriteOp::Add(amount)) => {
+                let base = self.base_value(key);
+                with(Some(&added(base.as_deref(), amount)));
+            }
+            None => {
+                if let Err(e) = self.base.read_with(key, with) {
+                    self.failure.get_or_insert(e);
+                    with(None);
+                }
+            }
+        }
+        if self.record_accesses {
+            self.accesses.reads.insert(key.to_vec());
+        }
     }
 
     /// The value at `key` as this transaction sees it. The key is kept for
@@ -588,6 +649,55 @@ mod tests {
         assert_eq!(writes, BTreeMap::from([(b"k".to_vec(), WriteOp::Set(Some(b"outer".to_vec())))]));
         assert!(accesses.writes.contains(&b"new".to_vec()), "accesses of rolled-back calls are kept");
         assert!(accesses.adds.contains(&b"n".to_vec()));
+    }
+
+    /// What `read_with` lends is what `get` returns, through every state a
+    /// transaction reads: an overlay over another (a key removed on top),
+    /// a block's writes over it (a key set, a key added to), and the
+    /// journal's own writes and adds; `with` is called exactly once.
+    #[test]
+    fn read_with_lends_what_get_returns() {
+        let base = StateOverlay::new();
+        base.apply_values([(b"a".to_vec(), Some(b"1".to_vec())), (b"n".to_vec(), Some(5u128.encode()))]);
+        let top = StateOverlay::over(base.clone());
+        top.apply_values([(b"b".to_vec(), Some(b"2".to_vec())), (b"a".to_vec(), None)]);
+        let block = BlockOverlay::over(top.clone(), 4);
+        // Keys with several writes: set twice, set then added to, added to twice.
+        block.apply(0, BTreeMap::from([(b"c".to_vec(), WriteOp::Set(Some(b"3".to_vec()))), (b"n".to_vec(), WriteOp::Add(7)), (b"z".to_vec(), WriteOp::Set(Some(9u128.encode())))]));
+        block.apply(1, BTreeMap::from([(b"b".to_vec(), WriteOp::Set(None)), (b"c".to_vec(), WriteOp::Set(Some(b"5".to_vec()))), (b"n".to_vec(), WriteOp::Add(1)), (b"z".to_vec(), WriteOp::Add(2))]));
+        let keys: [&[u8]; 6] = [b"a", b"b", b"c", b"n", b"z", b"absent"];
+        let states: [(&str, &dyn StateRead); 3] = [("base", &*base), ("top", &*top), ("block", &*block)];
+        for (name, state) in states {
+            for key in keys {
+                let mut lent = Vec::new();
+                state.read_with(key, &mut |value| lent.push(value.map(<[u8]>::to_vec))).expect("read");
+                assert_eq!(lent, vec![state.get(key).expect("read")], "{name} {key:?}");
+            }
+        }
+        assert_eq!(block.get(b"n").expect("read"), Some(13u128.encode()), "the adds folded over the base");
+        assert_eq!(block.get(b"c").expect("read"), Some(b"5".to_vec()), "the last set");
+        assert_eq!(block.get(b"z").expect("read"), Some(11u128.encode()), "the set, then the add");
+        let mut journal = Journal::new(block.clone());
+        journal.write(b"a".to_vec(), Some(b"4".to_vec()));
+        journal.add(b"c".to_vec(), 2);
+        journal.add(b"n".to_vec(), 1);
+        for key in keys {
+            let mut lent = Vec::new();
+            journal.read_with(key, &mut |value| lent.push(value.map(<[u8]>::to_vec)));
+            assert_eq!(lent, vec![journal.read(key.to_vec())], "journal {key:?}");
+        }
+        let (_, _, accesses) = journal.finish().expect("no storage failure");
+        assert!(keys.iter().all(|k| accesses.reads.contains(*k)), "both ways of reading record the key");
+    }
+
+    /// A read that fails is seen as absent, once, and the failure is kept.
+    #[test]
+    fn a_failed_read_with_is_absent_and_kept() {
+        let mut journal = Journal::new(Arc::new(Broken));
+        let mut lent = Vec::new();
+        journal.read_with(b"k", &mut |value| lent.push(value.map(<[u8]>::to_vec)));
+        assert_eq!(lent, vec![None]);
+        assert!(journal.finish().is_err());
     }
 
     struct Broken;

@@ -92,6 +92,12 @@ impl StateRead for Snapshot {
             Err(e) => Err(StateError(e.to_string())),
         }
     }
+
+    fn read_with(&self, key: &[u8], with: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StateError> {
+        let value = self.table.get(key).map_err(|e| StateError(e.to_string()))?;
+        with(value.as_ref().map(|v| v.value()));
+        Ok(())
+    }
 }
 
 impl StateDb {
@@ -516,6 +522,21 @@ mod tests {
         }
         assert_eq!(ReceiptsRecord::parse(&[bytes, &[0][..]].concat()), None);
         assert_eq!(ReceiptsRecord::parse(&ReceiptsRecord::of::<u8>(&[], 0, |_, _| {}).bytes), Some(Vec::new()));
+    }
+
+    /// A snapshot lends what it reads: the same value `get` copies, and
+    /// `None` for a key never written.
+    #[test]
+    fn a_snapshot_lends_what_it_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = StateDb::create(&dir.path().join("db")).expect("create");
+        commit(&db, 1, &[]);
+        let snapshot = db.snapshot().expect("snapshot");
+        for key in [1u64.to_le_bytes().to_vec(), b"absent".to_vec()] {
+            let mut lent = Vec::new();
+            snapshot.read_with(&key, &mut |value| lent.push(value.map(<[u8]>::to_vec))).expect("read");
+            assert_eq!(lent, vec![snapshot.get(&key).expect("read")], "{key:?}");
+        }
     }
 
     /// Blocks committed now keep their receipts in one record; blocks of a
