@@ -16,6 +16,7 @@
 
 mod bytemap;
 mod domain;
+mod guards;
 mod interp;
 mod locals;
 mod module;
@@ -31,6 +32,7 @@ use std::sync::OnceLock;
 use chroma_host_api::InputShape;
 
 pub use domain::Byte;
+pub use guards::Decisions;
 pub use module::contract_features;
 pub use plan::{ConflictGraph, ExecutionPlan, Fingerprints, PatternAt, Planned, Prediction, Strategy};
 pub use predict::{predict, predict_into, Collected, Environment, KeyBytes, KeyPattern, PredictedAccess, INLINE_KEY_LEN};
@@ -129,6 +131,7 @@ fn summary_of(name: &str, kind: EntryKind, interpreter: Interpreter<'_>) -> Acce
         unbounded: effects.opaque,
         steps,
         by_shape: false,
+        compiled: Default::default(),
     }
 }
 

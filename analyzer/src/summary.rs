@@ -11,6 +11,7 @@ use chroma_host_api::abi::MethodKind;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Byte;
+use crate::guards::{CompiledCell, CompiledGuards};
 
 /// A storage key of the running contract, as an expression over the call.
 ///
@@ -326,12 +327,22 @@ pub struct AccessSummary {
     /// precise.
     #[serde(default)]
     pub by_shape: bool,
+    /// `guards` and `conditions` made ready for the predictor, when first
+    /// needed (derived: no part of comparisons or of the JSON).
+    #[serde(skip)]
+    pub(crate) compiled: CompiledCell,
 }
 
 impl AccessSummary {
     /// The guard of template `index` in list `kind`, if it has one.
     pub fn guard(&self, kind: AccessKind, index: usize) -> Option<&Guard> {
         self.guards.iter().find(|g| g.kind == kind && g.index as usize == index)
+    }
+
+    /// The guards and conditions made ready for the predictor (made on
+    /// the first call).
+    pub(crate) fn compiled(&self) -> &CompiledGuards {
+        self.compiled.get(&self.conditions, &self.guards, &self.reads)
     }
 
     /// Whether every key is exact and every call fully resolved by the
@@ -422,6 +433,7 @@ impl ContractSummary {
                 unbounded: Some(why.to_string()),
                 steps: 0,
                 by_shape: false,
+                compiled: CompiledCell::default(),
             })
             .collect();
         ContractSummary::new(entries, BTreeSet::new())

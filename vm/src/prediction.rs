@@ -3,9 +3,10 @@
 //! [`chroma_analyzer::predict`].
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use chroma_analyzer::{AccessSummary, ContractSummary, Environment};
+use chroma_analyzer::{AccessSummary, ContractSummary, Decisions, Environment};
 use chroma_host_api::Address;
 use rustc_hash::FxHashMap;
 
@@ -19,16 +20,47 @@ pub struct PredictionEnv<'s> {
     summaries: Arc<Summaries>,
     shapes: Arc<ShapedSummaries>,
     state: &'s dyn StateRead,
+    /// Which [`PredictionEnv::new`] the view comes from (forks and views
+    /// assembled from its parts share it): views of one generation see the
+    /// same summaries and state, so they may take over each other's [`Kept`].
+    generation: u64,
+    kept: Kept,
+}
+
+/// What a view learns as it predicts, valid for its whole generation.
+#[derive(Default)]
+struct Kept {
     /// Values read so far. The predictor reads only slots that no entry
     /// point but the constructor writes, so they cannot change while a block
     /// is planned; every swap of a pool reads the same token addresses.
     cache: RefCell<FxHashMap<Vec<u8>, Option<Arc<[u8]>>>>,
+    /// Which guarded templates of entries may happen, by what decides it
+    /// (a block's swaps of one pool in one direction decide alike).
+    decisions: Decisions,
+}
+
+/// Generations of views (see [`PredictionEnv::generation`]).
+static GENERATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// What the last view dropped on this thread had learnt, with its
+    /// generation. A planner's pool assembles a view per task (of a few
+    /// hundred transactions), several per thread and block; each would
+    /// otherwise read the same values and decide the same guards again (a
+    /// block of swaps over 100 pools has 200 decisions to make).
+    static KEPT: RefCell<Option<(u64, Kept)>> = const { RefCell::new(None) };
 }
 
 impl<'s> PredictionEnv<'s> {
     /// The contracts deployed in `runtime` now, over `state`.
     pub fn new(runtime: &Runtime, state: &'s dyn StateRead) -> PredictionEnv<'s> {
-        PredictionEnv { summaries: runtime.summaries_by_address(), shapes: runtime.shapes(), state, cache: RefCell::default() }
+        PredictionEnv {
+            summaries: runtime.summaries_by_address(),
+            shapes: runtime.shapes(),
+            state,
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
+            kept: Kept::default(),
+        }
     }
 
     /// The same view with a cache of its own, for another thread.
@@ -38,18 +70,37 @@ impl<'s> PredictionEnv<'s> {
 
     /// The parts another thread needs to [`PredictionEnv::assemble`] its own view.
     pub fn parts(&self) -> EnvParts<'s> {
-        EnvParts { summaries: self.summaries.clone(), shapes: self.shapes.clone(), state: self.state }
+        EnvParts { summaries: self.summaries.clone(), shapes: self.shapes.clone(), state: self.state, generation: self.generation }
     }
 
+    /// A view of `parts`, with what the last view of the same generation
+    /// dropped on this thread had learnt.
     pub fn assemble(parts: &EnvParts<'s>) -> PredictionEnv<'s> {
-        let EnvParts { summaries, shapes, state } = parts;
-        PredictionEnv { summaries: summaries.clone(), shapes: shapes.clone(), state: *state, cache: RefCell::default() }
+        let EnvParts { summaries, shapes, state, generation } = parts;
+        let kept = KEPT.with(|kept| match kept.borrow_mut().take() {
+            Some((of, kept)) if of == *generation => kept,
+            _ => Kept::default(),
+        });
+        PredictionEnv { summaries: summaries.clone(), shapes: shapes.clone(), state: *state, generation: *generation, kept }
     }
 
     /// Adds a contract that will exist when later transactions run (one
     /// deployed earlier in the same block).
     pub fn add_contract(&mut self, address: Address, summary: Arc<ContractSummary>) {
         Arc::make_mut(&mut self.summaries).insert(address, summary);
+        // Other summaries now: a generation of its own. Decisions are kept
+        // by where an entry's summary is, and one replaced may be dropped
+        // and its place reused.
+        self.generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+        self.kept.decisions.clear();
+    }
+}
+
+impl Drop for PredictionEnv<'_> {
+    fn drop(&mut self) {
+        let kept = (self.generation, std::mem::take(&mut self.kept));
+        // A thread being torn down has no table left: nothing to keep.
+        let _ = KEPT.try_with(|slot| *slot.borrow_mut() = Some(kept));
     }
 }
 
@@ -59,6 +110,7 @@ pub struct EnvParts<'s> {
     summaries: Arc<Summaries>,
     shapes: Arc<ShapedSummaries>,
     state: &'s dyn StateRead,
+    generation: u64,
 }
 
 impl Environment for PredictionEnv<'_> {
@@ -69,15 +121,75 @@ impl Environment for PredictionEnv<'_> {
     /// A storage error reads as "no value": the prediction then stays wide
     /// (the key cannot be resolved), never wrong.
     fn storage(&self, key: &[u8]) -> Option<Arc<[u8]>> {
-        if let Some(known) = self.cache.borrow().get(key) {
+        if let Some(known) = self.kept.cache.borrow().get(key) {
             return known.clone();
         }
         let value: Option<Arc<[u8]>> = self.state.get(key).ok().flatten().map(Into::into);
-        self.cache.borrow_mut().insert(key.to_vec(), value.clone());
+        self.kept.cache.borrow_mut().insert(key.to_vec(), value.clone());
         value
     }
 
     fn shaped_entry(&self, contract: &Address, method: &str, input: &[u8]) -> Option<Arc<AccessSummary>> {
         self.shapes.entry(contract, method, input)
+    }
+
+    fn decisions(&self) -> Option<&Decisions> {
+        Some(&self.kept.decisions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chroma_analyzer::predict;
+    use chroma_host_api::{Encode, ADDRESS_LEN};
+
+    use super::*;
+    use crate::address::contract_address;
+    use crate::runtime::Vm;
+    use crate::tx::{Transaction, TxKind};
+
+    const TOKEN: &[u8] = include_bytes!("../../contracts/wasm/token.wasm");
+
+    /// A view assembled on a thread takes over what the last view of its
+    /// generation dropped there had learnt (the decisions of `mint`'s
+    /// guards), and predicts the same; a view of another generation, or
+    /// of one whose contracts changed, starts afresh.
+    #[test]
+    fn views_of_one_generation_take_over_what_the_last_one_learnt() {
+        let owner = Address([7; ADDRESS_LEN]);
+        let mut vm = Vm::new().expect("engine");
+        let deploy = TxKind::Deploy { code: TOKEN.to_vec(), init_args: ("USD".to_string(), 1_000u128).encode() };
+        let receipt = vm.execute(&Transaction { sender: owner, nonce: 0, kind: deploy, gas_limit: 10_000_000 }).expect("deployed");
+        assert!(receipt.outcome.is_success());
+        let token = contract_address(&owner, 0);
+        let mint = (Address([3; ADDRESS_LEN]), 5u128).encode();
+
+        let env = PredictionEnv::new(vm.runtime(), &**vm.state());
+        let parts = env.parts();
+        let first = PredictionEnv::assemble(&parts);
+        assert!(first.kept.decisions.is_empty());
+        let predicted = predict(&first, &owner, &token, "mint", &mint);
+        assert_eq!(first.kept.decisions.len(), 1, "mint's guards decided once");
+        drop(first);
+        let second = PredictionEnv::assemble(&parts);
+        assert_eq!(second.kept.decisions.len(), 1, "taken over");
+        assert!(!second.kept.cache.borrow().is_empty(), "the stored values read, too");
+        assert_eq!(predict(&second, &owner, &token, "mint", &mint), predicted);
+        assert_eq!(second.kept.decisions.len(), 1, "the same decision, not another");
+        drop(second);
+
+        // Another generation does not take it.
+        let other = PredictionEnv::new(vm.runtime(), &**vm.state());
+        let view = PredictionEnv::assemble(&other.parts());
+        assert!(view.kept.decisions.is_empty() && view.kept.cache.borrow().is_empty());
+        drop(view);
+        // Nor does a view whose contracts changed after it learnt.
+        let mut changed = PredictionEnv::assemble(&other.parts());
+        assert_eq!(predict(&changed, &owner, &token, "mint", &mint), predicted);
+        let summary = changed.summary(&token).cloned().map(Arc::new).expect("deployed");
+        changed.add_contract(Address([4; ADDRESS_LEN]), summary);
+        assert!(changed.kept.decisions.is_empty(), "forgotten when a contract is added");
+        drop(changed);
+        assert!(PredictionEnv::assemble(&other.parts()).kept.decisions.is_empty(), "kept under the changed view's generation");
     }
 }

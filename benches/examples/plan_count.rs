@@ -1,0 +1,174 @@
+//! Planning counted in instructions instead of timed: on this host a time
+//! moves by 15-50% from run to run, which hides a change of a tenth; a count
+//! under valgrind does not move.
+//!
+//! ```sh
+//! cargo run --release -p chroma-benches --example plan_count -- record swaps 10000 /tmp/swaps.json
+//! valgrind --tool=cachegrind --cache-sim=no target/release/examples/plan_count count /tmp/swaps.json 0
+//! valgrind --tool=cachegrind --cache-sim=no target/release/examples/plan_count count /tmp/swaps.json 3
+//! ```
+//!
+//! `record` saves a block of the workload with what filling its templates
+//! in reads: the summaries of the contracts its transactions reach (and of
+//! entries analysed for an input's shape) and the stored values the
+//! predictor resolves. `count FILE N` loads that (no
+//! engine is made, so it runs under valgrind) and then fills the block's
+//! templates in N times (`plan` instead of `count`: and builds its plan each
+//! time); the difference of the instructions counted with N and with 0,
+//! over N and the block's size, is the instructions per transaction.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chroma_analyzer::{AccessSummary, Collected, ContractSummary, Decisions, Environment, ExecutionPlan, Prediction};
+use chroma_benches::SetUpWorld;
+use chroma_host_api::{Address, ADDRESS_LEN};
+use chroma_vm::{PredictionEnv, TxKind};
+use chroma_workloads::{Workload, WorldConfig};
+use serde::{Deserialize, Serialize};
+
+/// The binaries' allocator, whose instructions count as the VM's do.
+#[global_allocator]
+static ALLOCATOR: chroma_alloc::Allocator = chroma_alloc::Allocator;
+
+/// What `record` saves: hex strings for bytes.
+#[derive(Serialize, Deserialize)]
+struct Recorded {
+    summaries: Vec<(String, ContractSummary)>,
+    stored: Vec<(String, Option<String>)>,
+    /// Sender, contract, method, input.
+    calls: Vec<(String, String, String, String)>,
+    /// Entries analysed for an input's shape: contract, method, input.
+    #[serde(default)]
+    shaped: Vec<(String, String, String, AccessSummary)>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
+}
+
+fn address(text: &str) -> Address {
+    Address(<[u8; ADDRESS_LEN]>::try_from(unhex(text)).expect("an address"))
+}
+
+/// The VM's environment, noting what the predictor asks of it.
+struct Recording<'e> {
+    inner: &'e PredictionEnv<'e>,
+    contracts: RefCell<BTreeMap<[u8; ADDRESS_LEN], ()>>,
+    stored: RefCell<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+    shaped: RefCell<BTreeMap<(Address, String, Vec<u8>), AccessSummary>>,
+}
+
+impl Environment for Recording<'_> {
+    fn summary(&self, contract: &Address) -> Option<&ContractSummary> {
+        self.contracts.borrow_mut().insert(contract.0, ());
+        self.inner.summary(contract)
+    }
+
+    fn storage(&self, key: &[u8]) -> Option<Arc<[u8]>> {
+        let value = self.inner.storage(key);
+        self.stored.borrow_mut().insert(key.to_vec(), value.as_deref().map(<[u8]>::to_vec));
+        value
+    }
+
+    fn shaped_entry(&self, contract: &Address, method: &str, input: &[u8]) -> Option<Arc<AccessSummary>> {
+        let shaped = self.inner.shaped_entry(contract, method, input);
+        if let Some(summary) = &shaped {
+            self.shaped.borrow_mut().insert((*contract, method.to_string(), input.to_vec()), (**summary).clone());
+        }
+        shaped
+    }
+}
+
+/// The recorded environment, as `count` reads it.
+struct Replay {
+    summaries: BTreeMap<Address, ContractSummary>,
+    stored: BTreeMap<Vec<u8>, Option<Arc<[u8]>>>,
+    /// As the VM's environment keeps them (`DECISIONS=0`: not kept).
+    decisions: Option<Decisions>,
+    shaped: BTreeMap<(Address, String, Vec<u8>), Arc<AccessSummary>>,
+}
+
+impl Environment for Replay {
+    fn summary(&self, contract: &Address) -> Option<&ContractSummary> {
+        self.summaries.get(contract)
+    }
+
+    fn storage(&self, key: &[u8]) -> Option<Arc<[u8]>> {
+        self.stored.get(key).cloned().flatten()
+    }
+
+    fn decisions(&self) -> Option<&Decisions> {
+        self.decisions.as_ref()
+    }
+
+    fn shaped_entry(&self, contract: &Address, method: &str, input: &[u8]) -> Option<Arc<AccessSummary>> {
+        self.shaped.get(&(*contract, method.to_string(), input.to_vec())).cloned()
+    }
+}
+
+fn main() {
+    chroma_alloc::tune();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["record", workload, size, file] => {
+            let workload: Workload = workload.parse().unwrap_or_else(|e| panic!("{e}"));
+            let size: usize = size.parse().expect("a block size");
+            let world = SetUpWorld::new(WorldConfig { users: 10_000, pools: 100, seed: 42, ..WorldConfig::default() });
+            let block = world.world().block(workload, size);
+            let vm = world.fork();
+            let env = PredictionEnv::new(vm.runtime(), &**vm.state());
+            let recording = Recording { inner: &env, contracts: RefCell::default(), stored: RefCell::default(), shaped: RefCell::default() };
+            let mut calls = Vec::new();
+            let mut collected = Collected::default();
+            for tx in &block {
+                let TxKind::Call { contract, method, args } = &tx.kind else { panic!("{workload}: a block of calls only") };
+                chroma_analyzer::predict_into(&recording, &tx.sender, contract, method, args, &mut collected);
+                calls.push((hex(&tx.sender.0), hex(&contract.0), method.clone(), hex(args)));
+            }
+            let summaries = recording.contracts.borrow().keys().filter_map(|a| env.summary(&Address(*a)).map(|s| (hex(a), s.clone()))).collect();
+            let stored = recording.stored.borrow().iter().map(|(k, v)| (hex(k), v.as_deref().map(hex))).collect();
+            let shaped = recording.shaped.borrow().iter().map(|((c, m, i), s)| (hex(&c.0), m.clone(), hex(i), s.clone())).collect();
+            let recorded = Recorded { summaries, stored, calls, shaped };
+            std::fs::write(file, serde_json::to_vec(&recorded).expect("serializable")).expect("writable");
+            println!("{workload}: {size} transactions recorded to {file}");
+        }
+        [mode @ ("count" | "plan"), file, rounds] => {
+            let recorded: Recorded = serde_json::from_slice(&std::fs::read(file).expect("readable")).expect("a recording");
+            let rounds: usize = rounds.parse().expect("a number of rounds");
+            let env = Replay {
+                summaries: recorded.summaries.into_iter().map(|(a, s)| (address(&a), s)).collect(),
+                stored: recorded.stored.into_iter().map(|(k, v)| (unhex(&k), v.map(|v| unhex(&v).into()))).collect(),
+                decisions: (std::env::var("DECISIONS").as_deref() != Ok("0")).then(Decisions::default),
+                shaped: recorded.shaped.into_iter().map(|(c, m, i, s)| ((address(&c), m, unhex(&i)), Arc::new(s))).collect(),
+            };
+            let calls: Vec<(Address, Address, String, Vec<u8>)> =
+                recorded.calls.into_iter().map(|(s, c, m, a)| (address(&s), address(&c), m, unhex(&a))).collect();
+            let mut collected = Collected::default();
+            let mut patterns = 0;
+            for _ in 0..rounds {
+                let predictions: Vec<Prediction> = calls
+                    .iter()
+                    .map(|(sender, contract, method, input)| {
+                        chroma_analyzer::predict_into(&env, sender, contract, method, input, &mut collected);
+                        Prediction::collected(&mut collected)
+                    })
+                    .collect();
+                patterns = predictions.iter().map(|p| p.patterns().len()).sum::<usize>();
+                if mode == "plan" {
+                    std::hint::black_box(ExecutionPlan::new(&predictions));
+                }
+            }
+            println!("{} transactions, {patterns} patterns, {rounds} round(s)", calls.len());
+        }
+        _ => {
+            eprintln!("usage: plan_count record WORKLOAD SIZE FILE | plan_count (count|plan) FILE ROUNDS");
+            std::process::exit(2);
+        }
+    }
+}
