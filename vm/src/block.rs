@@ -340,6 +340,10 @@ impl Vm {
         let threads = options.threads.clamp(1, MAX_THREADS);
         let options = BlockOptions { threads, ..*options };
         let pool = if options.serial { None } else { Some(pool(threads)?) };
+        // Every transaction that runs writes its sender's nonce: room for
+        // that many pending keys at once (a node's state keeps its room from
+        // block to block, so there this does nothing after the first).
+        self.state().reserve(txs.len());
         // Both are filled in block order: segments and deploys end in order,
         // and a misprediction ends its segment's part at the transaction it
         // re-executes. A block of one segment takes its segment's vectors as

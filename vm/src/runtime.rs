@@ -575,9 +575,12 @@ pub(crate) fn nonce_in(state: &dyn StateRead, account: &Address) -> Result<u64, 
 }
 
 /// The nonce stored at `key` (an account's [`nonce_key`]), 0 if none.
+/// Decoded where it is stored (read as a copy, every transaction's nonce
+/// cost an allocation and a free).
 fn nonce_at(state: &dyn StateRead, key: &[u8]) -> Result<u64, StateError> {
-    let record = state.get(key)?;
-    Ok(record.and_then(|v| u64::decode(&v).ok()).unwrap_or(0))
+    let mut nonce = 0;
+    state.read_with(key, &mut |record| nonce = record.and_then(|v| u64::decode(v).ok()).unwrap_or(0))?;
+    Ok(nonce)
 }
 
 /// The state key of `account`'s nonce (read and written by every transaction it sends).
