@@ -341,8 +341,9 @@ impl Vm {
         let options = BlockOptions { threads, ..*options };
         let pool = if options.serial { None } else { Some(pool(threads)?) };
         // Every transaction that runs writes its sender's nonce: room for
-        // that many pending keys at once (a node's state keeps its room from
-        // block to block, so there this does nothing after the first).
+        // that many pending keys at once, before the block's first write (a
+        // node's state hands its table over at each commit, so this sizes
+        // each block's anew).
         self.state().reserve(txs.len());
         // Both are filled in block order: segments and deploys end in order,
         // and a misprediction ends its segment's part at the transaction it
