@@ -2,7 +2,7 @@
 //! transaction, a journal of writes with checkpoints for nested calls.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use std::hash::Hasher;
 
@@ -64,6 +64,10 @@ pub struct StateOverlay {
     /// cache miss per node); it is only iterated through [`sorted`], so its
     /// order never shows.
     entries: RwLock<Entries>,
+    /// Held by whoever changes `entries`: an apply reads the values its
+    /// adds sum under the read lock, and then writes them, so that readers
+    /// (the other threads of a parallel block) wait only while values go in.
+    writer: Mutex<()>,
 }
 
 type Entries = FxHashMap<Vec<u8>, Option<Vec<u8>>>;
@@ -79,7 +83,7 @@ impl StateOverlay {
     }
 
     pub fn over(base: Arc<dyn StateRead>) -> Arc<StateOverlay> {
-        Arc::new(StateOverlay { base: RwLock::new(Some(base)), entries: RwLock::default() })
+        Arc::new(StateOverlay { base: RwLock::new(Some(base)), ..StateOverlay::default() })
     }
 
     /// Applies a transaction's writes, atomically for readers: adds are
@@ -88,26 +92,31 @@ impl StateOverlay {
     /// moved in: copying them, and freeing the originals, showed in profiles
     /// of serial blocks.
     pub fn apply(&self, writes: TxWrites) -> Result<(), StateError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let base = self.base.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let resolved = {
+            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+            let mut resolved = Vec::with_capacity(writes.len());
+            for (key, op) in writes {
+                let value = match op {
+                    WriteOp::Set(value) => value,
+                    // Summed where the current value is (copied out first,
+                    // every add cost an allocation and a free).
+                    WriteOp::Add(amount) => Some(match (entries.get(&key), &base) {
+                        (Some(pending), _) => added(pending.as_deref(), amount),
+                        (None, Some(base)) => {
+                            let mut sum = None;
+                            base.read_with(&key, &mut |current| sum = Some(added(current, amount)))?;
+                            sum.unwrap_or_else(|| added(None, amount))
+                        }
+                        (None, None) => added(None, amount),
+                    }),
+                };
+                resolved.push((key, value));
+            }
+            resolved
+        };
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        let mut resolved = Vec::with_capacity(writes.len());
-        for (key, op) in writes {
-            let value = match op {
-                WriteOp::Set(value) => value,
-                // Summed where the current value is (copied out first,
-                // every add cost an allocation and a free).
-                WriteOp::Add(amount) => Some(match (entries.get(&key), &base) {
-                    (Some(pending), _) => added(pending.as_deref(), amount),
-                    (None, Some(base)) => {
-                        let mut sum = None;
-                        base.read_with(&key, &mut |current| sum = Some(added(current, amount)))?;
-                        sum.unwrap_or_else(|| added(None, amount))
-                    }
-                    (None, None) => added(None, amount),
-                }),
-            };
-            resolved.push((key, value));
-        }
         for (key, value) in resolved {
             if value.is_none() && base.is_none() {
                 entries.remove(&key);
@@ -122,6 +131,7 @@ impl StateOverlay {
     /// most once: the order they come in does not matter.
     pub fn apply_values(&self, values: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>) {
         let values = values.into_iter();
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let has_base = self.base.read().unwrap_or_else(|p| p.into_inner()).is_some();
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         entries.reserve(values.size_hint().0);
@@ -139,6 +149,7 @@ impl StateOverlay {
     /// 10,000-transfer block was rehashed a dozen times, into memory the
     /// system zeroed first.
     pub fn reserve(&self, additional: usize) {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         self.entries.write().unwrap_or_else(|p| p.into_inner()).reserve(additional);
     }
 
@@ -146,6 +157,7 @@ impl StateOverlay {
     /// over its base. Sorted as a vector: collected into a `BTreeMap`, a
     /// 10,000-transfer block's writes took 3-4 ms, an eighth of its commit.
     pub fn take_pending(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let entries = std::mem::take(&mut *self.entries.write().unwrap_or_else(|p| p.into_inner()));
         let mut pending: Vec<_> = entries.into_iter().collect();
         // Keys are unique: an unstable sort gives the one order.
@@ -155,6 +167,7 @@ impl StateOverlay {
 
     /// Drops the pending writes and puts `base` (which now holds them) under the overlay.
     pub fn rebase(&self, base: Arc<dyn StateRead>) {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         *self.base.write().unwrap_or_else(|p| p.into_inner()) = Some(base);
         entries.clear();
