@@ -1073,6 +1073,106 @@ mod tests {
         }
     }
 
+    /// A token deployed and `users` users funded with 1,000 each, executed
+    /// serially; the next nonce of each sender.
+    struct TokenWorld {
+        vm: Vm,
+        token: Address,
+        nonces: BTreeMap<Address, u64>,
+    }
+
+    impl TokenWorld {
+        fn new(users: u64) -> TokenWorld {
+            let deployer = user(u64::MAX);
+            let mut world = TokenWorld { vm: Vm::new().expect("engine"), token: contract_address(&deployer, 0), nonces: BTreeMap::new() };
+            let deploy = TxKind::Deploy { code: TOKEN.to_vec(), init_args: ("USD".to_string(), u128::MAX / 2).encode() };
+            let mut setup = vec![Transaction { sender: deployer, nonce: world.next_nonce(deployer), kind: deploy, gas_limit: GAS }];
+            for u in 0..users {
+                setup.push(world.transfer(deployer, user(u), 1_000));
+            }
+            let set_up = world.vm.execute_block(&setup, &BlockOptions::serial()).expect("set-up");
+            assert!(set_up.receipts.iter().all(|r| r.outcome.is_success()));
+            world
+        }
+
+        fn next_nonce(&mut self, sender: Address) -> u64 {
+            let nonce = self.nonces.entry(sender).or_insert(0);
+            *nonce += 1;
+            *nonce - 1
+        }
+
+        fn transfer(&mut self, sender: Address, to: Address, amount: u128) -> Transaction {
+            let kind = TxKind::Call { contract: self.token, method: "transfer".into(), args: (to, amount).encode() };
+            Transaction { sender, nonce: self.next_nonce(sender), kind, gas_limit: GAS }
+        }
+
+        /// A VM over a copy of the set-up state: the copy alone, or under
+        /// `wrap` (given the copy, it makes the VM's base).
+        fn fork(&self, wrap: Option<&dyn Fn(Arc<StateOverlay>) -> Arc<dyn StateRead>>) -> Vm {
+            let copy = StateOverlay::new();
+            copy.apply_values(self.vm.state().snapshot().into_iter().map(|(k, v)| (k, Some(v))));
+            match wrap {
+                None => Vm::with_state(self.vm.runtime().clone(), copy),
+                Some(wrap) => Vm::with_state(self.vm.runtime().clone(), StateOverlay::over(wrap(copy))),
+            }
+        }
+    }
+
+    /// A state whose reads of any key holding `address` fail (a disk that
+    /// lost one account's pages).
+    struct FailingFor {
+        inner: Arc<StateOverlay>,
+        address: Address,
+    }
+
+    impl StateRead for FailingFor {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::state::StateError> {
+            if key.windows(ADDRESS_LEN).any(|w| w == self.address.0) {
+                return Err(crate::state::StateError(format!("cannot read {}", self.address)));
+            }
+            self.inner.get(key)
+        }
+    }
+
+    /// A transfer to an account whose balance cannot be read executes (a
+    /// transfer only adds to the receiver) and fails where its add is
+    /// applied. A dataflow run then stops there like serial execution: the
+    /// block fails with the state error, and the state holds exactly the
+    /// writes of the transactions before it, as serially. (A barrier run
+    /// fails too, with nothing of the segment applied.)
+    #[test]
+    fn a_failed_apply_stops_a_dataflow_run_where_serial_execution_stops() {
+        let users = 40u64;
+        let mut world = TokenWorld::new(users);
+        let unreadable = user(users - 1);
+        // Transfers among the other users, one to `unreadable` in the middle.
+        let block: Vec<Transaction> = (0..120)
+            .map(|i| match i {
+                70 => world.transfer(user(5), unreadable, 1),
+                i => world.transfer(user(i % (users - 1)), user((i * 7 + 3) % (users - 1)), 1),
+            })
+            .collect();
+        let failing = |copy: Arc<StateOverlay>| Arc::new(FailingFor { inner: copy, address: unreadable }) as Arc<dyn StateRead>;
+
+        let mut serial = world.fork(Some(&failing));
+        let serially = serial.execute_block(&block, &BlockOptions::serial());
+        assert!(matches!(serially, Err(VmError::State(_))), "serially: {:?}", serially.map(|done| done.receipts.len()));
+        let applied = serial.state().pending();
+        assert!(!applied.is_empty(), "the transactions before the failing one are applied");
+
+        for threads in [1, 2, 4] {
+            let options = BlockOptions { threads, strategy: Strategy::Dataflow, serial: false, adaptive: false };
+            let mut vm = world.fork(Some(&failing));
+            let result = vm.execute_block(&block, &options);
+            assert!(matches!(result, Err(VmError::State(_))), "{threads} threads: {:?}", result.map(|done| done.receipts.len()));
+            assert_eq!(vm.state().pending(), applied, "{threads} threads: the state is serial execution's at the failure");
+
+            let options = BlockOptions { strategy: Strategy::Barrier, ..options };
+            let result = world.fork(Some(&failing)).execute_block(&block, &options);
+            assert!(matches!(result, Err(VmError::State(_))), "barrier, {threads} threads");
+        }
+    }
+
     /// The ready set yields its members earliest first, also after members
     /// are added below the last one taken, and each once.
     #[test]
@@ -1100,24 +1200,7 @@ mod tests {
     #[test]
     fn the_rest_of_a_segment_runs_in_parallel_after_what_ran_while_it_was_planned() {
         let users = 300u64;
-        let deployer = user(u64::MAX);
-        let mut nonces = BTreeMap::new();
-        let mut next_nonce = |sender: Address| {
-            let nonce = nonces.entry(sender).or_insert(0u64);
-            *nonce += 1;
-            *nonce - 1
-        };
-        let token = contract_address(&deployer, 0);
-        let deploy = TxKind::Deploy { code: TOKEN.to_vec(), init_args: ("USD".to_string(), u128::MAX / 2).encode() };
-        let mut setup = vec![Transaction { sender: deployer, nonce: next_nonce(deployer), kind: deploy, gas_limit: GAS }];
-        let mut call = |sender: Address, to: Address, amount: u128| {
-            let args = (to, amount).encode();
-            let kind = TxKind::Call { contract: token, method: "transfer".into(), args };
-            Transaction { sender, nonce: next_nonce(sender), kind, gas_limit: GAS }
-        };
-        for u in 0..users {
-            setup.push(call(deployer, user(u), 1_000));
-        }
+        let mut world = TokenWorld::new(users);
         // Transfers among the users, an eighth of them for more than the
         // sender can have (they revert).
         let mut state = 7u64;
@@ -1128,18 +1211,10 @@ mod tests {
         let block: Vec<Transaction> = (0..200)
             .map(|_| {
                 let amount = if below(8) == 0 { 1_000_000 } else { 1 + u128::from(below(50)) };
-                call(user(below(users)), user(below(users)), amount)
+                world.transfer(user(below(users)), user(below(users)), amount)
             })
             .collect();
-
-        let mut start = Vm::new().expect("engine");
-        let set_up = start.execute_block(&setup, &BlockOptions::serial()).expect("set-up");
-        assert!(set_up.receipts.iter().all(|r| r.outcome.is_success()));
-        let fresh = || {
-            let vm = Vm::with_state(start.runtime().clone(), StateOverlay::new());
-            vm.state().apply_values(start.state().snapshot().into_iter().map(|(k, v)| (k, Some(v))));
-            vm
-        };
+        let fresh = || world.fork(None);
         let mut serial = fresh();
         let expected = serial.execute_block(&block, &BlockOptions::serial()).expect("serial");
         let expected_root = root(&serial);
