@@ -844,6 +844,12 @@ impl Parallel<'_> {
 
     /// Executes transaction `i` against its prediction.
     fn execute(&self, i: usize) -> Result<Executed, VmError> {
+        // In this crate's tests, a transaction with this gas limit panics
+        // here (nothing else can make the executor panic on purpose).
+        #[cfg(test)]
+        if self.segment[i].gas_limit == tests::PANICKING_GAS_LIMIT {
+            panic!("transaction {i} panics, as the test asked");
+        }
         let result = execute_in(&self.runtime, &self.view, &self.segment[i], Some(self.predicted[i].shared().clone()));
         if result.as_ref().map_or(true, |done| done.mispredicted) {
             self.first_bad.fetch_min(i, Ordering::AcqRel);
@@ -927,7 +933,10 @@ impl Parallel<'_> {
             // Past a misprediction nothing is applied: not worth running.
             let ran = i <= self.first_bad.load(Ordering::Acquire);
             if ran {
-                let result = self.execute(i);
+                // A panic here would leave the other threads waiting for
+                // this transaction forever: it fails the block instead.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.execute(i)))
+                    .unwrap_or_else(|_| Err(VmError::Engine(format!("executing transaction {i} of a parallel segment panicked"))));
                 *lock(&self.results[i]) = Some(result);
             }
             held = lock(work.in_order);
@@ -1170,6 +1179,29 @@ mod tests {
             let options = BlockOptions { strategy: Strategy::Barrier, ..options };
             let result = world.fork(Some(&failing)).execute_block(&block, &options);
             assert!(matches!(result, Err(VmError::State(_))), "barrier, {threads} threads");
+        }
+    }
+
+    /// The gas limit that makes a transaction panic in a parallel run.
+    pub(super) const PANICKING_GAS_LIMIT: u64 = GAS - 1;
+
+    /// A panic while a dataflow run executes a transaction fails the block
+    /// with an engine error, on any number of threads, instead of leaving
+    /// the other threads waiting for that transaction.
+    #[test]
+    fn a_panic_in_a_dataflow_run_fails_the_block() {
+        let users = 40u64;
+        let mut world = TokenWorld::new(users);
+        let mut block: Vec<Transaction> = (0..120).map(|i| world.transfer(user(i % users), user((i * 7 + 3) % users), 1)).collect();
+        block[30].gas_limit = PANICKING_GAS_LIMIT;
+        for threads in [1, 2, 4] {
+            let options = BlockOptions { threads, strategy: Strategy::Dataflow, serial: false, adaptive: false };
+            let result = world.fork(None).execute_block(&block, &options);
+            assert!(
+                matches!(&result, Err(VmError::Engine(message)) if message.contains("transaction 30")),
+                "{threads} threads: {:?}",
+                result.map(|done| done.receipts.len())
+            );
         }
     }
 
