@@ -604,6 +604,7 @@ impl Vm {
             Strategy::Dataflow => run.dataflow(pool),
         }
         let Parallel { applying, results, first_bad, .. } = run;
+        debug_assert!(results[..first].iter().all(|slot| lock(slot).is_none()), "a transaction of the serial stretch ran again");
         let mut receipts = ran;
         match applying {
             Applying::InOrder { in_order, receipts: applied, .. } => {
@@ -623,7 +624,6 @@ impl Vm {
                 Ok(SegmentRun::Mispredicted { done: receipts, at: next })
             }
             Applying::Overlay(overlay) => {
-                debug_assert!(results[..first].iter().all(|slot| lock(slot).is_none()), "a transaction of the serial stretch ran again");
                 let first_bad = first_bad.into_inner();
                 receipts.reserve(segment.len().min(first_bad).saturating_sub(first));
                 for (i, slot) in results.into_iter().enumerate().skip(first) {
