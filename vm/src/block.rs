@@ -747,8 +747,8 @@ enum Applying {
     /// each transaction finishes, read through by the later groups, and
     /// applied to the state at the segment's end.
     Overlay(Arc<BlockOverlay>),
-    /// Each transaction as soon as its predecessors are done
-    /// ([`Strategy::Dataflow`]): into the state itself, in block order,
+    /// Each transaction as soon as the earlier ones it conflicts with are
+    /// applied ([`Strategy::Dataflow`]): into the state itself, in block order,
     /// and a transaction's successors are released when its writes are
     /// applied. The transactions read the state: a transaction sees the
     /// writes of every earlier one it conflicts with (applied before it
@@ -819,7 +819,7 @@ impl ReadySet {
 }
 
 /// `mutex`'s contents, even after a panic elsewhere (every writer leaves them whole).
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
