@@ -26,7 +26,7 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chroma_benches::{median, SetUpWorld};
 use chroma_vm::{BlockOptions, Node};
@@ -268,9 +268,56 @@ fn main() {
                 micros_per_tx(whole)
             );
         }
+        "node-compare" => {
+            // Two nodes on the same blocks, one keeping the last block's
+            // writes in memory and one reading everything from its database,
+            // taking turns going first (this host's speed drifts by tens of
+            // percent within minutes; a ratio within each pair of blocks
+            // does not).
+            let dirs = [tempfile::tempdir().expect("temporary directory"), tempfile::tempdir().expect("temporary directory")];
+            let mut nodes = [Node::create(dirs[0].path()).expect("node"), Node::create(dirs[1].path()).expect("node")];
+            nodes[1].set_last_block_in_memory(false);
+            let (mut world, setup) = World::new(config);
+            for node in &mut nodes {
+                node.set_durability(chroma_vm::Durability::SyncBehind);
+                for block in &setup {
+                    node.execute_block(block, &BlockOptions::default()).expect("set-up");
+                }
+            }
+            let blocks: Vec<_> = (0..rounds).map(|_| world.block(workload, size)).collect();
+            let mut whole: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+            let mut ratios = Vec::new();
+            for (i, block) in blocks.iter().enumerate() {
+                let mut pair = [Duration::ZERO; 2];
+                for n in [i % 2, 1 - i % 2] {
+                    let started = Instant::now();
+                    node_block(&mut nodes[n], block);
+                    pair[n] = started.elapsed();
+                }
+                assert_eq!(nodes[0].root(), nodes[1].root(), "block {i}: the roots differ");
+                whole[0].push(pair[0]);
+                whole[1].push(pair[1]);
+                ratios.push(pair[1].as_secs_f64() / pair[0].as_secs_f64());
+            }
+            ratios.sort_by(f64::total_cmp);
+            let [kept, read] = whole;
+            println!(
+                "{workload}: {size} transactions on two nodes syncing behind, median of {rounds}: the whole call {:.2} µs with the last block in memory, {:.2} µs without; per block, without over with: median {:.3}, range {:.3}-{:.3}",
+                micros_per_tx(kept),
+                micros_per_tx(read),
+                ratios[ratios.len() / 2],
+                ratios[0],
+                ratios[ratios.len() - 1]
+            );
+        }
         other => {
-            eprintln!("unknown mode {other:?}: serial, parallel, compare, plan, allocs or node");
+            eprintln!("unknown mode {other:?}: serial, parallel, compare, plan, allocs, node or node-compare");
             std::process::exit(2);
         }
     }
+}
+
+/// Executes and commits `block` on `node` (and drops what it returns inside the timing).
+fn node_block(node: &mut Node, block: &[chroma_vm::Transaction]) {
+    node.execute_block(block, &BlockOptions::default()).expect("block");
 }

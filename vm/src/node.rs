@@ -90,6 +90,8 @@ pub struct Node {
     /// The sync of block `.0` running in the background ([`Durability::SyncBehind`]).
     syncing: Option<(u64, BackgroundSync)>,
     durable_height: u64,
+    /// Whether the last block's writes stay in memory ([`Node::set_last_block_in_memory`]).
+    last_block_in_memory: bool,
 }
 
 impl Node {
@@ -159,6 +161,7 @@ impl Node {
             durability: Durability::default(),
             syncing: None,
             durable_height,
+            last_block_in_memory: true,
         })
     }
 
@@ -174,6 +177,13 @@ impl Node {
     /// [`Node::execute_block`] returns).
     pub fn set_durability(&mut self, durability: Durability) {
         self.durability = durability;
+    }
+
+    /// Whether the writes of the last block committed stay in memory, where
+    /// the next block reads them instead of reading the database (on by
+    /// default; it holds one block's writes). Results never depend on it.
+    pub fn set_last_block_in_memory(&mut self, keep: bool) {
+        self.last_block_in_memory = keep;
     }
 
     pub fn durability(&self) -> Durability {
@@ -249,16 +259,19 @@ impl Node {
             (block, receipts)
         };
         // Taken, not copied: if the commit fails, the state in memory holds
-        // none of the block's writes, like the database.
+        // none of the block's writes, like the database. Sorted (borrowed)
+        // while the block is encoded.
+        let pending = self.vm.state().take_pending_entries();
         let (writes, (block, encoded_receipts)) = if txs.len() < ENCODED_APART_MIN {
-            (self.vm.state().take_pending(), encode())
+            (pending.sorted(), encode())
         } else {
             std::thread::scope(|scope| {
                 let encoding = scope.spawn(encode);
-                let writes = self.vm.state().take_pending();
+                let writes = pending.sorted();
                 (writes, encoding.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             })
         };
+        let known = self.vm.state().known_in_base();
         let root = self.db.commit_block(BlockCommit {
             height,
             block: &block,
@@ -266,8 +279,25 @@ impl Node {
             writes: &writes,
             code: &code,
             contracts: &contracts,
+            // The last block's writes, still known in memory (below).
+            known_before: &|key: &[u8], with: &mut dyn FnMut(Option<&[u8]>)| known.read_with(key, with),
             durable: self.durability == Durability::EachBlock,
         })?;
+        drop((writes, known));
+        // The block is committed: the state in memory goes over it at once
+        // (before anything below can fail). Its writes stay known in memory,
+        // where the next block reads them rather than through the database.
+        // The previous block's are dropped when this call returns.
+        let snapshot = Arc::new(self.db.snapshot()?);
+        let _previous = match self.last_block_in_memory {
+            true => self.vm.state().rebase_committed(snapshot, pending),
+            false => {
+                self.vm.state().rebase(snapshot);
+                pending
+            }
+        };
+        self.height = height;
+        self.root = root;
         let engine_id = self.vm.runtime().engine_id();
         for hash in code.keys() {
             if let Some(artifact) = self.vm.runtime().serialized_module(hash) {
@@ -283,9 +313,6 @@ impl Node {
         if !shaped.is_empty() {
             self.db.put_shaped_summaries(&shaped)?;
         }
-        self.vm.state().rebase(Arc::new(self.db.snapshot()?));
-        self.height = height;
-        self.root = root;
         match self.durability {
             Durability::EachBlock => self.durable_height = height,
             Durability::SyncBehind => match self.db.sync_in_background() {

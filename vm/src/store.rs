@@ -65,14 +65,28 @@ pub struct BlockCommit<'a> {
     /// The block's receipts, encoded, in block order ([`ReceiptsRecord`]).
     pub receipts: &'a ReceiptsRecord,
     /// The state's changes, in key order, each key once (`None`: removed).
-    pub writes: &'a [(Vec<u8>, Option<Vec<u8>>)],
+    pub writes: &'a [(&'a [u8], Option<&'a [u8]>)],
     pub code: &'a BTreeMap<[u8; 32], Vec<u8>>,
     pub contracts: &'a [(Address, [u8; 32])],
+    /// The values before the block that are known in memory: called with a
+    /// key, it calls its argument with the key's value (`None`: absent) and
+    /// returns `true`, or returns `false` for a key it does not know, which
+    /// is then read from the database. The state hash's change needs every
+    /// written key's value before the block.
+    pub known_before: &'a KnownBefore<'a>,
     /// Whether the commit is on disk for good when `commit_block` returns
     /// (fsync). Otherwise it is committed (atomic, visible to reads) but
     /// made durable only by a later durable commit or [`StateDb::sync`]; a
     /// crash before that reopens the database at the last durable commit.
     pub durable: bool,
+}
+
+/// See [`BlockCommit::known_before`].
+pub type KnownBefore<'a> = dyn Fn(&[u8], &mut dyn FnMut(Option<&[u8]>)) -> bool + Sync + 'a;
+
+/// Knows no value: every one is read from the database.
+pub fn nothing_known(_key: &[u8], _with: &mut dyn FnMut(Option<&[u8]>)) -> bool {
+    false
 }
 
 /// The database (shared with the thread of a [`StateDb::sync_in_background`]).
@@ -289,12 +303,12 @@ impl StateDb {
         // database, which then helps sum the rest: the writes took about as
         // long as the sum, so each thread ends up with about half of the
         // two. The change is a sum, so where it is computed cannot alter it.
-        let writes = commit.writes;
+        let (writes, known) = (commit.writes, commit.known_before);
         let next = AtomicUsize::new(0);
         let change = std::thread::scope(|scope| {
-            let theirs = scope.spawn(|| state_hash_change(&before, writes, &next));
+            let theirs = scope.spawn(|| state_hash_change(&before, known, writes, &next));
             let written = Self::write_block(&tx, &commit);
-            let mine = written.and_then(|()| state_hash_change(&before, writes, &next));
+            let mine = written.and_then(|()| state_hash_change(&before, known, writes, &next));
             let theirs = theirs.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             let mut change = mine?;
             change.merge(&theirs?);
@@ -331,10 +345,10 @@ impl StateDb {
     /// Everything of a block but its meta records, into `tx`.
     fn write_block(tx: &redb::WriteTransaction, commit: &BlockCommit<'_>) -> Result<(), StoreError> {
         let mut storage = tx.open_table(STORAGE).map_err(db_err)?;
-        for (key, value) in commit.writes {
+        for &(key, value) in commit.writes {
             match value {
-                Some(new) => storage.insert(&key[..], &new[..]).map_err(db_err)?,
-                None => storage.remove(&key[..]).map_err(db_err)?,
+                Some(new) => storage.insert(key, new).map_err(db_err)?,
+                None => storage.remove(key).map_err(db_err)?,
             };
         }
         let mut code = tx.open_table(CODE).map_err(db_err)?;
@@ -430,21 +444,29 @@ impl BackgroundSync {
 /// Writes whose state hash change one thread sums at a time.
 const HASH_CHUNK: usize = 128;
 
-/// What `writes` change in the state hash of the state `before` them: the
-/// part of the chunks this thread takes (from `next`, shared with the other
-/// threads summing them).
+/// What `writes` change in the state hash of the state `before` them (the
+/// values `known` in memory taken from there): the part of the chunks this
+/// thread takes (from `next`, shared with the other threads summing them).
 fn state_hash_change(
     before: &ReadOnlyTable<&'static [u8], &'static [u8]>,
-    writes: &[(Vec<u8>, Option<Vec<u8>>)],
+    known: &KnownBefore<'_>,
+    writes: &[(&[u8], Option<&[u8]>)],
     next: &AtomicUsize,
 ) -> Result<StateHash, StoreError> {
     let mut change = StateHash::default();
     loop {
         let start = next.fetch_add(HASH_CHUNK, Ordering::Relaxed);
         let Some(chunk) = writes.get(start..writes.len().min(start + HASH_CHUNK)) else { return Ok(change) };
-        for (key, value) in chunk {
-            if let Some(old) = before.get(&key[..]).map_err(db_err)? {
-                change.remove(key, old.value());
+        for &(key, value) in chunk {
+            let mut old_removed = |old: Option<&[u8]>| {
+                if let Some(old) = old {
+                    change.remove(key, old);
+                }
+            };
+            if !known(key, &mut old_removed) {
+                if let Some(old) = before.get(key).map_err(db_err)? {
+                    change.remove(key, old.value());
+                }
             }
             if let Some(new) = value {
                 change.insert(key, new);
@@ -502,10 +524,11 @@ mod tests {
     use super::*;
 
     fn commit(db: &StateDb, height: u64, receipts: &[&[u8]]) {
-        let writes = [(height.to_le_bytes().to_vec(), Some(vec![1, 2, 3]))];
+        let key = height.to_le_bytes();
+        let writes = [(&key[..], Some(&[1, 2, 3][..]))];
         let receipts = ReceiptsRecord::of(receipts, 8, |r, out| out.extend_from_slice(r));
         let (code, contracts) = (BTreeMap::new(), Vec::new());
-        let block = BlockCommit { height, block: b"block", receipts: &receipts, writes: &writes, code: &code, contracts: &contracts, durable: true };
+        let block = BlockCommit { height, block: b"block", receipts: &receipts, writes: &writes, code: &code, contracts: &contracts, known_before: &nothing_known, durable: true };
         db.commit_block(block).expect("commit");
     }
 
