@@ -31,7 +31,7 @@ pub mod tx;
 pub use address::{contract_address, dev_account};
 pub use block::{AccessPredictor, AnalyzerPredictor, BlockExecution, BlockOptions, BlockReport, ContractShare};
 pub use chroma_analyzer::{ExecutionPlan, Strategy};
-pub use node::{CommittedBlock, Durability, Node, NodeError};
+pub use node::{CommittedBlock, Durability, Node, NodeConfig, NodeError, DB_CACHE_BYTES};
 pub use prediction::{EnvParts, PredictionEnv};
 pub use shapes::{ShapeAnalysisTime, ShapedAnalysis, MAX_SHAPED_ANALYSES, MAX_SHAPES_PER_ENTRY};
 pub use runtime::{nonce_key, Contract, Runtime, Vm, VmError};

@@ -115,9 +115,10 @@ impl StateRead for Snapshot {
 }
 
 impl StateDb {
-    /// Creates a new database at `path` (which must not exist).
-    pub fn create(path: &Path) -> Result<StateDb, StoreError> {
-        let db = Database::create(path).map_err(db_err)?;
+    /// Creates a new database at `path` (which must not exist), caching up
+    /// to `cache_bytes` of it in memory.
+    pub fn create(path: &Path, cache_bytes: usize) -> Result<StateDb, StoreError> {
+        let db = Database::builder().set_cache_size(cache_bytes).create(path).map_err(db_err)?;
         let tx = db.begin_write().map_err(db_err)?;
         {
             let mut meta = tx.open_table(META).map_err(db_err)?;
@@ -134,9 +135,9 @@ impl StateDb {
         Ok(StateDb { db: Arc::new(db) })
     }
 
-    /// Opens an existing database.
-    pub fn open(path: &Path) -> Result<StateDb, StoreError> {
-        let db = Database::open(path).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    /// Opens an existing database, caching up to `cache_bytes` of it in memory.
+    pub fn open(path: &Path, cache_bytes: usize) -> Result<StateDb, StoreError> {
+        let db = Database::builder().set_cache_size(cache_bytes).open(path).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let store = StateDb { db: Arc::new(db) };
         match store.meta(META_FORMAT)? {
             Some(format) if format == FORMAT => Ok(store),
@@ -552,7 +553,7 @@ mod tests {
     #[test]
     fn a_snapshot_lends_what_it_reads() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = StateDb::create(&dir.path().join("db")).expect("create");
+        let db = StateDb::create(&dir.path().join("db"), 1 << 20).expect("create");
         commit(&db, 1, &[]);
         let snapshot = db.snapshot().expect("snapshot");
         for key in [1u64.to_le_bytes().to_vec(), b"absent".to_vec()] {
@@ -568,7 +569,7 @@ mod tests {
     #[test]
     fn receipts_are_read_back_from_either_layout() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = StateDb::create(&dir.path().join("db")).expect("create");
+        let db = StateDb::create(&dir.path().join("db"), 1 << 20).expect("create");
         // Block 1 as the first layout wrote it, without the new table (and
         // a stray record of block 2).
         let tx = db.db.begin_write().expect("write");

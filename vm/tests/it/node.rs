@@ -1,7 +1,7 @@
 //! The persistent chain: atomic block commits, the state root, restarts.
 
 use chroma_host_api::{Address, Encode};
-use chroma_vm::{dev_account, BlockOptions, Durability, Node, NodeError, Outcome, Transaction, TxKind};
+use chroma_vm::{dev_account, BlockOptions, Durability, Node, NodeConfig, NodeError, Outcome, Transaction, TxKind};
 
 use crate::support::{wasm, GAS};
 
@@ -143,6 +143,27 @@ fn the_same_blocks_give_the_same_roots_across_restarts() {
     run_blocks(&mut resumed, 2..4, Some(token));
     assert_eq!(resumed.height(), straight.height());
     assert_eq!(resumed.root(), straight.root());
+}
+
+/// The database's cache changes no result: a node whose cache holds almost
+/// nothing (every read of a page goes to the file) commits the same roots,
+/// and reopens with another size.
+#[test]
+fn a_node_with_almost_no_database_cache_commits_the_same_roots() {
+    let (one, two) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let mut default = Node::create(one.path()).expect("create");
+    let tiny = NodeConfig { db_cache_bytes: 16 << 10 };
+    assert_ne!(tiny, NodeConfig::default());
+    let mut small = Node::create_with(two.path(), tiny).expect("create");
+    let token = run_blocks(&mut default, 0..3, None);
+    assert_eq!(run_blocks(&mut small, 0..3, None), token);
+    assert_eq!((small.height(), small.root()), (default.height(), default.root()));
+    drop(small);
+    let mut reopened = Node::open_with(two.path(), NodeConfig { db_cache_bytes: 1 << 20 }).expect("reopen");
+    run_blocks(&mut default, 3..5, Some(token));
+    run_blocks(&mut reopened, 3..5, Some(token));
+    assert_eq!((reopened.height(), reopened.root()), (default.height(), default.root()));
+    assert_eq!(reopened.db().recompute_state_hash().expect("recompute").root(), reopened.root());
 }
 
 #[test]
