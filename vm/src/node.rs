@@ -46,6 +46,11 @@ pub enum NodeError {
     /// crash may lose it (and nothing after it was committed).
     #[error("block {height} could not be synced to disk: {error}")]
     Sync { height: u64, error: StoreError },
+    /// Block `height` was committed, but the state in memory could not be
+    /// moved onto it: the node refuses to go on from an older state. The
+    /// data directory holds the block; opening it again goes on from there.
+    #[error("block {height} was committed but could not be read back: open the data directory again")]
+    Stale { height: u64 },
 }
 
 /// When a committed block is on disk for good (survives a crash of the
@@ -92,6 +97,8 @@ pub struct Node {
     durable_height: u64,
     /// Whether the last block's writes stay in memory ([`Node::set_last_block_in_memory`]).
     last_block_in_memory: bool,
+    /// The block committed whose state could not be read back ([`NodeError::Stale`]).
+    stale: Option<u64>,
 }
 
 /// How a node uses its machine.
@@ -202,6 +209,7 @@ impl Node {
             syncing: None,
             durable_height,
             last_block_in_memory: true,
+            stale: None,
         })
     }
 
@@ -270,6 +278,7 @@ impl Node {
     /// [`Node::durability`] says. On error nothing of the block is
     /// committed, and the node should be reopened.
     pub fn execute_block(&mut self, txs: &[Transaction], options: &BlockOptions) -> Result<CommittedBlock, NodeError> {
+        self.fresh()?;
         // The previous block's sync, if it runs behind, goes on meanwhile.
         let BlockExecution { receipts, report } = self.vm.execute_block(txs, options)?;
         let started = Instant::now();
@@ -328,7 +337,15 @@ impl Node {
         // (before anything below can fail). Its writes stay known in memory,
         // where the next block reads them rather than through the database.
         // The previous block's are dropped when this call returns.
-        let snapshot = Arc::new(self.db.snapshot()?);
+        self.height = height;
+        self.root = root;
+        let snapshot = match self.snapshot_after_commit() {
+            Ok(snapshot) => Arc::new(snapshot),
+            Err(error) => {
+                self.stale = Some(height);
+                return Err(error.into());
+            }
+        };
         let _previous = match self.last_block_in_memory {
             true => self.vm.state().rebase_committed(snapshot, pending),
             false => {
@@ -336,8 +353,6 @@ impl Node {
                 pending
             }
         };
-        self.height = height;
-        self.root = root;
         let engine_id = self.vm.runtime().engine_id();
         for hash in code.keys() {
             if let Some(artifact) = self.vm.runtime().serialized_module(hash) {
@@ -369,12 +384,31 @@ impl Node {
 
     /// Runs a read-only call against the committed state.
     pub fn query(&self, contract: Address, method: &str, args: Vec<u8>, gas_limit: u64) -> Result<Receipt, NodeError> {
+        self.fresh()?;
         Ok(self.vm.query(contract, method, args, gas_limit)?)
     }
 
     /// The nonce `account`'s next transaction must carry.
     pub fn nonce(&self, account: &Address) -> Result<u64, NodeError> {
+        self.fresh()?;
         Ok(self.vm.nonce(account)?)
+    }
+
+    /// Refuses to go on from a state in memory older than the database's.
+    fn fresh(&self) -> Result<(), NodeError> {
+        match self.stale {
+            Some(height) => Err(NodeError::Stale { height }),
+            None => Ok(()),
+        }
+    }
+
+    /// A snapshot of the database right after a commit.
+    fn snapshot_after_commit(&self) -> Result<crate::store::Snapshot, StoreError> {
+        #[cfg(test)]
+        if tests::FAIL_SNAPSHOT.with(|fail| fail.replace(false)) {
+            return Err(StoreError::Db("a read that fails (test)".into()));
+        }
+        self.db.snapshot()
     }
 
     /// The pending writes of the current block (empty between blocks).
@@ -391,5 +425,36 @@ impl Drop for Node {
         if let Err(error) = self.sync() {
             eprintln!("chroma: {error}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    thread_local! {
+        /// Makes the next snapshot after a commit fail, on this thread.
+        pub(super) static FAIL_SNAPSHOT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// A block committed whose state cannot be read back leaves the node
+    /// refusing to go on (from the state before it); opened again, the
+    /// data directory goes on from the block.
+    #[test]
+    fn a_block_that_cannot_be_read_back_stops_the_node_until_it_is_opened_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut node = Node::create(dir.path()).expect("create");
+        node.execute_block(&[], &BlockOptions::serial()).expect("block 1");
+        FAIL_SNAPSHOT.with(|fail| fail.set(true));
+        assert!(matches!(node.execute_block(&[], &BlockOptions::serial()), Err(NodeError::Store(_))));
+        assert_eq!(node.height(), 2, "the block is committed");
+        assert!(matches!(node.execute_block(&[], &BlockOptions::serial()), Err(NodeError::Stale { height: 2 })));
+        assert!(matches!(node.nonce(&Address([1; 32])), Err(NodeError::Stale { height: 2 })));
+        assert_eq!(node.height(), 2, "nothing more was committed");
+        drop(node);
+        let mut reopened = Node::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.height(), 2);
+        reopened.execute_block(&[], &BlockOptions::serial()).expect("block 3");
+        assert_eq!(reopened.height(), 3);
     }
 }

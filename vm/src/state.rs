@@ -146,9 +146,9 @@ struct Base {
     /// a tenth of the samples. The keys a block writes are the ones the next
     /// block reads most (balances, nonces, pools). Only the last block's:
     /// merging each block's writes into a map of the earlier ones' cost
-    /// 400-600 ns a key (a hash map of heap keys, missing the cache on each),
-    /// as much as the reads it saved, while this map is the block's pending
-    /// writes, kept as they are.
+    /// 400-600 ns a key (measured when the tables' keys were allocations of
+    /// their own: a cache miss or more on each), as much as the reads it
+    /// saved, while this map is the block's pending table, kept as it is.
     known: Entries,
 }
 
