@@ -352,8 +352,10 @@ impl Vm {
         // table over at each commit, so this sizes each block's anew). With
         // room for one key per transaction, the table of a block of 10,000
         // transfers (15,000 keys) was rehashed once as it filled: 1.3-2% of
-        // the samples of serial and parallel blocks.
-        self.state().reserve(2 * txs.len());
+        // the samples of serial and parallel blocks. At most
+        // `PENDING_RESERVE_MAX`: a huge block grows its table as it goes
+        // rather than claiming all of it up front.
+        self.state().reserve((2 * txs.len()).min(PENDING_RESERVE_MAX));
         // Both are filled in block order: segments and deploys end in order,
         // and a misprediction ends its segment's part at the transaction it
         // re-executes. A block of one segment takes its segment's vectors as
@@ -669,6 +671,11 @@ fn append<T>(all: &mut Vec<T>, mut more: Vec<T>) {
         all.append(&mut more);
     }
 }
+
+/// The most pending keys a block makes room for before it runs: 2^17 keys,
+/// a table of about 30 MiB (262,144 slots of 121 bytes: an entry is 120, and
+/// the table keeps an eighth of its slots free, in a power of two).
+const PENDING_RESERVE_MAX: usize = 1 << 17;
 
 /// Transactions predicted by one task of the pool at least.
 const PREDICTION_TASK_MIN: usize = 256;
