@@ -346,12 +346,11 @@ impl Node {
                 return Err(error.into());
             }
         };
-        let _previous = match self.last_block_in_memory {
-            true => self.vm.state().rebase_committed(snapshot, pending),
-            false => {
-                self.vm.state().rebase(snapshot);
-                pending
-            }
+        let _previous = if self.last_block_in_memory {
+            self.vm.state().rebase_committed(snapshot, pending)
+        } else {
+            self.vm.state().rebase(snapshot);
+            pending
         };
         let engine_id = self.vm.runtime().engine_id();
         for hash in code.keys() {

@@ -30,8 +30,27 @@ pub type TxWrites = BTreeMap<Vec<u8>, WriteOp>;
 
 /// Adds `amount` to the stored `u128` `current` (absent or malformed counts as 0), saturating.
 fn added(current: Option<&[u8]>, amount: u128) -> Vec<u8> {
-    let current = current.and_then(|v| u128::decode(v).ok()).unwrap_or(0);
-    current.saturating_add(amount).encode()
+    sum(current, amount).encode()
+}
+
+/// [`added`], encoded straight into a table's value (no vector between).
+fn added_value(current: Option<&[u8]>, amount: u128) -> ValueBuf {
+    let mut value = ValueBuf::new();
+    sum(current, amount).encode_to(&mut ValueWriter(&mut value));
+    value
+}
+
+fn sum(current: Option<&[u8]>, amount: u128) -> u128 {
+    current.and_then(|v| u128::decode(v).ok()).unwrap_or(0).saturating_add(amount)
+}
+
+/// Encodes into a table's value.
+struct ValueWriter<'a>(&'a mut ValueBuf);
+
+impl chroma_host_api::codec::Writer for ValueWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
 }
 
 /// Reading the state failed (the disk, not the contract): the block cannot go on.
@@ -206,15 +225,15 @@ impl StateOverlay {
                     WriteOp::Set(value) => value_buf(value),
                     // Summed where the current value is (copied out first,
                     // every add cost an allocation and a free).
-                    WriteOp::Add(amount) => Some(ValueBuf::from_slice(&match (entries.get(&key[..]), &*base) {
-                        (Some(pending), _) => added(pending.as_deref(), amount),
+                    WriteOp::Add(amount) => Some(match (entries.get(&key[..]), &*base) {
+                        (Some(pending), _) => added_value(pending.as_deref(), amount),
                         (None, Some(base)) => {
                             let mut sum = None;
-                            base.read_with(&key, &mut |current| sum = Some(added(current, amount)))?;
-                            sum.unwrap_or_else(|| added(None, amount))
+                            base.read_with(&key, &mut |current| sum = Some(added_value(current, amount)))?;
+                            sum.unwrap_or_else(|| added_value(None, amount))
                         }
-                        (None, None) => added(None, amount),
-                    })),
+                        (None, None) => added_value(None, amount),
+                    }),
                 };
                 resolved.push((key, value));
             }
