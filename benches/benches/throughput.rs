@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use chroma_benches::{median, SetUpWorld};
+use chroma_benches::{median, median_ratio, SetUpWorld};
 use chroma_host_api::Address;
 use chroma_vm::floor::WarmInstance;
 use chroma_vm::{BlockOptions, Durability, Node, Transaction, TxKind};
@@ -47,6 +47,9 @@ struct Row {
     /// The floor: the block's calls on warm instances, one after another.
     floor_tps: f64,
     speedup: f64,
+    /// The median over rounds of each round's serial time over its parallel
+    /// time (the runs of a round are moments apart; see `median_ratio`).
+    speedup_paired: f64,
     predicted_speedup: f64,
     /// Planning per transaction, in microseconds (in the parallel runs).
     planning_us_per_tx: f64,
@@ -169,8 +172,8 @@ fn main() {
     let mut rows = Vec::new();
     println!("{threads} threads; medians of {rounds} rounds; tx/s; ×floor is time per transaction over the floor's");
     println!(
-        "{:<16} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7}",
-        "workload", "txs", "floor", "serial", "par 1t", "parallel", "par exec", "e2e disk", "e2e behind", "speedup", "pred",
+        "{:<16} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "workload", "txs", "floor", "serial", "par 1t", "parallel", "par exec", "e2e disk", "e2e behind", "speedup", "paired", "pred",
         "plan µs", "plan %", "ser ×f", "par ×f", "e2e ×f", "MiB"
     );
     for (name, workload, pools) in &workloads {
@@ -246,6 +249,7 @@ fn main() {
             }
             let [end_to_end, end_to_end_behind] = end_to_end;
 
+            let paired = median_ratio(&serial, &all);
             let (s, o, a, ae, p, e) = (median(serial), median(one), median(all), median(all_exec), median(planning), median(end_to_end));
             let eb = median(end_to_end_behind);
             let per_tx = |d: Duration| d.as_secs_f64() / size as f64;
@@ -260,6 +264,7 @@ fn main() {
                 end_to_end_sync_behind_tps: tps(size, eb),
                 floor_tps: tps(size, floor),
                 speedup: s.as_secs_f64() / a.as_secs_f64(),
+                speedup_paired: paired,
                 predicted_speedup: predicted,
                 planning_us_per_tx: per_tx(p) * 1e6,
                 planning_share_of_execution: p.as_secs_f64() / ae.as_secs_f64().max(1e-9),
@@ -271,7 +276,7 @@ fn main() {
             };
             let k = |v: f64| format!("{:.1}k", v / 1e3);
             println!(
-                "{:<16} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>6.2}x {:>6.2}x {:>8.2} {:>6.1}% {:>6.1}x {:>6.1}x {:>6.1}x {:>7.0}",
+                "{:<16} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>6.2}x {:>6.2}x {:>6.2}x {:>8.2} {:>6.1}% {:>6.1}x {:>6.1}x {:>6.1}x {:>7.0}",
                 row.workload,
                 row.txs,
                 k(row.floor_tps),
@@ -282,6 +287,7 @@ fn main() {
                 k(row.end_to_end_tps),
                 k(row.end_to_end_sync_behind_tps),
                 row.speedup,
+                row.speedup_paired,
                 row.predicted_speedup,
                 row.planning_us_per_tx,
                 100.0 * row.planning_share_of_execution,

@@ -50,6 +50,16 @@ pub fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// The median over rounds of `before[i] / after[i]`: each ratio is of two
+/// runs made moments apart, so a host whose speed drifts over seconds moves
+/// it less than it moves the ratio of two medians taken over all rounds.
+/// 0 without rounds.
+pub fn median_ratio(before: &[Duration], after: &[Duration]) -> f64 {
+    let mut ratios: Vec<f64> = before.iter().zip(after).map(|(b, a)| b.as_secs_f64() / a.as_secs_f64().max(1e-9)).collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// A world of `chroma-workloads` set up once, frozen, and forked for each
 /// run: every run of a block starts from the same state.
 pub struct SetUpWorld {
@@ -82,5 +92,25 @@ impl SetUpWorld {
     /// A generator of blocks whose nonces continue from the set-up.
     pub fn world(&self) -> World {
         World::new(self.config).0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Round by round, not medians over all rounds: a host that slowed down
+    /// for the last round slows both of its runs, and the ratio keeps it out.
+    #[test]
+    fn a_median_ratio_pairs_the_runs_of_each_round() {
+        let ms = |v: &[u64]| v.iter().map(|&m| Duration::from_millis(m)).collect::<Vec<_>>();
+        let (before, after) = (ms(&[10, 12, 100]), ms(&[5, 6, 50]));
+        assert_eq!(median_ratio(&before, &after), 2.0);
+        // There the medians agree (12 over 6). Here they do not (30 over 50),
+        // while two rounds of three ran twice as fast after.
+        let (before, after) = (ms(&[10, 100, 30]), ms(&[5, 50, 60]));
+        assert_eq!(median_ratio(&before, &after), 2.0);
+        assert_eq!(median(before).as_millis() as f64 / median(after).as_millis() as f64, 0.6);
+        assert_eq!(median_ratio(&[], &[]), 0.0);
     }
 }
