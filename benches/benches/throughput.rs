@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use chroma_benches::{median, median_ratio, SetUpWorld};
+use chroma_benches::{median, median_ratio, run_independent_parts, split_by_sender, SetUpWorld};
 use chroma_host_api::Address;
 use chroma_vm::floor::WarmInstance;
 use chroma_vm::{BlockOptions, Durability, Node, Transaction, TxKind};
@@ -50,6 +50,13 @@ struct Row {
     /// The median over rounds of each round's serial time over its parallel
     /// time (the runs of a round are moments apart; see `median_ratio`).
     speedup_paired: f64,
+    /// What the host gives all cores on this workload in this run: one
+    /// thread executing the block's transactions one after another, over one
+    /// thread per core each executing its own part of them (split by
+    /// sender) on its own copy of the state, with nothing shared, planned or
+    /// checked (paired, as `speedup_paired`): about the best an executor can
+    /// do on this host, and what its speedup is to be read against.
+    independent_parts_speedup: f64,
     predicted_speedup: f64,
     /// Planning per transaction, in microseconds (in the parallel runs).
     planning_us_per_tx: f64,
@@ -170,10 +177,11 @@ fn main() {
 
     let mut bases: BTreeMap<usize, SetUpWorld> = BTreeMap::new();
     let mut rows = Vec::new();
-    println!("{threads} threads; medians of {rounds} rounds; tx/s; ×floor is time per transaction over the floor's");
+    println!("{threads} threads; medians of {rounds} rounds; tx/s; ×floor is time per transaction over the floor's;");
+    println!("indep: the block split by sender into {threads} parts, each executed serially on a thread and a state copy of its own, over one thread executing it all (the host's ceiling)");
     println!(
-        "{:<16} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7}",
-        "workload", "txs", "floor", "serial", "par 1t", "parallel", "par exec", "e2e disk", "e2e behind", "speedup", "paired", "pred",
+        "{:<16} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "workload", "txs", "floor", "serial", "par 1t", "parallel", "par exec", "e2e disk", "e2e behind", "speedup", "paired", "indep", "pred",
         "plan µs", "plan %", "ser ×f", "par ×f", "e2e ×f", "MiB"
     );
     for (name, workload, pools) in &workloads {
@@ -183,6 +191,8 @@ fn main() {
             reset_peak_rss();
             let txs = base.world().block(*workload, size);
             let (mut serial, mut one, mut all, mut all_exec, mut planning) = (vec![], vec![], vec![], vec![], vec![]);
+            let (mut whole, mut parts) = (vec![], vec![]);
+            let split = split_by_sender(&txs, threads);
             let mut predicted = 0.0;
             for round in 0..rounds {
                 let mut runs = [
@@ -213,6 +223,17 @@ fn main() {
                             planning.push(done.report.planning);
                             predicted = done.report.predicted_speedup(threads);
                         }
+                    }
+                }
+                // The host's ceiling: the whole block on one thread and its
+                // parts on a thread each, one transaction after another with
+                // nothing planned (each first in every other round).
+                for independent in [round % 2 == 1, round % 2 == 0] {
+                    if independent {
+                        let mut vms: Vec<_> = split.iter().map(|_| base.fork()).collect();
+                        parts.push(run_independent_parts(&mut vms, &split));
+                    } else {
+                        whole.push(run_independent_parts(&mut [base.fork()], std::slice::from_ref(&txs)));
                     }
                 }
             }
@@ -250,6 +271,7 @@ fn main() {
             let [end_to_end, end_to_end_behind] = end_to_end;
 
             let paired = median_ratio(&serial, &all);
+            let independent = median_ratio(&whole, &parts);
             let (s, o, a, ae, p, e) = (median(serial), median(one), median(all), median(all_exec), median(planning), median(end_to_end));
             let eb = median(end_to_end_behind);
             let per_tx = |d: Duration| d.as_secs_f64() / size as f64;
@@ -265,6 +287,7 @@ fn main() {
                 floor_tps: tps(size, floor),
                 speedup: s.as_secs_f64() / a.as_secs_f64(),
                 speedup_paired: paired,
+                independent_parts_speedup: independent,
                 predicted_speedup: predicted,
                 planning_us_per_tx: per_tx(p) * 1e6,
                 planning_share_of_execution: p.as_secs_f64() / ae.as_secs_f64().max(1e-9),
@@ -276,7 +299,7 @@ fn main() {
             };
             let k = |v: f64| format!("{:.1}k", v / 1e3);
             println!(
-                "{:<16} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>6.2}x {:>6.2}x {:>6.2}x {:>8.2} {:>6.1}% {:>6.1}x {:>6.1}x {:>6.1}x {:>7.0}",
+                "{:<16} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>6.2}x {:>6.2}x {:>6.2}x {:>6.2}x {:>8.2} {:>6.1}% {:>6.1}x {:>6.1}x {:>6.1}x {:>7.0}",
                 row.workload,
                 row.txs,
                 k(row.floor_tps),
@@ -288,6 +311,7 @@ fn main() {
                 k(row.end_to_end_sync_behind_tps),
                 row.speedup,
                 row.speedup_paired,
+                row.independent_parts_speedup,
                 row.predicted_speedup,
                 row.planning_us_per_tx,
                 100.0 * row.planning_share_of_execution,

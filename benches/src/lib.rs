@@ -60,6 +60,50 @@ pub fn median_ratio(before: &[Duration], after: &[Duration]) -> f64 {
     ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// `txs` split into `parts` lists, each sender's transactions in one list
+/// in block order (split anywhere else, a list would start with nonces its
+/// fork has not reached, and those transactions would be refused unrun).
+/// A sender not seen before goes to the list with the fewest transactions
+/// so far, so that the lists come out about as long.
+pub fn split_by_sender(txs: &[Transaction], parts: usize) -> Vec<Vec<Transaction>> {
+    let mut lists: Vec<Vec<Transaction>> = vec![Vec::new(); parts.max(1)];
+    let mut part_of: std::collections::BTreeMap<Address, usize> = std::collections::BTreeMap::new();
+    for tx in txs {
+        let part = *part_of.entry(tx.sender).or_insert_with(|| {
+            (0..lists.len()).min_by_key(|&i| lists[i].len()).unwrap_or(0)
+        });
+        lists[part].push(tx.clone());
+    }
+    lists
+}
+
+/// Runs `parts` at once, each on a thread of its own over a VM of its own
+/// (`vms`, one per part), one transaction after another with
+/// [`Vm::execute`] (what a serial block does per transaction, without the
+/// block around it: no planning beside it, no receipts kept): work with no
+/// coordination at all between the threads. With one part, the same on one
+/// thread. The time of many parts over that of one, for the same
+/// transactions, is what the host gives that many threads: about the best
+/// a parallel executor can do on it. Returns how long the slowest took.
+pub fn run_independent_parts(vms: &mut [Vm], parts: &[Vec<Transaction>]) -> Duration {
+    assert_eq!(vms.len(), parts.len(), "one VM per part");
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for (vm, part) in vms.iter_mut().zip(parts) {
+            // Moved onto an execution thread once, for the whole part.
+            scope.spawn(move || {
+                chroma_vm::on_execution_thread(|| {
+                    for tx in part {
+                        vm.execute(tx).expect("the state in memory");
+                    }
+                })
+                .expect("an execution thread")
+            });
+        }
+    });
+    started.elapsed()
+}
+
 /// A world of `chroma-workloads` set up once, frozen, and forked for each
 /// run: every run of a block starts from the same state.
 pub struct SetUpWorld {
@@ -112,5 +156,21 @@ mod tests {
         assert_eq!(median_ratio(&before, &after), 2.0);
         assert_eq!(median(before).as_millis() as f64 / median(after).as_millis() as f64, 0.6);
         assert_eq!(median_ratio(&[], &[]), 0.0);
+    }
+
+    /// Each sender's transactions stay together and in order (so that
+    /// every part's nonces follow on from the state it starts from), and
+    /// new senders go to the shorter part.
+    #[test]
+    fn a_split_by_sender_keeps_each_senders_transactions_together_and_in_order() {
+        let tx = |sender: u8, nonce: u64| Transaction { sender: Address([sender; chroma_host_api::ADDRESS_LEN]), nonce, kind: TxKind::Deploy { code: Vec::new(), init_args: Vec::new() }, gas_limit: 1 };
+        let block = [tx(1, 0), tx(2, 0), tx(1, 1), tx(1, 2), tx(3, 0), tx(2, 1), tx(4, 0), tx(3, 1)];
+        let parts = split_by_sender(&block, 2);
+        let senders_nonces = |part: &[Transaction]| part.iter().map(|t| (t.sender.0[0], t.nonce)).collect::<Vec<_>>();
+        // 1 goes to part 0, 2 to part 1, 3 to the shorter part 1 (part 0 holds three then), 4 to part 0 (3 against 3: the first).
+        assert_eq!(senders_nonces(&parts[0]), [(1, 0), (1, 1), (1, 2), (4, 0)]);
+        assert_eq!(senders_nonces(&parts[1]), [(2, 0), (3, 0), (2, 1), (3, 1)]);
+        assert_eq!(split_by_sender(&block, 1)[0].len(), block.len());
+        assert_eq!(split_by_sender(&[], 3).iter().map(Vec::len).collect::<Vec<_>>(), [0, 0, 0]);
     }
 }
