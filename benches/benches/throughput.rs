@@ -2,8 +2,11 @@
 //! transactions, executed serially, in parallel on one thread and on every
 //! core, and end to end on disk (planning, execution and the commit of a
 //! `Node`), next to its floor (each of the block's methods called in a loop
-//! on one warm instance). All figures come from one run, in interleaved
-//! rounds, as medians; ratios are taken within the run.
+//! on one warm instance), to what the host itself gives every core (the
+//! block split by sender into independent loops), and to its planning alone
+//! on one thread (templates, then graph and groups). All figures come from
+//! one run, in interleaved rounds, as medians; ratios are taken within the
+//! run.
 //!
 //! `cargo bench -p chroma-benches --bench throughput` prints the table and
 //! writes it as JSON to `target/throughput.json` (`ROUNDS` sets the rounds,
@@ -17,7 +20,7 @@ use std::time::{Duration, Instant};
 use chroma_benches::{median, median_ratio, run_independent_parts, split_by_sender, SetUpWorld};
 use chroma_host_api::Address;
 use chroma_vm::floor::WarmInstance;
-use chroma_vm::{BlockOptions, Durability, Node, Transaction, TxKind};
+use chroma_vm::{BlockOptions, Durability, ExecutionPlan, Node, Transaction, TxKind};
 use chroma_workloads::{Workload, World, WorldConfig};
 use serde::Serialize;
 
@@ -60,6 +63,13 @@ struct Row {
     predicted_speedup: f64,
     /// Planning per transaction, in microseconds (in the parallel runs).
     planning_us_per_tx: f64,
+    /// The same planning measured alone on one thread (as the executor's
+    /// planner runs beside execution on two cores), in microseconds per
+    /// transaction: filling the templates in (the predictions), and the
+    /// conflict graph with its ordered groups (made in one pass: a
+    /// transaction's group is found as its edges are).
+    fill_us_per_tx: f64,
+    graph_and_groups_us_per_tx: f64,
     planning_share_of_execution: f64,
     /// Serial, parallel and end-to-end time per transaction over the floor's.
     serial_over_floor: f64,
@@ -132,6 +142,29 @@ fn floor(base: &SetUpWorld, txs: &[Transaction], calls: usize) -> Duration {
     total
 }
 
+/// Planning `txs` alone on `one_thread`, in parts (medians of `rounds`,
+/// after one round not counted: the executor's planner is a kept thread,
+/// whose tables are warm): the predictions (templates filled in), then the
+/// conflict graph and its ordered groups from them.
+fn planning_parts(base: &SetUpWorld, txs: &[Transaction], rounds: usize, one_thread: &rayon::ThreadPool) -> (Duration, Duration) {
+    let vm = base.fork();
+    let (mut fill, mut graph) = (Vec::new(), Vec::new());
+    for round in 0..=rounds {
+        let started = Instant::now();
+        let predicted = vm.predict_block(txs, 1).expect("predictions");
+        fill.push(started.elapsed());
+        let started = Instant::now();
+        let plan = one_thread.install(|| ExecutionPlan::new(&predicted));
+        graph.push(started.elapsed());
+        assert_eq!(plan.len(), txs.len());
+        if round == 0 {
+            fill.clear();
+            graph.clear();
+        }
+    }
+    (median(fill), median(graph))
+}
+
 fn main() {
     chroma_alloc::tune();
     let full = std::env::args().any(|a| a == "--bench");
@@ -175,14 +208,17 @@ fn main() {
         analysis_ms.insert(name.to_string(), median(samples).as_secs_f64() * 1e3);
     }
 
+    // One thread for planning alone, kept for every row (as the executor keeps its planner's).
+    let planner = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a planning thread");
     let mut bases: BTreeMap<usize, SetUpWorld> = BTreeMap::new();
     let mut rows = Vec::new();
-    println!("{threads} threads; medians of {rounds} rounds; tx/s; ×floor is time per transaction over the floor's;");
-    println!("indep: the block split by sender into {threads} parts, each executed serially on a thread and a state copy of its own, over one thread executing it all (the host's ceiling)");
+    println!("{threads} threads; medians of {rounds} rounds; tx/s; ×floor is time per transaction over the floor's");
+    println!("indep: one thread executing the block over {threads} threads each executing a part of it (split by sender) on a state copy of its own: what the host itself gives");
+    println!("fill, graph: planning alone on one thread, µs per transaction: the templates filled in, then the conflict graph and its groups");
     println!(
-        "{:<16} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "{:<16} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6} {:>6} {:>7} {:>7} {:>7} {:>7}",
         "workload", "txs", "floor", "serial", "par 1t", "parallel", "par exec", "e2e disk", "e2e behind", "speedup", "paired", "indep", "pred",
-        "plan µs", "plan %", "ser ×f", "par ×f", "e2e ×f", "MiB"
+        "plan µs", "plan %", "fill", "graph", "ser ×f", "par ×f", "e2e ×f", "MiB"
     );
     for (name, workload, pools) in &workloads {
         let config = WorldConfig { users, pools: *pools, seed: 42, ..WorldConfig::default() };
@@ -238,6 +274,7 @@ fn main() {
                 }
             }
             let floor = floor(base, &txs, floor_calls);
+            let (fill, graph) = planning_parts(base, &txs, rounds, &planner);
 
             // End to end on disk: a node with the same world, committing
             // fresh blocks of the workload (nonces move on, so each round
@@ -290,6 +327,8 @@ fn main() {
                 independent_parts_speedup: independent,
                 predicted_speedup: predicted,
                 planning_us_per_tx: per_tx(p) * 1e6,
+                fill_us_per_tx: per_tx(fill) * 1e6,
+                graph_and_groups_us_per_tx: per_tx(graph) * 1e6,
                 planning_share_of_execution: p.as_secs_f64() / ae.as_secs_f64().max(1e-9),
                 serial_over_floor: s.as_secs_f64() / floor.as_secs_f64(),
                 parallel_over_floor: a.as_secs_f64() / floor.as_secs_f64(),
@@ -299,7 +338,7 @@ fn main() {
             };
             let k = |v: f64| format!("{:.1}k", v / 1e3);
             println!(
-                "{:<16} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>6.2}x {:>6.2}x {:>6.2}x {:>6.2}x {:>8.2} {:>6.1}% {:>6.1}x {:>6.1}x {:>6.1}x {:>7.0}",
+                "{:<16} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>6.2}x {:>6.2}x {:>6.2}x {:>6.2}x {:>8.2} {:>6.1}% {:>6.2} {:>6.2} {:>6.1}x {:>6.1}x {:>6.1}x {:>7.0}",
                 row.workload,
                 row.txs,
                 k(row.floor_tps),
@@ -315,6 +354,8 @@ fn main() {
                 row.predicted_speedup,
                 row.planning_us_per_tx,
                 100.0 * row.planning_share_of_execution,
+                row.fill_us_per_tx,
+                row.graph_and_groups_us_per_tx,
                 row.serial_over_floor,
                 row.parallel_over_floor,
                 row.end_to_end_over_floor,
