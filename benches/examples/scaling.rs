@@ -1,10 +1,11 @@
-//! Does serial execution scale across threads when each thread has its own
-//! VM (own engine, own instance pool)? Runs a block of transfers serially on
-//! one thread, then split by sender into two independent halves on two
-//! threads (with an engine each, and sharing one engine), then through the
-//! parallel executor on two threads; and the first two once more with
-//! nothing planned beside them (a serial block plans itself for its report
-//! on another thread).
+//! Does serial execution scale across threads? Runs a block of transfers:
+//! serially on one thread; split by sender into two independent halves,
+//! serially on two threads (with an engine each, and sharing one engine);
+//! the whole and the halves again as plain loops of `Vm::execute` (no block
+//! around them, nothing planned beside them); and through the parallel
+//! executor on two threads. Each run takes each place in a round in turn.
+//! The throughput harness's `indep` column is the plain loops' ratio, for
+//! every workload.
 
 use std::time::Instant;
 
