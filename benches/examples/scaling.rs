@@ -66,10 +66,9 @@ fn main() {
         "two threads, plain loops",
         "the executor on two threads",
     ];
-    // Each run takes each place in turn: the first run of a round measured
-    // slower than the others (the block took 15.2 ms against 11.2 ms for a
-    // plain loop of the same transactions placed fourth; alternated, they
-    // take the same time).
+    // Each run takes each place in turn, so that no run keeps the place
+    // right after the same other one (a run right after another measured
+    // slower than alone, in the harness).
     for round in 0..RUNS {
         let mut times = [std::time::Duration::ZERO; RUNS];
         for place in 0..RUNS {
