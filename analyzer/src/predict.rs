@@ -17,7 +17,8 @@ use smallvec::SmallVec;
 
 use crate::domain::Byte;
 use crate::guards::{Decided, DecisionKey, Decisions, Operand, DECIDED_TEMPLATES_MAX, WORD_BYTES};
-use crate::summary::{AccessKind, AccessSummary, ByteTemplate, CallTemplate, Condition, ContractSummary, EntryKind, KeyTemplate, Literal, Run};
+use crate::recipe::{Followed, Recipes, Source, Trace};
+use crate::summary::{AccessKind, AccessSummary, ByteTemplate, CallTemplate, Comparison, Condition, ContractSummary, EntryKind, KeyTemplate, Literal, Run};
 
 /// Templates one prediction may fill in all (bounds recursive call fan-out).
 const FILL_BUDGET: usize = 4096;
@@ -48,6 +49,13 @@ pub trait Environment {
     /// stay the same meanwhile (a planner keeps one per block; clear it
     /// when a summary changes). `None`, the default: decided in every call.
     fn decisions(&self) -> Option<&Decisions> {
+        None
+    }
+    /// Where the predictor may keep how the predictions of top-level calls
+    /// are made from their senders and inputs ([`Recipes`]), under the same
+    /// terms as [`decisions`](Environment::decisions). `None`, the default:
+    /// every call is filled in.
+    fn recipes(&self) -> Option<&Recipes> {
         None
     }
 }
@@ -272,6 +280,11 @@ where
 {
     fn insert(&mut self, pattern: KeyPattern) {
         let fingerprint = crate::plan::fingerprint(&pattern);
+        self.insert_fingerprinted(pattern, fingerprint);
+    }
+
+    /// [`Distinct::insert`] of a pattern whose fingerprint is known.
+    fn insert_fingerprinted(&mut self, pattern: KeyPattern, fingerprint: u64) {
         // Past `SCANNED_MAX` patterns, repeats are left for `settle`: a
         // scan per pattern would make a long list (an entry may have
         // thousands of templates) cost the square of its length.
@@ -279,6 +292,12 @@ where
         if scanned && self.fingerprints.iter().zip(&self.patterns).any(|(&f, p)| f == fingerprint && *p == pattern) {
             return;
         }
+        self.patterns.push(pattern);
+        self.fingerprints.push(fingerprint);
+    }
+
+    /// Adds `pattern`, which is not in the list.
+    fn push(&mut self, pattern: KeyPattern, fingerprint: u64) {
         self.patterns.push(pattern);
         self.fingerprints.push(fingerprint);
     }
@@ -345,6 +364,28 @@ impl Collected {
         self.writes.insert(pattern);
     }
 
+    /// Adds a key `pattern` of `kind` whose fingerprint is known (unless
+    /// already there; a call template's kind adds nothing).
+    pub(crate) fn insert_fingerprinted(&mut self, kind: AccessKind, pattern: KeyPattern, fingerprint: u64) {
+        match kind {
+            AccessKind::Read => self.reads.insert_fingerprinted(pattern, fingerprint),
+            AccessKind::Write => self.writes.insert_fingerprinted(pattern, fingerprint),
+            AccessKind::Add => self.adds.insert_fingerprinted(pattern, fingerprint),
+            AccessKind::Call => {}
+        }
+    }
+
+    /// Adds a key `pattern` of `kind` whose fingerprint is known and that
+    /// cannot be in its list already.
+    pub(crate) fn push_fingerprinted(&mut self, kind: AccessKind, pattern: KeyPattern, fingerprint: u64) {
+        match kind {
+            AccessKind::Read => self.reads.push(pattern, fingerprint),
+            AccessKind::Write => self.writes.push(pattern, fingerprint),
+            AccessKind::Add => self.adds.push(pattern, fingerprint),
+            AccessKind::Call => {}
+        }
+    }
+
     /// Drops the repeats left in long lists (see `Distinct::insert`).
     pub(crate) fn settle(&mut self) {
         self.reads.settle();
@@ -379,7 +420,7 @@ impl Collected {
         access.adds().iter().for_each(|p| self.adds.insert(p.clone()));
     }
 
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.reads.clear();
         self.writes.clear();
         self.adds.clear();
@@ -398,10 +439,46 @@ pub fn predict(env: &impl Environment, sender: &Address, contract: &Address, met
 /// [`predict`] into `out` (emptied first), with its patterns' fingerprints.
 /// `out` is large (its lists are inline): filled in place and reused, it
 /// is not copied from call to call.
+///
+/// With the environment's [`Recipes`], a call that fits a recipe learnt
+/// from an earlier one is made by following it, and one that does not is
+/// filled in while its recipe is recorded (the prediction is the same).
 pub fn predict_into(env: &impl Environment, sender: &Address, contract: &Address, method: &str, input: &[u8], out: &mut Collected) {
     out.clear();
-    let mut filler = Filler { env, out, budget: FILL_BUDGET, scratch: KeyBytes::new() };
-    filler.call(contract, Some(method), &Args::Known(input), sender, 1);
+    // No contract there, or no such entry: the call fails before any access.
+    let Some((summary, entry)) = env.summary(contract).and_then(|summary| Some((summary, summary.entry(method)?))) else {
+        return;
+    };
+    let mut recording = None;
+    // An entry analysed by input shape has a summary per shape. One that
+    // calls no other contract is filled in as fast as a recipe is followed
+    // (a transfer: making its keys is the whole of it).
+    if let Some(recipes) = env.recipes().filter(|_| !entry.by_shape && !entry.calls.is_empty()) {
+        let id = Recipes::id(entry, contract);
+        match recipes.follow(&id, sender, input, out) {
+            Followed::Done => return,
+            Followed::Record => recording = Some((recipes, id)),
+            Followed::Fill => {}
+        }
+    }
+    let trace = recording.as_ref().map(|_| Trace::new(sender, input));
+    let mut filler = Filler { env, out, budget: FILL_BUDGET, scratch: KeyBytes::new(), trace };
+    filler.named_entry(contract, summary, method, entry, &Args::Known(input), sender, 1, Sources::Sender);
+    let (trace, unbounded) = (filler.trace.take(), filler.out.unbounded);
+    if let Some(((recipes, id), recipe)) = recording.zip(trace.and_then(|trace| trace.recipe(unbounded))) {
+        recipes.keep(id, recipe);
+    }
+}
+
+/// Where the bytes of a call's caller and input come from, in terms of the
+/// transaction (see [`Trace`]; used only while a recipe is recorded).
+#[derive(Clone, Copy)]
+enum Sources<'a> {
+    /// The transaction's own call: its sender and input.
+    Sender,
+    /// A call made by a contract: its caller is that contract (the same for
+    /// every call following a recipe), its input's bytes come from these.
+    Nested(&'a [Source]),
 }
 
 /// A call's input bytes as far as they are known.
@@ -437,6 +514,8 @@ impl Args<'_> {
 /// any), its arguments as far as known.
 struct ResolvedCall<'s, 'e> {
     callee: [u8; ADDRESS_LEN],
+    /// Where the arguments' bytes come from (while a recipe is recorded).
+    sources: Vec<Source>,
     /// The callee's summary, found while resolving (a swap's prediction
     /// looked up nine summaries by address, two of them twice).
     summary: &'e ContractSummary,
@@ -469,6 +548,8 @@ struct Filler<'e, 'o, E: Environment> {
     budget: usize,
     /// Reused for callee addresses.
     scratch: KeyBytes,
+    /// What the fill looks at and makes, while a recipe is recorded.
+    trace: Option<Trace>,
 }
 
 /// One call being filled in.
@@ -476,6 +557,7 @@ struct Frame<'a, 's> {
     contract: &'a Address,
     caller: &'a Address,
     args: &'a Args<'a>,
+    sources: Sources<'a>,
     summary: &'s ContractSummary,
     entry: &'s AccessSummary,
     /// Resolved stored values by read index (`None` inside: not resolvable).
@@ -486,6 +568,28 @@ struct Frame<'a, 's> {
     next_guard: usize,
     /// The conditions decided so far, as masks (see `Filler::path_open`).
     known: KnownConditions,
+}
+
+impl Frame<'_, '_> {
+    /// Where the call's input byte `at` comes from (while a recipe is recorded).
+    fn input_source(&self, at: usize) -> Source {
+        match self.sources {
+            Sources::Sender => match (self.args.byte(at), u32::try_from(at)) {
+                (Some(_), Ok(at)) => Source::Input(at),
+                _ => Source::Unknown,
+            },
+            Sources::Nested(sources) => sources.get(at).copied().unwrap_or(Source::Unknown),
+        }
+    }
+
+    /// Where the call's caller's byte `at` comes from (while a recipe is recorded).
+    fn caller_source(&self, at: u8) -> Source {
+        match self.sources {
+            Sources::Sender if usize::from(at) < ADDRESS_LEN => Source::Caller(at),
+            Sources::Sender => Source::Unknown,
+            Sources::Nested(_) => self.caller.as_bytes().get(usize::from(at)).map_or(Source::Unknown, |&b| Source::Const(b)),
+        }
+    }
 }
 
 /// Conditions of a call by bit (the first 64): evaluated, and of those the
@@ -499,50 +603,50 @@ struct KnownConditions {
 
 
 impl<'e, E: Environment> Filler<'e, '_, E> {
-    fn call(&mut self, contract: &Address, method: Option<&str>, args: &Args<'_>, caller: &Address, depth: u32) {
-        let Some(summary) = self.env.summary(contract) else {
-            // No contract there: the call fails before any access.
-            return;
-        };
-        self.call_into(contract, summary, method, args, caller, depth);
-    }
-
-    /// [`Filler::call`] of the contract whose summary is `summary`.
-    /// Inlined into `call` (a transaction's top-level call): left to the
-    /// compiler, it was not once `entry` had decisions to take, and filling
-    /// a transfer in took 3% more instructions (2% more now than before
-    /// decisions).
-    #[inline(always)]
-    fn call_into(&mut self, contract: &Address, summary: &ContractSummary, method: Option<&str>, args: &Args<'_>, caller: &Address, depth: u32) {
+    /// Fills in the call of `method` (`None`: any) on the contract at
+    /// `contract`, whose summary is `summary`, by `caller`.
+    #[allow(clippy::too_many_arguments)]
+    fn call_into(&mut self, contract: &Address, summary: &ContractSummary, method: Option<&str>, args: &Args<'_>, caller: &Address, depth: u32, sources: Sources<'_>) {
         if depth > MAX_CALL_DEPTH + 1 || self.out.unbounded {
             return;
         }
         match method {
             Some(name) => {
                 if let Some(entry) = summary.entry(name) {
-                    let shaped = match args.known() {
-                        Some(input) if entry.by_shape => self.env.shaped_entry(contract, name, input),
-                        _ => None,
-                    };
-                    // A shaped entry's summary lives as long as the
-                    // environment keeps it, so its decisions are not kept
-                    // (they are kept by where the summary is).
-                    let kept = shaped.is_none();
-                    self.entry(contract, summary, shaped.as_deref().unwrap_or(entry), args, caller, depth, kept);
+                    self.named_entry(contract, summary, name, entry, args, caller, depth, sources);
                 }
             }
             None => {
                 for entry in summary.entries.iter().filter(|e| e.kind != EntryKind::Init) {
-                    self.entry(contract, summary, entry, args, caller, depth, true);
+                    self.entry(contract, summary, entry, args, caller, depth, true, sources);
                 }
             }
         }
     }
 
+    /// Fills in entry `name` of the contract at `contract`, whose summary is
+    /// `entry`, or the one the environment has for the input's shape.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn named_entry(&mut self, contract: &Address, summary: &ContractSummary, name: &str, entry: &AccessSummary, args: &Args<'_>, caller: &Address, depth: u32, sources: Sources<'_>) {
+        let shaped = match args.known() {
+            Some(input) if entry.by_shape => self.env.shaped_entry(contract, name, input),
+            _ => None,
+        };
+        // A shaped entry's summary lives as long as the environment keeps
+        // it, so its decisions are not kept (they are kept by where the
+        // summary is), and what it reads of the input is not recorded.
+        let kept = shaped.is_none();
+        if let (false, Some(trace)) = (kept, &mut self.trace) {
+            trace.give_up();
+        }
+        self.entry(contract, summary, shaped.as_deref().unwrap_or(entry), args, caller, depth, kept, sources);
+    }
+
     /// Fills `entry` in for one call; `kept`: whether its decisions may be
     /// kept in the environment's [`Decisions`].
     #[allow(clippy::too_many_arguments)]
-    fn entry(&mut self, contract: &Address, summary: &ContractSummary, entry: &AccessSummary, args: &Args<'_>, caller: &Address, depth: u32, kept: bool) {
+    fn entry(&mut self, contract: &Address, summary: &ContractSummary, entry: &AccessSummary, args: &Args<'_>, caller: &Address, depth: u32, kept: bool, sources: Sources<'_>) {
         let templates = entry.reads.len() + entry.writes.len() + entry.adds.len() + entry.calls.len();
         if entry.unbounded.is_some() || templates > self.budget {
             self.out.unbounded = true;
@@ -553,6 +657,7 @@ impl<'e, E: Environment> Filler<'e, '_, E> {
             contract,
             caller,
             args,
+            sources,
             summary,
             entry,
             // Sized when first needed: most calls resolve no stored value
@@ -575,18 +680,27 @@ impl<'e, E: Environment> Filler<'e, '_, E> {
         for (i, key) in entry.reads.iter().enumerate() {
             if happens(self, &mut frame, AccessKind::Read, i, i) {
                 let pattern = self.key(&mut frame, key, 0);
+                if self.trace.is_some() {
+                    self.record_key(&mut frame, AccessKind::Read, key, &pattern);
+                }
                 self.out.reads.insert(pattern);
             }
         }
         for (i, key) in entry.writes.iter().enumerate() {
             if happens(self, &mut frame, AccessKind::Write, i, writes_at + i) {
                 let pattern = self.key(&mut frame, key, 0);
+                if self.trace.is_some() {
+                    self.record_key(&mut frame, AccessKind::Write, key, &pattern);
+                }
                 self.out.writes.insert(pattern);
             }
         }
         for (i, key) in entry.adds.iter().enumerate() {
             if happens(self, &mut frame, AccessKind::Add, i, adds_at + i) {
                 let pattern = self.key(&mut frame, key, 0);
+                if self.trace.is_some() {
+                    self.record_key(&mut frame, AccessKind::Add, key, &pattern);
+                }
                 self.out.adds.insert(pattern);
             }
         }
@@ -605,6 +719,23 @@ impl<'e, E: Environment> Filler<'e, '_, E> {
                 }
             }
         }
+        if let Some(trace) = &mut self.trace {
+            // Whether one call stands in for another depends on their
+            // arguments' values when they go to one callee and method: on
+            // the bytes that come from different places (the same sender's
+            // byte in both compares equal for every sender).
+            let compared = |a: &ResolvedCall<'_, '_>, b: &ResolvedCall<'_, '_>| a.callee == b.callee && (a.method.is_none() || a.method == b.method);
+            for (i, call) in calls.iter().enumerate() {
+                for other in &calls[i + 1..] {
+                    if compared(call, other) || compared(other, call) {
+                        for (&a, &b) in call.sources.iter().zip(&other.sources).filter(|(a, b)| a != b) {
+                            trace.look_at(a);
+                            trace.look_at(b);
+                        }
+                    }
+                }
+            }
+        }
         // Paths that differ only in what they know of a call's arguments
         // leave several templates of one call (`transfer(caller ‖ 1)` and
         // `transfer(caller ‖ ???)`): filling in the widest is enough, since
@@ -612,7 +743,7 @@ impl<'e, E: Environment> Filler<'e, '_, E> {
         for (i, call) in calls.iter().enumerate() {
             let redundant = calls.iter().enumerate().any(|(j, other)| j != i && other.subsumes(call) && (j < i || !call.subsumes(other)));
             if !redundant {
-                self.call_into(&Address(call.callee), call.summary, call.method, &call.args, frame.contract, depth + 1);
+                self.call_into(&Address(call.callee), call.summary, call.method, &call.args, frame.contract, depth + 1, Sources::Nested(&call.sources));
                 if self.out.unbounded {
                     return;
                 }
@@ -658,7 +789,9 @@ impl<'e, E: Environment> Filler<'e, '_, E> {
                 }
             }
         }
-        if let Some(decided) = decisions.get(&key) {
+        // While a recipe is recorded, the conditions are evaluated, for
+        // the recipe to know what they compared.
+        if let (Some(decided), None) = (decisions.get(&key), &self.trace) {
             return Some(decided);
         }
         let mut decided: Decided = smallvec::smallvec![0; templates.div_ceil(64)];
@@ -741,10 +874,14 @@ impl<'e, E: Environment> Filler<'e, '_, E> {
         let value = match *entry.conditions.get(index)? {
             Condition::Compare { op, width, ref lhs, ref rhs } => {
                 let [left, right] = entry.compiled().operands.get(index).copied().unwrap_or([Operand::Bytes; 2]);
-                match (self.word(frame, left, lhs), self.word(frame, right, rhs)) {
+                let value = match (self.word(frame, left, lhs), self.word(frame, right, rhs)) {
                     (Some(a), Some(b)) => Some(op.eval(width, a, b)),
                     _ => None,
+                };
+                if self.trace.is_some() {
+                    self.record_check(frame, op, width, lhs, rhs, value);
                 }
+                value
             }
             Condition::And(a, b) => match (self.literal(frame, a, depth + 1), self.literal(frame, b, depth + 1)) {
                 (Some(false), _) | (_, Some(false)) => Some(false),
@@ -776,6 +913,18 @@ impl<'e, E: Environment> Filler<'e, '_, E> {
         let resolved = callee.get(..ADDRESS_LEN).and_then(|bytes| <[u8; ADDRESS_LEN]>::try_from(bytes).ok());
         self.scratch = callee;
         let callee = resolved?;
+        if self.trace.is_some() {
+            // The callee chosen depends on where its bytes come from.
+            let mut sources = SmallVec::new();
+            self.sources(frame, &call.callee, 0, ADDRESS_LEN, &mut sources);
+            if let Some(trace) = &mut self.trace {
+                if trace.rebuilds(&sources, &callee) {
+                    sources.iter().for_each(|&source| trace.look_at(source));
+                } else {
+                    trace.give_up();
+                }
+            }
+        }
         let env: &'e E = self.env;
         let Some(summary) = env.summary(&Address(callee)) else {
             return Some(None);
@@ -797,7 +946,101 @@ impl<'e, E: Environment> Filler<'e, '_, E> {
             }
             None => Args::Unknown,
         };
-        Some(Some(ResolvedCall { callee, summary, method: call.method.as_deref(), args }))
+        let sources = match (&call.args, &self.trace) {
+            (Some(bytes), Some(_)) => self.argument_sources(frame, bytes, &args),
+            _ => Vec::new(),
+        };
+        Some(Some(ResolvedCall { callee, sources, summary, method: call.method.as_deref(), args }))
+    }
+
+    /// Where each byte of a call's arguments `args`, made from `template`,
+    /// comes from (`Unknown` for those not known); gives up recording when
+    /// the sources do not rebuild the known bytes.
+    fn argument_sources(&mut self, frame: &mut Frame<'_, '_>, template: &ByteTemplate, args: &Args<'_>) -> Vec<Source> {
+        let mut sources = SmallVec::<[Source; 80]>::new();
+        self.sources(frame, template, 0, template.len(), &mut sources);
+        let Some(trace) = &mut self.trace else { return Vec::new() };
+        let rebuilt = match args {
+            Args::Owned(bytes) => trace.rebuilds(&sources, bytes),
+            Args::Partial(bytes) => {
+                let mut rebuilt = sources.len() == bytes.len();
+                for (source, byte) in sources.iter_mut().zip(bytes) {
+                    match byte {
+                        Some(byte) => rebuilt &= trace.rebuilds(&[*source], &[*byte]),
+                        None => *source = Source::Unknown,
+                    }
+                }
+                rebuilt
+            }
+            Args::Known(_) | Args::Unknown => false,
+        };
+        if !rebuilt {
+            trace.give_up();
+        }
+        sources.into_vec()
+    }
+
+    /// Records a comparison of the words of `lhs` and `rhs` that the fill
+    /// evaluated to `value` (while a recipe is recorded).
+    #[allow(clippy::too_many_arguments)]
+    fn record_check(&mut self, frame: &mut Frame<'_, '_>, op: Comparison, width: u8, lhs: &[Byte], rhs: &[Byte], value: Option<bool>) {
+        let [mut left, mut right] = [SmallVec::new(), SmallVec::new()];
+        self.word_sources(frame, lhs, &mut left);
+        self.word_sources(frame, rhs, &mut right);
+        if let Some(trace) = &mut self.trace {
+            trace.check(op, width, left, right, value);
+        }
+    }
+
+    /// Where each byte of the word of an operand `bytes` comes from, up to
+    /// the first not known (past which the fill does not evaluate).
+    fn word_sources(&mut self, frame: &mut Frame<'_, '_>, bytes: &[Byte], out: &mut SmallVec<[Source; WORD_BYTES]>) {
+        for byte in bytes.iter().take(WORD_BYTES) {
+            let mut one = SmallVec::<[Source; 80]>::new();
+            self.sources(frame, std::slice::from_ref(byte), 0, 1, &mut one);
+            let source = one.first().copied().unwrap_or(Source::Unknown);
+            out.push(source);
+            if source == Source::Unknown {
+                break;
+            }
+        }
+    }
+
+    /// Records where the bytes of `pattern`, made from `key` as a template
+    /// of `kind`, come from (while a recipe is recorded).
+    fn record_key(&mut self, frame: &mut Frame<'_, '_>, kind: AccessKind, key: &KeyTemplate, pattern: &KeyPattern) {
+        let mut sources: SmallVec<[Source; 80]> = SmallVec::new();
+        let made = pattern.bytes().len();
+        match key.slot {
+            None => sources.extend(frame.contract.as_bytes().iter().map(|&b| Source::Const(b))),
+            Some(slot) => {
+                sources.extend(slot_prefix(frame.contract, slot).iter().map(|&b| Source::Const(b)));
+                self.sources(frame, &key.bytes, 0, made.saturating_sub(KEY_PREFIX_LEN), &mut sources);
+            }
+        }
+        if let Some(trace) = &mut self.trace {
+            trace.key(kind, pattern, sources);
+        }
+    }
+
+    /// Appends where each of the first `limit` bytes of `template` comes
+    /// from. Only bytes the fill has made are asked for: a stored value
+    /// they name is resolved already, so that recording resolves nothing
+    /// a plain fill would not (a value resolved is kept for the call).
+    fn sources(&mut self, frame: &mut Frame<'_, '_>, template: &[Byte], depth: u32, limit: usize, out: &mut SmallVec<[Source; 80]>) {
+        for &byte in template.iter().take(limit) {
+            let source = match byte {
+                Byte::Const(c) => Source::Const(c),
+                Byte::Input(at) => frame.input_source(usize::from(at)),
+                Byte::Caller(at) => frame.caller_source(at),
+                Byte::Contract(at) => frame.contract.as_bytes().get(usize::from(at)).map_or(Source::Unknown, |&b| Source::Const(b)),
+                Byte::Stored { read, offset } => {
+                    self.stored(frame, usize::from(read), depth).and_then(|value| value.get(usize::from(offset))).map_or(Source::Unknown, |&b| Source::Const(b))
+                }
+                Byte::Flag { .. } | Byte::Choice { .. } | Byte::Unknown => Source::Unknown,
+            };
+            out.push(source);
+        }
     }
 
     fn key(&mut self, frame: &mut Frame<'_, '_>, key: &KeyTemplate, depth: u32) -> KeyPattern {
@@ -928,7 +1171,16 @@ impl<'e, E: Environment> Filler<'e, '_, E> {
         if !fixed || !key.exact || depth >= 4 {
             return None;
         }
-        match self.key(frame, key, depth + 1) {
+        let pattern = self.key(frame, key, depth + 1);
+        if self.trace.is_some() {
+            // The value read depends on where its key's bytes come from.
+            let mut sources = SmallVec::new();
+            self.sources(frame, &key.bytes, depth + 1, pattern.bytes().len().saturating_sub(KEY_PREFIX_LEN), &mut sources);
+            if let Some(trace) = &mut self.trace {
+                sources.iter().for_each(|&source| trace.look_at(source));
+            }
+        }
+        match pattern {
             KeyPattern::Exact(full) => self.env.storage(&full),
             KeyPattern::Prefix(_) => None,
         }
@@ -941,6 +1193,7 @@ mod tests {
 
     use super::*;
     use crate::summary::{Comparison, EntryKind, Guard};
+    use crate::Recipes;
 
     /// Two contracts: `caller.go` calls `callee.take(caller ‖ amount)` in
     /// several templates that know more or less of the arguments, and
@@ -1059,6 +1312,7 @@ mod tests {
         summaries: Vec<(Address, ContractSummary)>,
         stored: BTreeMap<Vec<u8>, Vec<u8>>,
         decisions: Option<Decisions>,
+        recipes: Option<Recipes>,
     }
 
     impl Environment for Guarded {
@@ -1071,6 +1325,9 @@ mod tests {
         fn decisions(&self) -> Option<&Decisions> {
             self.decisions.as_ref()
         }
+        fn recipes(&self) -> Option<&Recipes> {
+            self.recipes.as_ref()
+        }
     }
 
     /// Guards checked by their paths' masks, and comparisons' operands read
@@ -1080,7 +1337,9 @@ mod tests {
     /// stored values, the caller and mixed bytes; `And`s and `Or`s; literals
     /// of conditions that do not exist), called with whole inputs of
     /// several lengths and, through another contract, with inputs known in
-    /// part, by two senders.
+    /// part, by two senders. So do recipes learnt from earlier calls
+    /// (the outer contract's, which makes a call): followed when the
+    /// comparisons of the inner call's guards come out as recorded.
     #[test]
     fn compiled_guards_decide_what_the_literals_decide() {
         let (outer, inner) = (Address([1; ADDRESS_LEN]), Address([2; ADDRESS_LEN]));
@@ -1088,6 +1347,7 @@ mod tests {
         let (mut calls, mut kept) = (0, 0);
         let mut next = crate::test_rng(0x9e37_79b9);
         let mut decided = [0usize; 2];
+        let (mut followed, mut recorded) = (0, 0);
         for case in 0..400 {
             let mut pick = |n: u64| next(n) as usize;
             let small = |pick: &mut dyn FnMut(u64) -> usize| Byte::Const(pick(3) as u8);
@@ -1144,13 +1404,15 @@ mod tests {
                 stored.insert([&slot_prefix(&inner, 2)[..], &[a, b]].concat(), (0..12).map(|_| pick(3) as u8).collect());
             }
             let fixed: BTreeSet<u32> = [1, 2].into();
-            let env = |go: AccessSummary, decisions: Option<Decisions>| Guarded {
+            let env = |go: AccessSummary, decisions: Option<Decisions>, recipes: Option<Recipes>| Guarded {
                 summaries: vec![(outer, ContractSummary::new(vec![relay.clone()], BTreeSet::new())), (inner, ContractSummary::new(vec![go], fixed.clone()))],
                 stored: stored.clone(),
                 decisions,
+                recipes,
             };
             let guarded = !go.guards.is_empty();
-            let (compiled, literal) = (env(go, Some(Decisions::default())), env(interpreted, None));
+            let following = env(go.clone(), Some(Decisions::default()), Some(Recipes::default()));
+            let (compiled, literal) = (env(go, Some(Decisions::default()), None), env(interpreted, None, None));
             let mut input: Vec<u8> = Vec::new();
             for _ in 0..8 {
                 // Half the time the last input again (by the other sender, say).
@@ -1161,15 +1423,146 @@ mod tests {
                 let sender = &senders[pick(2)];
                 let expected = predict(&literal, sender, contract, method, &input);
                 assert_eq!(predict(&compiled, sender, contract, method, &input), expected, "case {case}: {method} with {input:?}");
+                assert_eq!(predict(&following, sender, contract, method, &input), expected, "case {case}: {method} with {input:?}, recipes");
                 decided[usize::from(expected.writes().len() < 6)] += 1;
                 calls += usize::from(guarded);
             }
             kept += compiled.decisions.as_ref().map_or(0, Decisions::len);
+            followed += following.recipes.as_ref().map_or(0, Recipes::followed);
+            recorded += following.recipes.as_ref().map_or(0, Recipes::len);
         }
+        // Recipes were followed, and calls that did not fit made others.
+        assert!(followed > 200 && recorded > 400, "{followed} predictions followed {recorded} recipes");
         // Decisions were kept, and later calls took many of them.
         assert!(kept > 0 && kept < calls * 3 / 4, "{kept} decisions kept for {calls} calls");
         // Both kinds of outcome, often.
         assert!(decided.iter().all(|&n| n > 150), "{decided:?}");
+    }
+
+    /// Predicts `calls` (sender, contract, method, input) in order, following
+    /// recipes and filling every call in, and asserts the two agree;
+    /// returns the predictions and how many followed a recipe.
+    fn follow_and_fill(summaries: Vec<(Address, ContractSummary)>, calls: &[(Address, Address, &str, Vec<u8>)]) -> (Vec<PredictedAccess>, u64) {
+        let env = |recipes| Guarded { summaries: summaries.clone(), stored: BTreeMap::new(), decisions: Some(Decisions::default()), recipes };
+        let (following, filling) = (env(Some(Recipes::default())), env(None));
+        let predictions = calls
+            .iter()
+            .map(|(sender, contract, method, input)| {
+                let expected = predict(&filling, sender, contract, method, input);
+                assert_eq!(predict(&following, sender, contract, method, input), expected, "{method} by {sender:?} with {input:?}");
+                expected
+            })
+            .collect();
+        (predictions, following.recipes.as_ref().map_or(0, Recipes::followed))
+    }
+
+    fn consts(bytes: &[u8]) -> Vec<Byte> {
+        bytes.iter().map(|&b| Byte::Const(b)).collect()
+    }
+
+    fn inputs(range: std::ops::Range<u16>) -> Vec<Byte> {
+        range.map(Byte::Input).collect()
+    }
+
+    /// A recipe is followed only by calls whose guards' comparisons come
+    /// out as they did where it was recorded: `relay` passes its input to
+    /// `go`, which writes a key only when that input is 7.
+    #[test]
+    fn a_recipe_is_followed_only_where_the_guards_decide_alike() {
+        let (outer, inner, sender) = (Address([1; ADDRESS_LEN]), Address([2; ADDRESS_LEN]), Address([9; ADDRESS_LEN]));
+        let writes = vec![KeyTemplate::from_bytes(Some(10), &[Byte::Const(0)]), KeyTemplate::from_bytes(Some(11), &[Byte::Const(1)])];
+        let conditions = vec![Condition::Compare { op: Comparison::Eq, width: 8, lhs: inputs(0..8), rhs: consts(&7u64.to_le_bytes()) }];
+        let guards = vec![Guard { kind: AccessKind::Write, index: 0, any_of: vec![vec![Literal { condition: 0, value: true }]] }];
+        let go = AccessSummary { conditions, guards, ..entry("go", Vec::new(), writes, Vec::new(), Vec::new()) };
+        let call = CallTemplate { callee: consts(inner.as_bytes()).into(), method: Some("go".into()), args: Some(inputs(0..8).into()) };
+        let relay = entry("relay", Vec::new(), Vec::new(), Vec::new(), vec![call]);
+        let summaries = vec![(outer, ContractSummary::new(vec![relay], BTreeSet::new())), (inner, ContractSummary::new(vec![go], BTreeSet::new()))];
+        let [seven, eight] = [7u64, 8].map(|n| n.to_le_bytes().to_vec());
+        let calls: Vec<_> = [&seven, &eight, &seven, &eight].iter().map(|input| (sender, outer, "relay", input.to_vec())).collect();
+        let (predictions, followed) = follow_and_fill(summaries, &calls);
+        assert_eq!((predictions[0].writes().len(), predictions[1].writes().len()), (2, 1), "the guard decides");
+        assert_eq!(followed, 2, "the third and fourth calls follow the first's and the second's recipes");
+    }
+
+    /// A recipe is followed only by calls to the same callee when the
+    /// callee comes from the input.
+    #[test]
+    fn a_recipe_is_followed_only_to_the_callee_it_was_recorded_for() {
+        let (outer, sender) = (Address([1; ADDRESS_LEN]), Address([9; ADDRESS_LEN]));
+        let callees = [Address([2; ADDRESS_LEN]), Address([3; ADDRESS_LEN])];
+        let take = |key: u8| entry("take", Vec::new(), vec![KeyTemplate::from_bytes(Some(3), &[Byte::Const(key)])], Vec::new(), Vec::new());
+        let call = CallTemplate { callee: inputs(0..32).into(), method: Some("take".into()), args: Some(Vec::new().into()) };
+        let relay = entry("relay", Vec::new(), Vec::new(), Vec::new(), vec![call]);
+        let mut summaries = vec![(outer, ContractSummary::new(vec![relay], BTreeSet::new()))];
+        summaries.extend(callees.iter().zip([5, 6]).map(|(callee, key)| (*callee, ContractSummary::new(vec![take(key)], BTreeSet::new()))));
+        let calls: Vec<_> = [0, 1, 0, 1].iter().map(|&i| (sender, outer, "relay", callees[i].as_bytes().to_vec())).collect();
+        let (predictions, followed) = follow_and_fill(summaries, &calls);
+        assert_ne!(predictions[0], predictions[1]);
+        assert_eq!(followed, 2);
+    }
+
+    /// A recipe is followed only by calls that read the same stored values:
+    /// `relay` calls the contract whose address it stores under its input's
+    /// first byte (a fixed slot).
+    #[test]
+    fn a_recipe_is_followed_only_where_the_same_stored_values_are_read() {
+        let (outer, sender) = (Address([1; ADDRESS_LEN]), Address([9; ADDRESS_LEN]));
+        let callees = [Address([2; ADDRESS_LEN]), Address([3; ADDRESS_LEN])];
+        let take = |key: u8| entry("take", Vec::new(), vec![KeyTemplate::from_bytes(Some(3), &[Byte::Const(key)])], Vec::new(), Vec::new());
+        let reads = vec![KeyTemplate::from_bytes(Some(1), &[Byte::Input(0)])];
+        let callee: Vec<Byte> = (0..32).map(|offset| Byte::Stored { read: 0, offset }).collect();
+        let call = CallTemplate { callee: callee.into(), method: Some("take".into()), args: Some(Vec::new().into()) };
+        let relay = entry("relay", reads, Vec::new(), Vec::new(), vec![call]);
+        let mut summaries = vec![(outer, ContractSummary::new(vec![relay], [1].into()))];
+        summaries.extend(callees.iter().zip([5, 6]).map(|(callee, key)| (*callee, ContractSummary::new(vec![take(key)], BTreeSet::new()))));
+        let stored: BTreeMap<Vec<u8>, Vec<u8>> = callees.iter().zip([0u8, 1]).map(|(callee, at)| ([&slot_prefix(&outer, 1)[..], &[at]].concat(), callee.as_bytes().to_vec())).collect();
+        let env = |recipes| Guarded { summaries: summaries.clone(), stored: stored.clone(), decisions: Some(Decisions::default()), recipes };
+        let (following, filling) = (env(Some(Recipes::default())), env(None));
+        let mut predictions = Vec::new();
+        for at in [0u8, 1, 0, 1] {
+            let expected = predict(&filling, &sender, &outer, "relay", &[at]);
+            assert_eq!(predict(&following, &sender, &outer, "relay", &[at]), expected, "relay with [{at}]");
+            predictions.push(expected);
+        }
+        assert_ne!(predictions[0], predictions[1]);
+        assert_eq!(following.recipes.as_ref().map_or(0, Recipes::followed), 2);
+    }
+
+    /// Keys that are one key in some calls (a key by the sender and one by
+    /// an input address, when the sender sends to itself) are kept once by
+    /// a recipe, as by a fill; keys that differ in a constant byte never are.
+    #[test]
+    fn a_recipe_keeps_each_key_once_when_two_coincide() {
+        let (outer, callee) = (Address([1; ADDRESS_LEN]), Address([2; ADDRESS_LEN]));
+        let (alice, bob) = (Address([8; ADDRESS_LEN]), Address([9; ADDRESS_LEN]));
+        let callers: Vec<Byte> = (0..32).map(Byte::Caller).collect();
+        let writes = vec![KeyTemplate::from_bytes(Some(3), &callers), KeyTemplate::from_bytes(Some(3), &inputs(0..32)), KeyTemplate::from_bytes(Some(4), &inputs(0..32))];
+        let call = CallTemplate { callee: consts(callee.as_bytes()).into(), method: Some("take".into()), args: Some(Vec::new().into()) };
+        let send = entry("send", Vec::new(), writes, Vec::new(), vec![call]);
+        let take = entry("take", Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let summaries = vec![(outer, ContractSummary::new(vec![send], BTreeSet::new())), (callee, ContractSummary::new(vec![take], BTreeSet::new()))];
+        let calls: Vec<_> = [(alice, bob), (alice, alice), (bob, bob), (bob, alice)].iter().map(|(from, to)| (*from, outer, "send", to.as_bytes().to_vec())).collect();
+        let (predictions, followed) = follow_and_fill(summaries, &calls);
+        let writes: Vec<usize> = predictions.iter().map(|p| p.writes().len()).collect();
+        assert_eq!(writes, [3, 2, 2, 3], "sending to oneself writes one balance");
+        assert_eq!(followed, 3, "one recipe for all four");
+    }
+
+    /// Whether one call template stands in for another depends on their
+    /// arguments: `take(caller ‖ 0 1 2 …)` is left out when the input names
+    /// the caller, for `take(input ‖ ???)` covers it. A recipe recorded
+    /// where it does not is not followed where it does.
+    #[test]
+    fn a_recipe_is_followed_only_where_the_same_call_templates_stand_in() {
+        let callee = Address([2; ADDRESS_LEN]);
+        let (alice, bob) = (Address([8; ADDRESS_LEN]), Address([9; ADDRESS_LEN]));
+        let by_caller: Vec<Byte> = (0..32).map(Byte::Caller).chain(consts(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15])).collect();
+        let by_input: Vec<Byte> = inputs(0..32).into_iter().chain((0..16).map(|_| Byte::Unknown)).collect();
+        let Chain { caller: outer, summaries } = chain(vec![call_take(&callee, by_caller), call_take(&callee, by_input)]);
+        let calls: Vec<_> = [bob, alice, bob, alice].iter().map(|to| (alice, outer, "go", to.as_bytes().to_vec())).collect();
+        let (predictions, followed) = follow_and_fill(summaries, &calls);
+        assert_eq!((predictions[0].adds().len(), predictions[1].adds().len()), (2, 1), "the first template stands in only for alice");
+        assert_eq!(followed, 2);
     }
 
     #[test]

@@ -1,7 +1,17 @@
 //! Plans the same 10,000-transaction block over and over, for a profiler:
-//! `cargo run --release -p chroma-benches --example plan_profile -- [workload] [rounds]`.
+//! `cargo run --release -p chroma-benches --example plan_profile -- [workload] [rounds] [recipes]`.
+//!
+//! With `recipes`, it fills the block's templates in on this thread instead,
+//! alternately following the recipes learnt from earlier transactions (as
+//! the planner does) and filling every one in, and prints the medians of
+//! both: the two in one process, taking turns, on this noisy host.
 
-use chroma_vm::{BlockOptions, Vm};
+use std::time::{Duration, Instant};
+
+use chroma_analyzer::{Collected, Environment, Prediction};
+use chroma_host_api::Address;
+use chroma_vm::tx::TxKind;
+use chroma_vm::{BlockOptions, PredictionEnv, Vm};
 use chroma_workloads::{Workload, World, WorldConfig};
 
 /// mimalloc, tuned for blocks (see `chroma-alloc`).
@@ -20,6 +30,9 @@ fn main() {
         vm.execute_block(block, &BlockOptions::default()).expect("set-up");
     }
     let txs = world.block(workload, 10_000);
+    if args.next().as_deref() == Some("recipes") {
+        return compare_recipes(&vm, &txs, workload, rounds);
+    }
     let threads = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(BlockOptions::default().threads);
     let (mut predicting, mut planning) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
@@ -40,5 +53,56 @@ fn main() {
         txs.len(),
         median(predicting),
         median(planning)
+    );
+}
+
+fn compare_recipes(vm: &Vm, txs: &[chroma_vm::Transaction], workload: Workload, rounds: usize) {
+    let env = PredictionEnv::new(vm.runtime(), &**vm.state());
+    let without = env.fork().without_recipes();
+    let fill = |env: &dyn Fn(&Address, &Address, &str, &[u8], &mut Collected)| {
+        let mut collected = Collected::default();
+        let started = Instant::now();
+        let predictions: Vec<Prediction> = txs
+            .iter()
+            .filter_map(|tx| match &tx.kind {
+                TxKind::Call { contract, method, args } => {
+                    env(&tx.sender, contract, method, args, &mut collected);
+                    Some(Prediction::collected(&mut collected))
+                }
+                TxKind::Deploy { .. } => None,
+            })
+            .collect();
+        let took = started.elapsed();
+        drop(predictions);
+        took
+    };
+    let with_recipes = |s: &Address, c: &Address, m: &str, i: &[u8], out: &mut Collected| chroma_analyzer::predict_into(&env, s, c, m, i, out);
+    let filled = |s: &Address, c: &Address, m: &str, i: &[u8], out: &mut Collected| chroma_analyzer::predict_into(&without, s, c, m, i, out);
+    // The first round of each learns (and warms the view's caches): the
+    // recipes are recorded then, as in a node's first block (or its first
+    // after a deploy).
+    let first = [fill(&filled), fill(&with_recipes)];
+    let (mut following, mut filling) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            following.push(fill(&with_recipes));
+            filling.push(fill(&filled));
+        } else {
+            filling.push(fill(&filled));
+            following.push(fill(&with_recipes));
+        }
+    }
+    let per_tx = |mut d: Vec<Duration>| {
+        d.sort();
+        d[d.len() / 2].as_secs_f64() * 1e6 / txs.len() as f64
+    };
+    let followed = env.recipes().map_or(0, |r| r.followed());
+    println!(
+        "{workload}: {} transactions, templates filled in on one thread, medians of {rounds}: following recipes {:.3} µs, filling every one in {:.3} µs per transaction ({followed} predictions followed a recipe); first round: {:.3} µs filling in, {:.3} µs recording recipes",
+        txs.len(),
+        per_tx(following),
+        per_tx(filling),
+        per_tx(vec![first[0]]),
+        per_tx(vec![first[1]])
     );
 }

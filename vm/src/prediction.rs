@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use chroma_analyzer::{AccessSummary, ContractSummary, Decisions, Environment};
+use chroma_analyzer::{AccessSummary, ContractSummary, Decisions, Environment, Recipes};
 use chroma_host_api::Address;
 use rustc_hash::FxHashMap;
 
@@ -20,27 +20,42 @@ pub struct PredictionEnv<'s> {
     summaries: Arc<Summaries>,
     shapes: Arc<ShapedSummaries>,
     state: &'s dyn StateRead,
-    /// Which [`PredictionEnv::new`] the view comes from (forks and views
-    /// assembled from its parts share it): views of one generation see the
-    /// same summaries and state, so they may take over each other's [`Kept`].
+    /// Which deployed contracts the view sees: views of one generation (of
+    /// one runtime between two deploys, and their forks) see the same
+    /// summaries and the same fixed stored values, so they may take over
+    /// each other's [`Kept`], from one segment or block to the next.
     generation: u64,
     kept: Kept,
+    /// Whether predictions may follow recipes (see [`Recipes`]).
+    recipes: bool,
 }
 
 /// What a view learns as it predicts, valid for its whole generation.
 #[derive(Default)]
 struct Kept {
     /// Values read so far. The predictor reads only slots that no entry
-    /// point but the constructor writes, so they cannot change while a block
-    /// is planned; every swap of a pool reads the same token addresses.
+    /// point but the constructor writes, so they do not change once the
+    /// contract is deployed: a runtime registers a contract after its
+    /// constructor's writes are applied, so every state a view of its
+    /// generation reads holds them (every swap of a pool reads the same
+    /// token addresses).
     cache: RefCell<FxHashMap<Vec<u8>, Option<Arc<[u8]>>>>,
     /// Which guarded templates of entries may happen, by what decides it
     /// (a block's swaps of one pool in one direction decide alike).
     decisions: Decisions,
+    /// How transactions' predictions are made from their senders and
+    /// inputs, by entry and contract (a block's swaps of one pool in one
+    /// direction follow one recipe).
+    recipes: Recipes,
 }
 
 /// Generations of views (see [`PredictionEnv::generation`]).
 static GENERATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// A generation no view has had yet.
+pub(crate) fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, Ordering::Relaxed)
+}
 
 thread_local! {
     /// What the last view dropped on this thread had learnt, with its
@@ -52,15 +67,13 @@ thread_local! {
 }
 
 impl<'s> PredictionEnv<'s> {
-    /// The contracts deployed in `runtime` now, over `state`.
+    /// The contracts deployed in `runtime` now, over `state` (a state of
+    /// `runtime`'s chain: one that holds the constructors' writes of its
+    /// contracts), with what the last view of the same contracts dropped on
+    /// this thread had learnt.
     pub fn new(runtime: &Runtime, state: &'s dyn StateRead) -> PredictionEnv<'s> {
-        PredictionEnv {
-            summaries: runtime.summaries_by_address(),
-            shapes: runtime.shapes(),
-            state,
-            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
-            kept: Kept::default(),
-        }
+        let (summaries, generation) = runtime.summaries_by_address();
+        PredictionEnv::assemble(&EnvParts { summaries, shapes: runtime.shapes(), state, generation })
     }
 
     /// The same view with a cache of its own, for another thread.
@@ -81,7 +94,15 @@ impl<'s> PredictionEnv<'s> {
             Some((of, kept)) if of == *generation => kept,
             _ => Kept::default(),
         });
-        PredictionEnv { summaries: summaries.clone(), shapes: shapes.clone(), state: *state, generation: *generation, kept }
+        PredictionEnv { summaries: summaries.clone(), shapes: shapes.clone(), state: *state, generation: *generation, kept, recipes: true }
+    }
+
+    /// The same view, but filling every call's templates in instead of
+    /// following recipes: the reference the recipes are checked against,
+    /// and the baseline they are measured against.
+    pub fn without_recipes(mut self) -> PredictionEnv<'s> {
+        self.recipes = false;
+        self
     }
 
     /// Adds a contract that will exist when later transactions run (one
@@ -91,16 +112,31 @@ impl<'s> PredictionEnv<'s> {
         // Other summaries now: a generation of its own. Decisions are kept
         // by where an entry's summary is, and one replaced may be dropped
         // and its place reused.
-        self.generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+        self.generation = next_generation();
         self.kept.decisions.clear();
+        self.kept.recipes.clear();
     }
 }
 
 impl Drop for PredictionEnv<'_> {
     fn drop(&mut self) {
-        let kept = (self.generation, std::mem::take(&mut self.kept));
+        let kept = std::mem::take(&mut self.kept);
         // A thread being torn down has no table left: nothing to keep.
-        let _ = KEPT.try_with(|slot| *slot.borrow_mut() = Some(kept));
+        let _ = KEPT.try_with(|slot| {
+            let mut slot = slot.borrow_mut();
+            // A view that learnt nothing (one whose views assembled on this
+            // thread did the predicting, dropped after them) leaves what
+            // they learnt.
+            if !kept.is_empty() || slot.is_none() {
+                *slot = Some((self.generation, kept));
+            }
+        });
+    }
+}
+
+impl Kept {
+    fn is_empty(&self) -> bool {
+        self.cache.borrow().is_empty() && self.decisions.is_empty() && self.recipes.is_empty()
     }
 }
 
@@ -136,6 +172,10 @@ impl Environment for PredictionEnv<'_> {
     fn decisions(&self) -> Option<&Decisions> {
         Some(&self.kept.decisions)
     }
+
+    fn recipes(&self) -> Option<&Recipes> {
+        self.recipes.then_some(&self.kept.recipes)
+    }
 }
 
 #[cfg(test)]
@@ -152,8 +192,9 @@ mod tests {
 
     /// A view assembled on a thread takes over what the last view of its
     /// generation dropped there had learnt (the decisions of `mint`'s
-    /// guards), and predicts the same; a view of another generation, or
-    /// of one whose contracts changed, starts afresh.
+    /// guards), and predicts the same, and so does a later view of the same
+    /// deployed contracts (the next segment or block); a view of other
+    /// contracts (one deployed since, or added to a view) starts afresh.
     #[test]
     fn views_of_one_generation_take_over_what_the_last_one_learnt() {
         let owner = Address([7; ADDRESS_LEN]);
@@ -178,8 +219,17 @@ mod tests {
         assert_eq!(second.kept.decisions.len(), 1, "the same decision, not another");
         drop(second);
 
-        // Another generation does not take it.
+        drop(env);
+        // A later view of the same contracts takes it over too.
+        let later = PredictionEnv::new(vm.runtime(), &**vm.state());
+        assert_eq!(later.kept.decisions.len(), 1, "taken over by the next view of the same contracts");
+        drop(later);
+        // After a deploy, another generation does not take it.
+        let deploy = TxKind::Deploy { code: TOKEN.to_vec(), init_args: ("EUR".to_string(), 1_000u128).encode() };
+        let receipt = vm.execute(&Transaction { sender: owner, nonce: 1, kind: deploy, gas_limit: 10_000_000 }).expect("deployed");
+        assert!(receipt.outcome.is_success());
         let other = PredictionEnv::new(vm.runtime(), &**vm.state());
+        assert!(other.kept.decisions.is_empty() && other.kept.cache.borrow().is_empty(), "a deploy since: afresh");
         let view = PredictionEnv::assemble(&other.parts());
         assert!(view.kept.decisions.is_empty() && view.kept.cache.borrow().is_empty());
         drop(view);

@@ -160,11 +160,12 @@ pub(crate) type SummariesByAddress = FxHashMap<Address, Arc<ContractSummary>>;
 
 /// The deployed contracts, and their summaries by address as the planner
 /// wants them: built once and shared until the next deploy, instead of
-/// at every segment of every block.
+/// at every segment of every block, with their generation (see
+/// [`PredictionEnv`](crate::PredictionEnv)).
 #[derive(Default)]
 struct Contracts {
     by_address: BTreeMap<Address, Arc<Contract>>,
-    summaries: Option<Arc<SummariesByAddress>>,
+    summaries: Option<(Arc<SummariesByAddress>, u64)>,
 }
 
 /// A transaction in progress.
@@ -386,14 +387,16 @@ impl Runtime {
         self.shapes.take_made()
     }
 
-    pub(crate) fn summaries_by_address(&self) -> Arc<SummariesByAddress> {
+    /// The deployed contracts' summaries by address, and their generation:
+    /// the same until the next deploy.
+    pub(crate) fn summaries_by_address(&self) -> (Arc<SummariesByAddress>, u64) {
         if let Some(summaries) = &self.contracts.read().unwrap_or_else(|p| p.into_inner()).summaries {
             return summaries.clone();
         }
         let mut contracts = self.contracts.write().unwrap_or_else(|p| p.into_inner());
         let Contracts { by_address, summaries } = &mut *contracts;
         summaries
-            .get_or_insert_with(|| Arc::new(by_address.iter().map(|(a, c)| (*a, c.summary.clone())).collect()))
+            .get_or_insert_with(|| (Arc::new(by_address.iter().map(|(a, c)| (*a, c.summary.clone())).collect()), crate::prediction::next_generation()))
             .clone()
     }
 

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use chroma_analyzer::{KeyPattern, Planned, PredictedAccess, Prediction};
+use chroma_analyzer::{predict, Environment, KeyPattern, Planned, PredictedAccess, Prediction, Recipes};
 use chroma_vm::root::StateHash;
 use chroma_vm::{
     AccessPredictor, AnalyzerPredictor, BlockExecution, BlockOptions, Outcome, PredictionEnv, Receipt, Strategy, Transaction, TxKind,
@@ -222,6 +222,39 @@ fn fingerprints_made_while_predicting_equal_those_made_afterwards() {
         }
     }
     assert!(patterns > 6 * 300 * 4, "only {patterns} patterns");
+}
+
+/// Predictions that follow recipes (see `chroma_analyzer::Recipes`) equal
+/// those made by filling every call's templates in: every workload's
+/// transactions (failing calls and observations among them), twice over,
+/// so that the second time most follow recipes learnt the first time.
+#[test]
+fn predictions_following_recipes_equal_those_filled_in() {
+    let config = WorldConfig { users: 60, pools: 5, seed: 31, failures_per_mille: 80, observations_per_mille: 80 };
+    let (mut world, setup) = World::new(config);
+    let vm = set_up(&setup);
+    for workload in Workload::ALL {
+        let block = world.block(workload, 1_000);
+        let env = PredictionEnv::new(vm.runtime(), &**vm.state());
+        let filling = env.fork().without_recipes();
+        assert!(filling.recipes().is_none());
+        let before = env.recipes().map_or(0, Recipes::followed);
+        for pass in 0..2 {
+            for tx in &block {
+                let TxKind::Call { contract, method, args } = &tx.kind else { continue };
+                let filled = predict(&filling, &tx.sender, contract, method, args);
+                assert_eq!(predict(&env, &tx.sender, contract, method, args), filled, "{workload}, pass {pass}: {tx:?}");
+            }
+        }
+        let followed = env.recipes().map_or(0, Recipes::followed) - before;
+        // Calls that call other contracts follow recipes (a swap, a
+        // deposit); the others are filled in.
+        match workload {
+            Workload::Swaps | Workload::Lending => assert!(followed > 1_500, "{workload}: {followed} of 2,000 followed a recipe"),
+            Workload::DefiMix => assert!(followed > 500, "{workload}: {followed} of 2,000 followed a recipe"),
+            Workload::Transfers | Workload::TransfersZipf | Workload::Chain => assert!(followed < 200, "{workload}: {followed} followed a recipe"),
+        }
+    }
 }
 
 /// A block's report counts the analyses by input shape its planning made:

@@ -1,0 +1,409 @@
+//! Recipes: how a transaction's prediction is made from its sender and
+//! input, learnt from one transaction and followed by the next ones alike.
+//!
+//! Filling a call's templates in resolves the same things for every
+//! transaction of one entry of one contract: the callees (from fixed stored
+//! values), their summaries, the stored values, the guards' decisions. What
+//! differs from one transaction to the next is mostly copied, byte for
+//! byte, from the sender and the input into the keys (a balance by sender,
+//! an allowance by sender and spender). A recipe keeps the result of
+//! resolving: each key the fill produced, in order, as parts that are
+//! constants, runs of the sender's bytes or runs of the input's.
+//!
+//! A later call of the same entry on the same contract follows it when the
+//! fill would take the same path: the input has the same length, every
+//! comparison the guards made comes out the same (whether a recipient is
+//! the sender decides alike for every other sender), and it agrees with the
+//! recorded call on every byte the fill *looked at* rather than copied (the
+//! bytes that chose a callee or a stored value, arguments compared with one
+//! another). The fill then makes each key from the same places.
+//!
+//! A recorded fill of an entry analysed by input shape makes no recipe, and
+//! neither does one whose keys or comparisons the recorded sources do not
+//! rebuild: those calls are filled in as before. The prediction is the same
+//! either way: tests check it against fills without recipes for random
+//! guarded entries, for each thing a path depends on, and for every
+//! workload's transactions.
+
+use std::cell::{Cell, RefCell};
+
+use chroma_host_api::{Address, ADDRESS_LEN};
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
+
+use crate::predict::{Collected, KeyBytes, KeyPattern};
+use crate::guards::WORD_BYTES;
+use crate::summary::{AccessKind, AccessSummary, Comparison};
+
+/// Where one byte of a key or of a callee's arguments comes from, in terms
+/// of the transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The same in every call that follows the recipe.
+    Const(u8),
+    /// The transaction sender's byte.
+    Caller(u8),
+    /// The transaction input's byte.
+    Input(u32),
+    /// Not known when filling in.
+    Unknown,
+}
+
+// The bytes of the sender a recipe depends on are kept as a mask.
+const _: () = assert!(ADDRESS_LEN <= 32);
+
+impl Source {
+    /// Its value in a call by `sender` with `input`.
+    fn value(self, sender: &Address, input: &[u8]) -> Option<u8> {
+        match self {
+            Source::Const(byte) => Some(byte),
+            Source::Caller(at) => sender.as_bytes().get(usize::from(at)).copied(),
+            Source::Input(at) => input.get(at as usize).copied(),
+            Source::Unknown => None,
+        }
+    }
+}
+
+/// A comparison the recorded fill's path depends on, and its result there
+/// (`None`: undecided).
+#[derive(Debug, Clone)]
+struct Check {
+    op: Comparison,
+    width: u8,
+    lhs: SmallVec<[Source; WORD_BYTES]>,
+    rhs: SmallVec<[Source; WORD_BYTES]>,
+    result: Option<bool>,
+}
+
+impl Check {
+    /// Its result in a call by `sender` with `input` (as the fill evaluates
+    /// a comparison: a word little-endian, undecided if a byte is not known).
+    fn result_for(&self, sender: &Address, input: &[u8]) -> Option<bool> {
+        let word = |sources: &[Source]| sources.iter().enumerate().try_fold(0u64, |word, (i, source)| Some(word | u64::from(source.value(sender, input)?) << (8 * i)));
+        Some(self.op.eval(self.width, word(&self.lhs)?, word(&self.rhs)?))
+    }
+}
+
+/// What a recording fill learns: each key it made, in order, with where its
+/// bytes come from, and the bytes of the transaction it looked at.
+pub(crate) struct Trace {
+    sender: Address,
+    input: Box<[u8]>,
+    keys: Vec<(AccessKind, bool, Box<[Source]>)>,
+    checks: Vec<Check>,
+    /// The sender's bytes looked at, by bit.
+    caller_looked_at: u32,
+    inputs_looked_at: Vec<u32>,
+    /// Whether the fill did something a recipe cannot follow.
+    opaque: bool,
+}
+
+impl Trace {
+    pub(crate) fn new(sender: &Address, input: &[u8]) -> Trace {
+        Trace { sender: *sender, input: input.into(), keys: Vec::new(), checks: Vec::new(), caller_looked_at: 0, inputs_looked_at: Vec::new(), opaque: false }
+    }
+
+    /// The fill's path depends on the byte at `source`.
+    pub(crate) fn look_at(&mut self, source: Source) {
+        match source {
+            Source::Caller(at) => self.caller_looked_at |= 1 << (u32::from(at) % 32),
+            Source::Input(at) => self.inputs_looked_at.push(at),
+            Source::Const(_) | Source::Unknown => {}
+        }
+    }
+
+    /// The fill did something no recipe follows.
+    pub(crate) fn give_up(&mut self) {
+        self.opaque = true;
+    }
+
+    /// The value of `source` in the recorded transaction.
+    fn value(&self, source: Source) -> Option<u8> {
+        source.value(&self.sender, &self.input)
+    }
+
+    /// A condition the fill evaluated to `result`: a comparison of words
+    /// made from `lhs` and `rhs`. The path depends on its result, not on the
+    /// bytes compared (whether a transfer's recipient is its sender decides
+    /// alike for every other sender).
+    pub(crate) fn check(&mut self, op: Comparison, width: u8, lhs: SmallVec<[Source; WORD_BYTES]>, rhs: SmallVec<[Source; WORD_BYTES]>, result: Option<bool>) {
+        let check = Check { op, width, lhs, rhs, result };
+        if check.result_for(&self.sender, &self.input) != result {
+            self.opaque = true;
+            return;
+        }
+        self.checks.push(check);
+    }
+
+    /// Whether `sources` rebuild `bytes` in the recorded transaction (what a
+    /// recipe relies on; a mismatch means the sources are not the fill's).
+    pub(crate) fn rebuilds(&self, sources: &[Source], bytes: &[u8]) -> bool {
+        sources.len() == bytes.len() && sources.iter().zip(bytes).all(|(&s, &b)| self.value(s) == Some(b))
+    }
+
+    /// A key made, of `kind`, from `sources` (its bytes, at least).
+    pub(crate) fn key(&mut self, kind: AccessKind, pattern: &KeyPattern, mut sources: SmallVec<[Source; 80]>) {
+        sources.truncate(pattern.bytes().len());
+        if !self.rebuilds(&sources, pattern.bytes()) {
+            self.opaque = true;
+            return;
+        }
+        self.keys.push((kind, pattern.is_exact(), sources.as_slice().into()));
+    }
+
+    /// The recipe it makes; `None` when the fill cannot be followed.
+    pub(crate) fn recipe(mut self, unbounded: bool) -> Option<Recipe> {
+        if self.opaque {
+            return None;
+        }
+        self.inputs_looked_at.sort_unstable();
+        self.inputs_looked_at.dedup();
+        let mut inputs: Vec<(u32, Vec<u8>)> = Vec::new();
+        for &at in &self.inputs_looked_at {
+            // Past the input's end there is nothing to compare: the length is.
+            let Some(&value) = self.input.get(at as usize) else { continue };
+            match inputs.last_mut() {
+                Some((start, bytes)) if *start + bytes.len() as u32 == at => bytes.push(value),
+                _ => inputs.push((at, vec![value])),
+            }
+        }
+        let mut caller = [0u8; ADDRESS_LEN];
+        for (at, byte) in caller.iter_mut().enumerate() {
+            if self.caller_looked_at & (1 << at) != 0 {
+                *byte = self.sender.as_bytes()[at];
+            }
+        }
+        // A comparison of constants and of bytes the recipe matches anyway
+        // has the same result in every call that fits.
+        let (caller_mask, looked_at) = (self.caller_looked_at, &self.inputs_looked_at);
+        let implied = |source: &Source| match *source {
+            Source::Const(_) => true,
+            Source::Caller(at) => caller_mask & (1 << (u32::from(at) % 32)) != 0,
+            Source::Input(at) => looked_at.binary_search(&at).is_ok(),
+            Source::Unknown => false,
+        };
+        self.checks.retain(|check| !check.lhs.iter().chain(&check.rhs).all(implied));
+        // Whether a key may equal an earlier one of its kind in some call
+        // (then it is kept only if it does not, as a fill keeps each once):
+        // not when a constant byte differs somewhere.
+        let mut steps: Vec<Step> = Vec::with_capacity(self.keys.len());
+        for (i, (kind, exact, sources)) in self.keys.iter().enumerate() {
+            let may_repeat = self.keys[..i].iter().any(|(k, e, earlier)| {
+                k == kind && e == exact && earlier.len() == sources.len() && !earlier.iter().zip(sources).any(|(a, b)| matches!((a, b), (Source::Const(x), Source::Const(y)) if x != y))
+            });
+            steps.push(Step::of(*kind, *exact, may_repeat, sources)?);
+        }
+        Some(Recipe {
+            input_len: self.input.len(),
+            checks: self.checks.into(),
+            caller_mask: self.caller_looked_at,
+            caller,
+            inputs: inputs.into_iter().map(|(at, bytes)| (at, bytes.into_boxed_slice())).collect(),
+            steps: steps.into(),
+            unbounded,
+        })
+    }
+}
+
+/// One part of a key in a recipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Const(KeyBytes),
+    Caller { start: u8, len: u8 },
+    Input { start: u32, len: u32 },
+}
+
+/// One key of a recipe: its kind, whether it is one key or a prefix, and
+/// its parts; a key of constants alone is kept made, with its fingerprint.
+#[derive(Debug, Clone)]
+struct Step {
+    kind: AccessKind,
+    exact: bool,
+    /// Whether it may be a key made earlier (see `Trace::recipe`).
+    may_repeat: bool,
+    parts: Box<[Part]>,
+    made: Option<(KeyPattern, u64)>,
+}
+
+impl Step {
+    /// `None` for a key with a byte not known (`Trace::key` keeps none).
+    fn of(kind: AccessKind, exact: bool, may_repeat: bool, sources: &[Source]) -> Option<Step> {
+        let mut parts: Vec<Part> = Vec::new();
+        for &source in sources {
+            match (parts.last_mut(), source) {
+                (Some(Part::Const(bytes)), Source::Const(byte)) => bytes.push(byte),
+                (Some(Part::Caller { start, len }), Source::Caller(at)) if *start + *len == at => *len += 1,
+                (Some(Part::Input { start, len }), Source::Input(at)) if *start + *len == at => *len += 1,
+                (_, Source::Const(byte)) => parts.push(Part::Const(KeyBytes::from_slice(&[byte]))),
+                (_, Source::Caller(at)) => parts.push(Part::Caller { start: at, len: 1 }),
+                (_, Source::Input(at)) => parts.push(Part::Input { start: at, len: 1 }),
+                (_, Source::Unknown) => return None,
+            }
+        }
+        let made = match parts.as_slice() {
+            [] => Some(KeyBytes::new()),
+            [Part::Const(bytes)] => Some(bytes.clone()),
+            _ => None,
+        }
+        .map(|bytes| {
+            let pattern = if exact { KeyPattern::Exact(bytes) } else { KeyPattern::Prefix(bytes) };
+            let fingerprint = crate::plan::fingerprint(&pattern);
+            (pattern, fingerprint)
+        });
+        Some(Step { kind, exact, may_repeat, parts: parts.into(), made })
+    }
+}
+
+/// A top-level call's prediction, as made from its sender and input (see
+/// the module's documentation).
+#[derive(Debug, Clone)]
+pub(crate) struct Recipe {
+    input_len: usize,
+    /// The sender's bytes the path depends on (by bit), and their values.
+    caller_mask: u32,
+    caller: [u8; ADDRESS_LEN],
+    /// The input's bytes the path depends on, as runs: where each starts
+    /// and its values.
+    inputs: Box<[(u32, Box<[u8]>)]>,
+    /// The comparisons the path depends on, each with its result there.
+    checks: Box<[Check]>,
+    steps: Box<[Step]>,
+    unbounded: bool,
+}
+
+impl Recipe {
+    /// Whether a call by `sender` with `input` takes the recorded path.
+    fn fits(&self, sender: &Address, input: &[u8]) -> bool {
+        if input.len() != self.input_len {
+            return false;
+        }
+        let bytes = sender.as_bytes();
+        let caller_fits = match self.caller_mask {
+            0 => true,
+            u32::MAX => *bytes == self.caller,
+            mask => (0..ADDRESS_LEN).all(|at| mask & (1 << at) == 0 || bytes[at] == self.caller[at]),
+        };
+        caller_fits
+            && self.inputs.iter().all(|(start, bytes)| input.get(*start as usize..*start as usize + bytes.len()) == Some(&bytes[..]))
+            && self.checks.iter().all(|check| check.result_for(sender, input) == check.result)
+    }
+
+    /// The prediction of a call by `sender` with `input`, into `out`
+    /// (emptied first), for a call that [`fits`](Recipe::fits).
+    fn follow(&self, sender: &Address, input: &[u8], out: &mut Collected) {
+        out.clear();
+        for step in self.steps.iter() {
+            let (pattern, fingerprint) = match &step.made {
+                Some((pattern, fingerprint)) => (pattern.clone(), *fingerprint),
+                None => {
+                    let mut bytes = KeyBytes::new();
+                    for part in step.parts.iter() {
+                        // In range: the input is as long as the recorded one,
+                        // whose bytes these were.
+                        let part = match part {
+                            Part::Const(consts) => Some(&consts[..]),
+                            Part::Caller { start, len } => sender.as_bytes().get(usize::from(*start)..usize::from(*start) + usize::from(*len)),
+                            Part::Input { start, len } => input.get(*start as usize..*start as usize + *len as usize),
+                        };
+                        bytes.extend_from_slice(part.unwrap_or_default());
+                    }
+                    let pattern = if step.exact { KeyPattern::Exact(bytes) } else { KeyPattern::Prefix(bytes) };
+                    let fingerprint = crate::plan::fingerprint(&pattern);
+                    (pattern, fingerprint)
+                }
+            };
+            if step.may_repeat {
+                out.insert_fingerprinted(step.kind, pattern, fingerprint);
+            } else {
+                out.push_fingerprinted(step.kind, pattern, fingerprint);
+            }
+        }
+        out.unbounded = self.unbounded;
+    }
+}
+
+/// Recipes kept for one entry of one contract, at most (swaps of a pool
+/// take two: one per direction). Calls that fit none of them are filled in.
+const RECIPES_PER_CALL: usize = 4;
+
+/// Entries of contracts a [`Recipes`] table holds recipes for, at most (a
+/// recipe holds each of its keys' parts, and a planner's thread keeps its
+/// table from block to block).
+const CALLS_MAX: usize = 1024;
+
+/// The entry (its summary does not move while a planner's view lasts) and
+/// the contract.
+type CallId = (usize, Address);
+
+/// The recipes a planner's view has learnt (see the module's
+/// documentation), kept like [`Decisions`](crate::Decisions): for as long
+/// as the summaries and the fixed stored values they were made from stay
+/// the same.
+#[derive(Default)]
+pub struct Recipes {
+    table: RefCell<FxHashMap<CallId, SmallVec<[Recipe; 2]>>>,
+    followed: Cell<u64>,
+}
+
+/// What [`Recipes::follow`] did.
+pub(crate) enum Followed {
+    /// The prediction is in `out`.
+    Done,
+    /// No recipe fits, and one made by a recording fill would be kept.
+    Record,
+    /// No recipe fits, and no more are kept for this call.
+    Fill,
+}
+
+impl Recipes {
+    pub(crate) fn id(entry: &AccessSummary, contract: &Address) -> CallId {
+        (entry as *const AccessSummary as usize, *contract)
+    }
+
+    /// Follows the recipe for `id` that fits `sender` and `input`, if any.
+    pub(crate) fn follow(&self, id: &CallId, sender: &Address, input: &[u8], out: &mut Collected) -> Followed {
+        let table = self.table.borrow();
+        let Some(recipes) = table.get(id) else {
+            return if table.len() < CALLS_MAX { Followed::Record } else { Followed::Fill };
+        };
+        match recipes.iter().find(|recipe| recipe.fits(sender, input)) {
+            Some(recipe) => {
+                recipe.follow(sender, input, out);
+                self.followed.set(self.followed.get() + 1);
+                Followed::Done
+            }
+            None if recipes.len() < RECIPES_PER_CALL => Followed::Record,
+            None => Followed::Fill,
+        }
+    }
+
+    pub(crate) fn keep(&self, id: CallId, recipe: Recipe) {
+        let mut table = self.table.borrow_mut();
+        if table.len() >= CALLS_MAX && !table.contains_key(&id) {
+            return;
+        }
+        let recipes = table.entry(id).or_default();
+        if recipes.len() < RECIPES_PER_CALL {
+            recipes.push(recipe);
+        }
+    }
+
+    /// Forgets every recipe (when a summary the table was made under changes).
+    pub fn clear(&self) {
+        self.table.borrow_mut().clear();
+    }
+
+    /// How many recipes are kept.
+    pub fn len(&self) -> usize {
+        self.table.borrow().values().map(|recipes| recipes.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many predictions were made by following a recipe.
+    pub fn followed(&self) -> u64 {
+        self.followed.get()
+    }
+}
