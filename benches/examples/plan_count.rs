@@ -16,12 +16,15 @@
 //! templates in N times (`plan` instead of `count`: and builds its plan each
 //! time); the difference of the instructions counted with N and with 0,
 //! over N and the block's size, is the instructions per transaction.
+//! Predictions follow recipes as the VM's do (`RECIPES=0`: every call is
+//! filled in); the first round records them, so counts with 1 and N + 1
+//! rounds give the rounds that follow them.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chroma_analyzer::{AccessSummary, Collected, ContractSummary, Decisions, Environment, ExecutionPlan, Prediction};
+use chroma_analyzer::{AccessSummary, Collected, ContractSummary, Decisions, Environment, ExecutionPlan, Prediction, Recipes};
 use chroma_benches::SetUpWorld;
 use chroma_host_api::{Address, ADDRESS_LEN};
 use chroma_vm::{PredictionEnv, TxKind};
@@ -91,6 +94,8 @@ struct Replay {
     stored: BTreeMap<Vec<u8>, Option<Arc<[u8]>>>,
     /// As the VM's environment keeps them (`DECISIONS=0`: not kept).
     decisions: Option<Decisions>,
+    /// As the VM's environment keeps them (`RECIPES=0`: not kept).
+    recipes: Option<Recipes>,
     shaped: BTreeMap<(Address, String, Vec<u8>), Arc<AccessSummary>>,
 }
 
@@ -105,6 +110,10 @@ impl Environment for Replay {
 
     fn decisions(&self) -> Option<&Decisions> {
         self.decisions.as_ref()
+    }
+
+    fn recipes(&self) -> Option<&Recipes> {
+        self.recipes.as_ref()
     }
 
     fn shaped_entry(&self, contract: &Address, method: &str, input: &[u8]) -> Option<Arc<AccessSummary>> {
@@ -145,6 +154,7 @@ fn main() {
                 summaries: recorded.summaries.into_iter().map(|(a, s)| (address(&a), s)).collect(),
                 stored: recorded.stored.into_iter().map(|(k, v)| (unhex(&k), v.map(|v| unhex(&v).into()))).collect(),
                 decisions: (std::env::var("DECISIONS").as_deref() != Ok("0")).then(Decisions::default),
+                recipes: (std::env::var("RECIPES").as_deref() != Ok("0")).then(Recipes::default),
                 shaped: recorded.shaped.into_iter().map(|(c, m, i, s)| ((address(&c), m, unhex(&i)), Arc::new(s))).collect(),
             };
             let calls: Vec<(Address, Address, String, Vec<u8>)> =
