@@ -58,13 +58,20 @@ pub(crate) fn next_generation() -> u64 {
 }
 
 thread_local! {
-    /// What the last view dropped on this thread had learnt, with its
-    /// generation. A planner's pool assembles a view per task (of a few
+    /// What the views dropped on this thread had learnt, by generation. A
+    /// planner's pool assembles a view per task (of a few
     /// hundred transactions), several per thread and block; each would
     /// otherwise read the same values and decide the same guards again (a
     /// block of swaps over 100 pools has 200 decisions to make).
-    static KEPT: RefCell<Option<(u64, Kept)>> = const { RefCell::new(None) };
+    ///
+    /// Kept for the last few generations (a process may run several chains
+    /// on one pool: the benchmarks, the tests, a node beside a scratch VM),
+    /// the most recent first.
+    static KEPT: RefCell<Vec<(u64, Kept)>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Generations a thread keeps what its views learnt for, at most.
+const KEPT_GENERATIONS: usize = 4;
 
 impl<'s> PredictionEnv<'s> {
     /// The contracts deployed in `runtime` now, over `state` (a state of
@@ -90,9 +97,12 @@ impl<'s> PredictionEnv<'s> {
     /// dropped on this thread had learnt.
     pub fn assemble(parts: &EnvParts<'s>) -> PredictionEnv<'s> {
         let EnvParts { summaries, shapes, state, generation } = parts;
-        let kept = KEPT.with(|kept| match kept.borrow_mut().take() {
-            Some((of, kept)) if of == *generation => kept,
-            _ => Kept::default(),
+        let kept = KEPT.with(|kept| {
+            let mut kept = kept.borrow_mut();
+            match kept.iter().position(|(of, _)| of == generation) {
+                Some(at) => kept.remove(at).1,
+                None => Kept::default(),
+            }
         });
         PredictionEnv { summaries: summaries.clone(), shapes: shapes.clone(), state: *state, generation: *generation, kept, recipes: true }
     }
@@ -127,9 +137,12 @@ impl Drop for PredictionEnv<'_> {
             // A view that learnt nothing (one whose views assembled on this
             // thread did the predicting, dropped after them) leaves what
             // they learnt.
-            if !kept.is_empty() || slot.is_none() {
-                *slot = Some((self.generation, kept));
+            if kept.is_empty() && slot.iter().any(|(of, _)| *of == self.generation) {
+                return;
             }
+            slot.retain(|(of, _)| *of != self.generation);
+            slot.insert(0, (self.generation, kept));
+            slot.truncate(KEPT_GENERATIONS);
         });
     }
 }
@@ -224,6 +237,17 @@ mod tests {
         let later = PredictionEnv::new(vm.runtime(), &**vm.state());
         assert_eq!(later.kept.decisions.len(), 1, "taken over by the next view of the same contracts");
         drop(later);
+        // A view of another chain on this thread leaves it there.
+        let mut elsewhere = Vm::new().expect("engine");
+        let deploy = TxKind::Deploy { code: TOKEN.to_vec(), init_args: ("USD".to_string(), 1_000u128).encode() };
+        assert!(elsewhere.execute(&Transaction { sender: owner, nonce: 0, kind: deploy, gas_limit: 10_000_000 }).expect("deployed").outcome.is_success());
+        let there = PredictionEnv::new(elsewhere.runtime(), &**elsewhere.state());
+        assert!(there.kept.decisions.is_empty(), "another chain's contracts: afresh");
+        assert_eq!(predict(&there, &owner, &token, "mint", &mint), predicted);
+        drop(there);
+        let again = PredictionEnv::new(vm.runtime(), &**vm.state());
+        assert_eq!(again.kept.decisions.len(), 1, "still kept beside the other chain's");
+        drop(again);
         // After a deploy, another generation does not take it.
         let deploy = TxKind::Deploy { code: TOKEN.to_vec(), init_args: ("EUR".to_string(), 1_000u128).encode() };
         let receipt = vm.execute(&Transaction { sender: owner, nonce: 1, kind: deploy, gas_limit: 10_000_000 }).expect("deployed");
