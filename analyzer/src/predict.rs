@@ -297,10 +297,15 @@ where
         self.fingerprints.push(fingerprint);
     }
 
-    /// Adds `pattern`, which is not in the list.
-    fn push(&mut self, pattern: KeyPattern, fingerprint: u64) {
-        self.patterns.push(pattern);
-        self.fingerprints.push(fingerprint);
+    /// [`Distinct::insert_fingerprinted`], or, for a pattern that cannot be
+    /// in the list (`may_repeat` false), added without looking.
+    fn add(&mut self, pattern: KeyPattern, fingerprint: u64, may_repeat: bool) {
+        if may_repeat {
+            self.insert_fingerprinted(pattern, fingerprint);
+        } else {
+            self.patterns.push(pattern);
+            self.fingerprints.push(fingerprint);
+        }
     }
 
     /// Drops the repeats that `insert` left in a long list, keeping each
@@ -365,24 +370,14 @@ impl Collected {
         self.writes.insert(pattern);
     }
 
-    /// Adds a key `pattern` of `kind` whose fingerprint is known (unless
-    /// already there; a call template's kind adds nothing).
-    pub(crate) fn insert_fingerprinted(&mut self, kind: AccessKind, pattern: KeyPattern, fingerprint: u64) {
+    /// Adds a key `pattern` of `kind` whose fingerprint is known: unless
+    /// already there, or, when it cannot be (`may_repeat` false), without
+    /// looking. A call template's kind adds nothing.
+    pub(crate) fn add_fingerprinted(&mut self, kind: AccessKind, pattern: KeyPattern, fingerprint: u64, may_repeat: bool) {
         match kind {
-            AccessKind::Read => self.reads.insert_fingerprinted(pattern, fingerprint),
-            AccessKind::Write => self.writes.insert_fingerprinted(pattern, fingerprint),
-            AccessKind::Add => self.adds.insert_fingerprinted(pattern, fingerprint),
-            AccessKind::Call => {}
-        }
-    }
-
-    /// Adds a key `pattern` of `kind` whose fingerprint is known and that
-    /// cannot be in its list already.
-    pub(crate) fn push_fingerprinted(&mut self, kind: AccessKind, pattern: KeyPattern, fingerprint: u64) {
-        match kind {
-            AccessKind::Read => self.reads.push(pattern, fingerprint),
-            AccessKind::Write => self.writes.push(pattern, fingerprint),
-            AccessKind::Add => self.adds.push(pattern, fingerprint),
+            AccessKind::Read => self.reads.add(pattern, fingerprint, may_repeat),
+            AccessKind::Write => self.writes.add(pattern, fingerprint, may_repeat),
+            AccessKind::Add => self.adds.add(pattern, fingerprint, may_repeat),
             AccessKind::Call => {}
         }
     }

@@ -312,11 +312,7 @@ impl Recipe {
                     (pattern, fingerprint)
                 }
             };
-            if step.may_repeat {
-                out.insert_fingerprinted(step.kind, pattern, fingerprint);
-            } else {
-                out.push_fingerprinted(step.kind, pattern, fingerprint);
-            }
+            out.add_fingerprinted(step.kind, pattern, fingerprint, step.may_repeat);
         }
         out.unbounded = self.unbounded;
     }

@@ -9,7 +9,6 @@
 use std::time::{Duration, Instant};
 
 use chroma_analyzer::{Collected, Environment, Prediction};
-use chroma_host_api::Address;
 use chroma_vm::tx::TxKind;
 use chroma_vm::{BlockOptions, PredictionEnv, Vm};
 use chroma_workloads::{Workload, World, WorldConfig};
@@ -59,14 +58,14 @@ fn main() {
 fn compare_recipes(vm: &Vm, txs: &[chroma_vm::Transaction], workload: Workload, rounds: usize) {
     let env = PredictionEnv::new(vm.runtime(), &**vm.state());
     let without = env.fork().without_recipes();
-    let fill = |env: &dyn Fn(&Address, &Address, &str, &[u8], &mut Collected)| {
+    let fill = |env: &PredictionEnv<'_>| {
         let mut collected = Collected::default();
         let started = Instant::now();
         let predictions: Vec<Prediction> = txs
             .iter()
             .filter_map(|tx| match &tx.kind {
                 TxKind::Call { contract, method, args } => {
-                    env(&tx.sender, contract, method, args, &mut collected);
+                    chroma_analyzer::predict_into(env, &tx.sender, contract, method, args, &mut collected);
                     Some(Prediction::collected(&mut collected))
                 }
                 TxKind::Deploy { .. } => None,
@@ -76,20 +75,18 @@ fn compare_recipes(vm: &Vm, txs: &[chroma_vm::Transaction], workload: Workload, 
         drop(predictions);
         took
     };
-    let with_recipes = |s: &Address, c: &Address, m: &str, i: &[u8], out: &mut Collected| chroma_analyzer::predict_into(&env, s, c, m, i, out);
-    let filled = |s: &Address, c: &Address, m: &str, i: &[u8], out: &mut Collected| chroma_analyzer::predict_into(&without, s, c, m, i, out);
     // The first round of each learns (and warms the view's caches): the
     // recipes are recorded then, as in a node's first block (or its first
     // after a deploy).
-    let first = [fill(&filled), fill(&with_recipes)];
+    let first = [fill(&without), fill(&env)];
     let (mut following, mut filling) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         if round % 2 == 0 {
-            following.push(fill(&with_recipes));
-            filling.push(fill(&filled));
+            following.push(fill(&env));
+            filling.push(fill(&without));
         } else {
-            filling.push(fill(&filled));
-            following.push(fill(&with_recipes));
+            filling.push(fill(&without));
+            following.push(fill(&env));
         }
     }
     let per_tx = |mut d: Vec<Duration>| {
