@@ -20,6 +20,10 @@
 //! barrier: later accesses of the resource need an edge to it only, and the
 //! earlier ones are reached through it. Only edges of this reduced graph are
 //! made, never all pairs: the work is proportional to accesses plus edges.
+//! On one thread, one table indexes the block's resources and each
+//! transaction's edges are made as it is taken; on more, the resources are
+//! split into shards indexed in parallel, and the edges gathered back: the
+//! same graph, edge for edge.
 //! (A long run of reads followed by a long run of adds of one key still
 //! would need an edge from every read to every add; past a bound, an access
 //! that would need more edges is ordered as a plain write instead, which
@@ -147,6 +151,13 @@ const CHUNK: usize = 512;
 /// thread alone: handing a few dozen transactions to a pool (a probe of a
 /// block's first transactions, a small block) cost more than the planning.
 pub const SEQUENTIAL_MAX: usize = CHUNK;
+
+/// Whether a block of `transactions` is planned in one pass on the calling
+/// thread: a short one, or one planned on a pool of one thread (the planner
+/// beside execution on two cores), where shards would only cost.
+fn in_one_pass(transactions: usize) -> bool {
+    transactions <= SEQUENTIAL_MAX || rayon::current_num_threads() == 1
+}
 
 /// A resource's identity while building: a 64-bit fingerprint of its key
 /// pattern. The tables then hold and compare words, not key bytes. Two
@@ -391,6 +402,49 @@ fn pattern_count<A: Planned>(item: &A) -> usize {
     }
 }
 
+/// Each access of `item`, transaction `tx`, as the planner takes it, and
+/// the intention it takes on each of the block's `prefixes` above it:
+/// `send(modes, fingerprint, where the resource's pattern is)`.
+fn touches_of<A: Planned>(item: &A, tx: u32, prefixes: &Prefixes<'_>, mut send: impl FnMut(Modes, u64, PatternAt)) {
+    // Made now when not beforehand, so that both plan alike.
+    let made;
+    let fingerprints = match item.fingerprints() {
+        Some(fingerprints) => fingerprints,
+        None => {
+            made = Fingerprints::of(item.access());
+            &made
+        }
+    };
+    if prefixes.by_bytes.is_empty() {
+        // Without reading the patterns.
+        for (mode, position, fingerprint) in fingerprints.touches() {
+            send(mode, fingerprint, PatternAt { tx, position });
+        }
+    } else {
+        // Every access, covered or not: two patterns with one fingerprint
+        // may lie under different prefixes.
+        for (position, (mode, pattern)) in accessed(item.access()).enumerate() {
+            send(mode, fingerprints.of[position], PatternAt { tx, position: position as u32 });
+            prefixes.above(pattern, |(at, fingerprint)| send(intention(mode), fingerprint, at));
+        }
+    }
+}
+
+/// How many transactions ahead the planner asks for a prediction's
+/// fingerprints to be brought to the cache: they are an allocation of
+/// their own, made long before, and reading them was most of the misses
+/// of sending a swap block's accesses to their shards.
+const PREFETCH_AHEAD: usize = 6;
+
+/// Asks for the first two cache lines of `item`'s fingerprints (a hint).
+#[inline(always)]
+fn prefetch_fingerprints<A: Planned>(item: Option<&A>) {
+    if let Some(fingerprints) = item.and_then(|item| item.fingerprints()) {
+        prefetch(fingerprints.of.as_ptr());
+        prefetch(fingerprints.of.as_ptr().wrapping_add(8));
+    }
+}
+
 /// Where a pattern is in a block's predictions: the transaction, and its
 /// position in the prediction (reads, writes, adds, then every key for an
 /// unbounded one).
@@ -425,6 +479,20 @@ fn pattern_at(access: &PredictedAccess, position: u32) -> &KeyPattern {
     &EVERYTHING
 }
 
+/// Asks for the cache line at `at` (a hint: nothing happens on other
+/// architectures, and it never faults).
+#[inline(always)]
+fn prefetch<T>(at: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it does not access memory
+    // architecturally and does not fault on any address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}
+
 /// One access of one transaction to one resource, on its way to the
 /// resource's shard. `pattern` is where the resource's pattern is: the
 /// access's own, or the prefix it takes an intention on.
@@ -436,32 +504,66 @@ struct Touch {
     pattern: PatternAt,
 }
 
-/// No transaction, no list (in [`ResourceUsers`] and [`SinceLists`]).
+/// No transaction, no list, no number (in [`Slot`] and [`Extra`]).
 const NONE: u32 = u32::MAX;
 
-/// Who used a resource since its last plain write: that write ([`NONE`]
-/// before any), and the other accesses since, as an index into the
-/// shard's [`SinceLists`] (taken when the first such access comes: most
-/// keys of a block see only writes).
+/// One resource in a resource index: its fingerprint, the last transaction
+/// that wrote it plainly ([`NONE`] before any), and its [`Extra`] ([`NONE`]
+/// until it needs one: most keys of a block see only writes and make no
+/// edge). Sixteen bytes, looked up in place: with the resource's users in
+/// a table of their own behind a `HashMap` from fingerprint to resource, a
+/// lookup missed the cache up to three times (the map's control bytes, its
+/// entry, the users), and the first of those misses was a third of a swap
+/// block's indexing.
 #[derive(Clone, Copy)]
-struct ResourceUsers {
+struct Slot {
+    /// [`EMPTY`] for a free slot.
+    fingerprint: u64,
     writer: u32,
-    since: u32,
+    extra: u32,
 }
 
-/// The transactions that used one resource by mode bit since its last plain
-/// write: per bit, how many, and the newest as a link into the shard's
-/// [`SinceNode`]s. Lists live in tables kept from block to block: as boxed
+/// The fingerprint of no resource ([`slot_key`] moves a resource's 0 away).
+const EMPTY: u64 = 0;
+
+const FREE: Slot = Slot { fingerprint: EMPTY, writer: NONE, extra: NONE };
+
+/// A resource's fingerprint as its index holds it: [`EMPTY`] marks a free
+/// slot, so a fingerprint of 0 is taken as 1 (the two are one resource
+/// then, which can only add conflicts, as any collision).
+fn slot_key(fingerprint: u64) -> u64 {
+    fingerprint.max(1)
+}
+
+/// What a resource needs beyond its [`Slot`], once it needs it: the
+/// transactions that used it by mode bit since its last plain write (per
+/// bit, how many, and the newest as a link into the shard's [`SinceNode`]s),
+/// and its number among the shard's resources that made edges ([`NONE`]
+/// until it makes one). Kept in tables from block to block: as boxed
 /// vectors per resource, the adds to a block's receivers made two
 /// allocations each (the shards' pass over a transfer block took about a
 /// tenth longer).
 #[derive(Clone, Copy)]
-struct SinceLists {
+struct Extra {
     newest: [u32; MODE_COUNT],
     count: [u32; MODE_COUNT],
+    /// The mode bits whose lists are not empty.
+    present: Modes,
+    numbered: u32,
 }
 
-const NO_SINCE: SinceLists = SinceLists { newest: [NONE; MODE_COUNT], count: [0; MODE_COUNT] };
+const NO_EXTRA: Extra = Extra { newest: [NONE; MODE_COUNT], count: [0; MODE_COUNT], present: 0, numbered: NONE };
+
+/// The bits set in `modes`, lowest first.
+fn mode_bits(mut modes: Modes) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (modes != 0).then(|| {
+            let bit = modes.trailing_zeros() as usize;
+            modes &= modes - 1;
+            bit
+        })
+    })
+}
 
 /// One transaction in one list: the transaction, and the one before it in
 /// the list ([`NONE`] for the first).
@@ -478,30 +580,216 @@ struct SinceNode {
 struct ShardEdges {
     /// (later, earlier, resource), sorted, without repeats.
     preds: Vec<(u32, u32, u32)>,
-    /// Where each resource's pattern is.
+    /// Where each resource's pattern is (in the transaction whose access
+    /// made its first edge).
     patterns: Vec<PatternAt>,
     edges_by_resource: Vec<u32>,
 }
 
-/// A shard's working tables, kept by each thread from one block to the
-/// next. Made afresh, they were the planner's largest allocations (about a
-/// megabyte per shard for 10,000 swaps), and in a node that executes
-/// between plans the allocator had handed their pages back: in a profile
-/// of the executor running swap blocks, zeroing the pages they faulted in
-/// again took a fifth of the graph's samples (228 of 1,312; 17 of 1,017
-/// with the tables kept).
+/// An index of resources: open addressing over a power-of-two table of
+/// [`Slot`]s, probed linearly, at most three quarters full.
 #[derive(Default)]
-struct ShardTables {
-    /// Resource by fingerprint.
-    index: FxHashMap<u64, u32>,
-    /// Each resource's pattern (where it first occurs), and its number
-    /// among those that made edges ([`NONE`] until it makes one).
-    resources: Vec<(PatternAt, u32)>,
-    users: Vec<ResourceUsers>,
-    since: Vec<SinceLists>,
+struct ResourceIndex {
+    slots: Vec<Slot>,
+    len: usize,
+}
+
+impl ResourceIndex {
+    /// Empties it, with room for `resources` without growing, or for as
+    /// many as it held last (a table kept from the block before keeps its
+    /// size: the next block is alike).
+    fn reset(&mut self, resources: usize) {
+        let wanted = (resources.max(self.len) * 4 / 3 + 1).next_power_of_two().max(64);
+        if self.slots.len() < wanted {
+            self.slots = vec![FREE; wanted];
+        } else {
+            self.slots.fill(FREE);
+        }
+        self.len = 0;
+    }
+
+    fn home(&self, key: u64) -> usize {
+        // The fingerprint's high bits chose the shard: mixed, so that the
+        // slot does not depend on them alone.
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (self.slots.len() - 1)
+    }
+
+    /// The slot of the resource `key` (see [`slot_key`]), taken if it is new.
+    fn slot(&mut self, key: u64) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut at = self.home(key);
+        loop {
+            let slot = &mut self.slots[at];
+            if slot.fingerprint == key {
+                return at;
+            }
+            if slot.fingerprint == EMPTY {
+                slot.fingerprint = key;
+                self.len += 1;
+                if 4 * self.len > 3 * self.slots.len() {
+                    self.grow();
+                    return self.find(key);
+                }
+                return at;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// The slot of a resource that is in the table.
+    fn find(&self, key: u64) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut at = self.home(key);
+        while self.slots[at].fingerprint != key {
+            at = (at + 1) & mask;
+        }
+        at
+    }
+
+    /// Twice the room, every resource moved to its new slot (slots name
+    /// resources only for the access being taken).
+    fn grow(&mut self) {
+        let doubled = vec![FREE; 2 * self.slots.len()];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        let mask = self.slots.len() - 1;
+        for slot in old.into_iter().filter(|slot| slot.fingerprint != EMPTY) {
+            let mut at = self.home(slot.fingerprint);
+            while self.slots[at].fingerprint != EMPTY {
+                at = (at + 1) & mask;
+            }
+            self.slots[at] = slot;
+        }
+    }
+}
+
+/// The resources that made edges among a shard's, in the order of their
+/// first edge: where each one's pattern is (in the transaction whose access
+/// made that edge), and how many edges it made.
+#[derive(Default)]
+struct Numbering {
+    patterns: Vec<PatternAt>,
+    edges_by_resource: Vec<u32>,
+}
+
+/// Resources and who used them since their last plain write: one shard's,
+/// or a whole block's when it is planned in one pass.
+#[derive(Default)]
+struct ResourceTable {
+    index: ResourceIndex,
+    extras: Vec<Extra>,
     nodes: Vec<SinceNode>,
-    touched: Vec<(u32, Modes)>,
-    preds: Vec<(u32, u32)>,
+}
+
+impl ResourceTable {
+    /// Empties it, with room for `resources`.
+    fn reset(&mut self, resources: usize) {
+        self.index.reset(resources);
+        self.extras.clear();
+        self.nodes.clear();
+    }
+
+    /// Transaction `tx`'s access to the resource `key` in `modes`, after
+    /// every access of earlier transactions and its own earlier ones:
+    /// pushes the earlier transactions it must follow onto `earlier`, and
+    /// returns the resource's number in `numbering` when it pushed any
+    /// ([`NONE`] otherwise). A transaction never follows itself, and is in
+    /// each mode's list of a resource once.
+    fn access(&mut self, tx: u32, key: u64, mut modes: Modes, pattern: PatternAt, max_edges: usize, numbering: &mut Numbering, earlier: &mut Vec<u32>) -> u32 {
+        let ResourceTable { index, extras, nodes } = self;
+        let at = index.slot(key);
+        let slot = &mut index.slots[at];
+        let before = earlier.len();
+        // Every mode conflicts with a plain write.
+        if slot.writer != NONE && slot.writer != tx {
+            earlier.push(slot.writer);
+        }
+        if let Some(extra) = extras.get(slot.extra as usize) {
+            let mut listed = conflict_mask(modes) & extra.present;
+            if listed != 0 {
+                // Long runs of one mode followed by another (reads of a
+                // total after many adds to it) would need an edge from
+                // every member of one run to every member of the other.
+                // Past a bound the access counts as a plain write instead:
+                // the same edges once, then the lists empty, and later
+                // accesses need one edge. Ordering more is always safe.
+                let needed: u32 = mode_bits(listed).map(|bit| extra.count[bit]).sum();
+                if needed as usize > max_edges {
+                    modes |= WRITE;
+                    listed = conflict_mask(modes) & extra.present;
+                }
+                for bit in mode_bits(listed) {
+                    let mut node = extra.newest[bit];
+                    while let Some(&SinceNode { tx: user, older }) = nodes.get(node as usize) {
+                        if user != tx {
+                            earlier.push(user);
+                        }
+                        node = older;
+                    }
+                }
+            }
+        }
+        let mut number = NONE;
+        if earlier.len() > before {
+            // Named by its number among the resources that made edges,
+            // taken at its first.
+            let extra = Extra::of(slot, extras);
+            if extra.numbered == NONE {
+                extra.numbered = numbering.patterns.len() as u32;
+                numbering.patterns.push(pattern);
+                numbering.edges_by_resource.push(0);
+            }
+            number = extra.numbered;
+        }
+        if modes & WRITE != 0 {
+            // A plain write conflicts with everything after it too: it
+            // alone stands for what came before.
+            slot.writer = tx;
+            if let Some(extra) = extras.get_mut(slot.extra as usize) {
+                if extra.present != 0 {
+                    extra.newest = [NONE; MODE_COUNT];
+                    extra.count = [0; MODE_COUNT];
+                    extra.present = 0;
+                }
+            }
+        } else {
+            let extra = Extra::of(slot, extras);
+            for bit in mode_bits(modes) {
+                let newest = extra.newest[bit];
+                if nodes.get(newest as usize).is_some_and(|node| node.tx == tx) {
+                    continue;
+                }
+                nodes.push(SinceNode { tx, older: newest });
+                extra.newest[bit] = nodes.len() as u32 - 1;
+                extra.count[bit] += 1;
+                extra.present |= 1 << bit;
+            }
+        }
+        number
+    }
+}
+
+impl Extra {
+    /// The [`Extra`] of the resource in `slot`, taken if it has none.
+    fn of<'e>(slot: &mut Slot, extras: &'e mut Vec<Extra>) -> &'e mut Extra {
+        if slot.extra == NONE {
+            slot.extra = extras.len() as u32;
+            extras.push(NO_EXTRA);
+        }
+        &mut extras[slot.extra as usize]
+    }
+}
+
+/// A thread's working tables, kept from one block to the next. Made afresh,
+/// they were the planner's largest allocations (about a megabyte per shard
+/// for 10,000 swaps), and in a node that executes between plans the
+/// allocator had handed their pages back: in a profile of the executor
+/// running swap blocks, zeroing the pages they faulted in again took a
+/// fifth of the graph's samples (228 of 1,312; 17 of 1,017 with the tables
+/// kept).
+#[derive(Default)]
+struct PlanTables {
+    resources: ResourceTable,
+    earlier: Vec<u32>,
 }
 
 /// Tables that grew past this many resources are not kept (a huge block
@@ -509,7 +797,19 @@ struct ShardTables {
 const KEPT_TABLES_MAX: usize = 1 << 20;
 
 thread_local! {
-    static SHARD_TABLES: std::cell::Cell<ShardTables> = std::cell::Cell::default();
+    static PLAN_TABLES: std::cell::Cell<PlanTables> = std::cell::Cell::default();
+}
+
+/// Runs `f` with this thread's kept tables (taken, not borrowed: nothing
+/// here re-enters, but a taken table cannot be borrowed twice if something
+/// ever did).
+fn with_tables<R>(f: impl FnOnce(&mut PlanTables) -> R) -> R {
+    let mut tables = PLAN_TABLES.take();
+    let result = f(&mut tables);
+    if tables.resources.index.slots.len() <= KEPT_TABLES_MAX {
+        PLAN_TABLES.set(tables);
+    }
+    result
 }
 
 /// Indexes the accesses of one shard's resources, in block order (see
@@ -517,112 +817,39 @@ thread_local! {
 /// chunk, each in block order.
 fn shard_edges(touches: &[&[Touch]], max_edges: usize) -> ShardEdges {
     let total: usize = touches.iter().map(|chunk| chunk.len()).sum();
-    // Taken, not borrowed: nothing here re-enters, but a taken table
-    // cannot be borrowed twice if something ever did.
-    let mut tables = SHARD_TABLES.take();
-    let ShardTables { index, resources, users, since, nodes, touched, preds } = &mut tables;
-    index.clear();
-    resources.clear();
-    users.clear();
-    since.clear();
-    nodes.clear();
-    index.reserve(total);
-    resources.reserve(total);
-    users.reserve(total);
-    let mut out = ShardEdges::default();
-    let mut all = touches.iter().flat_map(|chunk| chunk.iter()).peekable();
-    while let Some(&first) = all.peek() {
-        let tx = first.tx;
-        touched.clear();
-        while let Some(touch) = all.next_if(|t| t.tx == tx) {
-            let id = *index.entry(touch.fingerprint).or_insert_with(|| {
-                resources.push((touch.pattern, NONE));
-                users.push(ResourceUsers { writer: NONE, since: NONE });
-                resources.len() as u32 - 1
-            });
-            touched.push((id, touch.modes));
-        }
-        // Mostly one (a transaction's keys spread over the shards).
-        if touched.len() > 1 {
-            touched.sort_unstable();
-        }
-        preds.clear();
-        let mut i = 0;
-        while i < touched.len() {
-            let resource = touched[i].0;
-            let mut modes = 0;
-            while i < touched.len() && touched[i].0 == resource {
-                modes |= touched[i].1;
-                i += 1;
+    with_tables(|PlanTables { resources, earlier }| {
+        resources.reset(total / RESOURCES_PER_ACCESS);
+        let mut numbering = Numbering::default();
+        let mut preds: Vec<(u32, u32)> = Vec::new();
+        let mut out = ShardEdges::default();
+        let mut all = touches.iter().flat_map(|chunk| chunk.iter()).peekable();
+        while let Some(&first) = all.peek() {
+            let tx = first.tx;
+            preds.clear();
+            while let Some(touch) = all.next_if(|t| t.tx == tx) {
+                earlier.clear();
+                let number = resources.access(tx, slot_key(touch.fingerprint), touch.modes, touch.pattern, max_edges, &mut numbering, earlier);
+                preds.extend(earlier.iter().map(|&e| (e, number)));
             }
-            let entry = &mut users[resource as usize];
-            let mut mask = conflict_mask(modes);
-            // Every mode conflicts with a plain write.
-            if entry.writer != NONE {
-                preds.push((entry.writer, resource));
+            if preds.len() > 1 {
+                preds.sort_unstable();
+                preds.dedup();
             }
-            if let Some(lists) = since.get(entry.since as usize) {
-                // Long runs of one mode followed by another (reads of a
-                // total after many adds to it) would need an edge from every
-                // member of one run to every member of the other. Past a
-                // bound the access counts as a plain write instead: the same
-                // edges once, then the lists empty, and later accesses need
-                // one edge. Ordering more is always safe.
-                let needed: u32 = (0..MODE_COUNT).filter(|bit| mask & (1 << bit) != 0).map(|bit| lists.count[bit]).sum();
-                if needed as usize > max_edges {
-                    modes |= WRITE;
-                    mask = conflict_mask(modes);
-                }
-                for bit in (0..MODE_COUNT).filter(|bit| mask & (1 << bit) != 0) {
-                    let mut node = lists.newest[bit];
-                    while let Some(&SinceNode { tx: earlier, older }) = nodes.get(node as usize) {
-                        preds.push((earlier, resource));
-                        node = older;
-                    }
-                }
-            }
-            if modes & WRITE != 0 {
-                // A plain write conflicts with everything after it too: it
-                // alone stands for what came before.
-                entry.writer = tx;
-                if let Some(lists) = since.get_mut(entry.since as usize) {
-                    *lists = NO_SINCE;
-                }
-            } else {
-                if entry.since == NONE {
-                    entry.since = since.len() as u32;
-                    since.push(NO_SINCE);
-                }
-                let lists = &mut since[entry.since as usize];
-                for bit in 0..MODE_COUNT {
-                    if modes & (1 << bit) != 0 {
-                        nodes.push(SinceNode { tx, older: lists.newest[bit] });
-                        lists.newest[bit] = nodes.len() as u32 - 1;
-                        lists.count[bit] += 1;
-                    }
-                }
+            for &(earlier, number) in preds.iter() {
+                numbering.edges_by_resource[number as usize] += 1;
+                out.preds.push((tx, earlier, number));
             }
         }
-        if preds.len() > 1 {
-            preds.sort_unstable();
-            preds.dedup();
-        }
-        for &(earlier, local) in preds.iter() {
-            let (at, numbered) = &mut resources[local as usize];
-            if *numbered == NONE {
-                *numbered = out.patterns.len() as u32;
-                out.patterns.push(*at);
-                out.edges_by_resource.push(0);
-            }
-            out.edges_by_resource[*numbered as usize] += 1;
-            out.preds.push((tx, earlier, *numbered));
-        }
-    }
-    if resources.capacity() <= KEPT_TABLES_MAX {
-        SHARD_TABLES.set(tables);
-    }
-    out
+        out.patterns = numbering.patterns;
+        out.edges_by_resource = numbering.edges_by_resource;
+        out
+    })
 }
+
+/// Accesses per resource a block's tables are first sized for (a swap
+/// block's accesses are about six per resource, a transfer block's two:
+/// its tables grow, and the next block's start at what they held).
+const RESOURCES_PER_ACCESS: usize = 6;
 
 /// Transactions as nodes (node `i` is the block's transaction `i`), an edge
 /// from each earlier transaction to each later one it must precede.
@@ -642,16 +869,18 @@ pub struct ConflictGraph {
 
 impl ConflictGraph {
     /// The conflict graph of a block whose transactions access `accesses`,
-    /// in block order. Runs on the current rayon pool (on the calling thread
-    /// alone for at most [`SEQUENTIAL_MAX`] transactions); the result does
-    /// not depend on how many threads it has.
+    /// in block order. Runs on the current rayon pool (in one pass on the
+    /// calling thread for at most [`SEQUENTIAL_MAX`] transactions, or on a
+    /// pool of one thread); the result does not depend on how many threads
+    /// it has.
     pub fn build<A: Planned>(accesses: &[A]) -> ConflictGraph {
-        Self::build_from(accesses, accesses.len() <= SEQUENTIAL_MAX, MAX_EDGES_PER_ACCESS).0
+        Self::build_from(accesses, in_one_pass(accesses.len()), MAX_EDGES_PER_ACCESS).0
     }
 
     /// The graph, and each transaction's level: one more than the highest
     /// level among the transactions it must follow (0 for none). With
-    /// `sequential`, all on the calling thread; the result is the same.
+    /// `sequential`, in one pass on the calling thread, otherwise in shards
+    /// on the pool; the result is the same.
     /// `max_edges`: see [`MAX_EDGES_PER_ACCESS`].
     fn build_from<'a, A: Planned>(accesses: &'a [A], sequential: bool, max_edges: usize) -> (ConflictGraph, Vec<u32>) {
         // A pattern's fingerprint: made beforehand, or now.
@@ -686,52 +915,28 @@ impl ConflictGraph {
             prefixes.by_bytes.entry(bytes).or_insert((at, fingerprint));
             prefixes.lengths.insert(bytes.len());
         }
-        // Every access (and intention) sent to its resource's shard, chunk
-        // by chunk in block order. Keys below a prefix that the block uses
-        // also take an intention on it.
         let prefixes = &prefixes;
+        if sequential {
+            return Self::build_in_one_pass(accesses, prefixes, max_edges);
+        }
+        // Every access (and intention) sent to its resource's shard, chunk
+        // by chunk in block order.
         let chunk_touches = |(c, chunk): (usize, &'a [A])| {
             // Sized for an even spread (grown on a skewed chunk).
             let expected = chunk.iter().map(pattern_count).sum::<usize>() * 5 / 4 / SHARDS;
             let mut shards: [Vec<Touch>; SHARDS] = std::array::from_fn(|_| Vec::with_capacity(expected + 4));
             for (i, item) in chunk.iter().enumerate() {
+                prefetch_fingerprints(chunk.get(i + PREFETCH_AHEAD));
                 let tx = (c * CHUNK + i) as u32;
-                let mut send = |modes: Modes, fingerprint: u64, pattern: PatternAt| {
+                touches_of(item, tx, prefixes, |modes, fingerprint, pattern| {
                     shards[shard_of(fingerprint)].push(Touch { tx, modes, fingerprint, pattern });
-                };
-                // Made now when not beforehand, so that both plan alike.
-                let made;
-                let fingerprints = match item.fingerprints() {
-                    Some(fingerprints) => fingerprints,
-                    None => {
-                        made = Fingerprints::of(item.access());
-                        &made
-                    }
-                };
-                if prefixes.by_bytes.is_empty() {
-                    // Without reading the patterns.
-                    for (mode, position, fingerprint) in fingerprints.touches() {
-                        send(mode, fingerprint, PatternAt { tx, position });
-                    }
-                } else {
-                    // Every access, covered or not: two patterns with one
-                    // fingerprint may lie under different prefixes.
-                    for (position, (mode, pattern)) in accessed(item.access()).enumerate() {
-                        send(mode, fingerprints.of[position], PatternAt { tx, position: position as u32 });
-                        prefixes.above(pattern, |(at, fingerprint)| send(intention(mode), fingerprint, at));
-                    }
-                }
+                });
             }
             shards
         };
-        let chunks: Vec<[Vec<Touch>; SHARDS]> = if sequential {
-            accesses.chunks(CHUNK).enumerate().map(chunk_touches).collect()
-        } else {
-            accesses.par_chunks(CHUNK).enumerate().map(chunk_touches).collect()
-        };
+        let chunks: Vec<[Vec<Touch>; SHARDS]> = accesses.par_chunks(CHUNK).enumerate().map(chunk_touches).collect();
         let shard = |shard: usize| shard_edges(&chunks.iter().map(|c| c[shard].as_slice()).collect::<Vec<_>>(), max_edges);
-        let mut shards: Vec<ShardEdges> =
-            if sequential { (0..SHARDS).map(shard).collect() } else { (0..SHARDS).into_par_iter().map(shard).collect() };
+        let mut shards: Vec<ShardEdges> = (0..SHARDS).into_par_iter().map(shard).collect();
 
         // Resources that made edges, numbered shard after shard, each
         // shard's in the order of their first edge: a function of the
@@ -806,8 +1011,7 @@ impl ConflictGraph {
             edges
         };
         let chunks = accesses.len().div_ceil(CHUNK);
-        let edges: Vec<Vec<(u32, u32, u32)>> =
-            if sequential { (0..chunks).map(chunk_edges).collect() } else { (0..chunks).into_par_iter().map(chunk_edges).collect() };
+        let edges: Vec<Vec<(u32, u32, u32)>> = (0..chunks).into_par_iter().map(chunk_edges).collect();
         let mut graph = DiGraph::with_capacity(accesses.len(), edges.iter().map(Vec::len).sum());
         for _ in accesses {
             graph.add_node(());
@@ -818,6 +1022,70 @@ impl ConflictGraph {
             levels[tx as usize] = levels[tx as usize].max(levels[earlier as usize] + 1);
         }
         (ConflictGraph { graph, resources, edges_by_resource }, levels)
+    }
+
+    /// [`ConflictGraph::build_from`] on one thread: the transactions in
+    /// block order, each access looked up in one table of the block's
+    /// resources, and each transaction's edges added as it is taken. The
+    /// graph is the sharded build's, edge for edge: each resource is
+    /// numbered within its shard in the order of its first edge (a
+    /// transaction's resources taken in the order the shards take them),
+    /// and the shards' numbers follow one another. On one thread the shards
+    /// only cost: sending every access to its shard and gathering the edges
+    /// back were about half of a swap block's graph.
+    fn build_in_one_pass<A: Planned>(accesses: &[A], prefixes: &Prefixes<'_>, max_edges: usize) -> (ConflictGraph, Vec<u32>) {
+        let total: usize = accesses.iter().map(pattern_count).sum();
+        with_tables(|PlanTables { resources, earlier }| {
+            resources.reset(total / RESOURCES_PER_ACCESS);
+            let mut numberings: [Numbering; SHARDS] = Default::default();
+            // (earlier, resource as its shard and its number there).
+            let mut preds: Vec<(u32, u64)> = Vec::new();
+            let mut edges: Vec<(u32, u32, u64)> = Vec::with_capacity(accesses.len());
+            let mut levels = vec![0u32; accesses.len()];
+            for (i, item) in accesses.iter().enumerate() {
+                prefetch_fingerprints(accesses.get(i + PREFETCH_AHEAD));
+                let tx = i as u32;
+                preds.clear();
+                touches_of(item, tx, prefixes, |modes, fingerprint, pattern| {
+                    let shard = shard_of(fingerprint);
+                    earlier.clear();
+                    let number = resources.access(tx, slot_key(fingerprint), modes, pattern, max_edges, &mut numberings[shard], earlier);
+                    let named = (shard as u64) << 32 | u64::from(number);
+                    preds.extend(earlier.iter().map(|&e| (e, named)));
+                });
+                if preds.len() > 1 {
+                    preds.sort_unstable();
+                    preds.dedup();
+                }
+                // One edge per earlier transaction, named by the first
+                // resource that made it; every resource counts its edges.
+                let mut last = NONE;
+                for &(e, named) in preds.iter() {
+                    numberings[(named >> 32) as usize].edges_by_resource[named as u32 as usize] += 1;
+                    if e != last {
+                        edges.push((tx, e, named));
+                        levels[i] = levels[i].max(levels[e as usize] + 1);
+                        last = e;
+                    }
+                }
+            }
+            let mut offsets = [0u32; SHARDS];
+            let (mut patterns, mut edges_by_resource) = (Vec::new(), Vec::new());
+            for (shard, numbering) in numberings.into_iter().enumerate() {
+                offsets[shard] = patterns.len() as u32;
+                patterns.extend(numbering.patterns);
+                edges_by_resource.extend(numbering.edges_by_resource);
+            }
+            let mut graph = DiGraph::with_capacity(accesses.len(), edges.len());
+            for _ in accesses {
+                graph.add_node(());
+            }
+            for &(tx, e, named) in &edges {
+                let resource = offsets[(named >> 32) as usize] + named as u32;
+                graph.add_edge(NodeIndex::new(e as usize), NodeIndex::new(tx as usize), resource);
+            }
+            (ConflictGraph { graph, resources: patterns, edges_by_resource }, levels)
+        })
     }
 
     pub fn transactions(&self) -> usize {
@@ -872,7 +1140,7 @@ pub struct ExecutionPlan {
 
 impl ExecutionPlan {
     pub fn new<A: Planned>(accesses: &[A]) -> ExecutionPlan {
-        let (graph, group_of) = ConflictGraph::build_from(accesses, accesses.len() <= SEQUENTIAL_MAX, MAX_EDGES_PER_ACCESS);
+        let (graph, group_of) = ConflictGraph::build_from(accesses, in_one_pass(accesses.len()), MAX_EDGES_PER_ACCESS);
         let mut groups: Vec<Vec<u32>> = Vec::new();
         for (tx, &group) in group_of.iter().enumerate() {
             if groups.len() <= group as usize {
@@ -1095,6 +1363,28 @@ mod tests {
             let one = ConflictGraph::build_from(&block, true, MAX_EDGES_PER_ACCESS);
             let many = ConflictGraph::build_from(&block, false, MAX_EDGES_PER_ACCESS);
             assert_same_plan(&one, &many, block.len());
+        }
+    }
+
+    /// Blocks of more resources than the tables are first sized for: they
+    /// grow while a block is indexed (and the next block's start at that
+    /// size). Planned in one pass and in shards, and again, they give one
+    /// plan.
+    #[test]
+    fn plans_over_more_resources_than_the_tables_start_with_agree() {
+        // Half the accesses to cold keys, half to two hot ones.
+        let cold: Vec<Vec<u8>> = (0..20_000u32).map(|i| [b"q".as_slice(), &i.to_be_bytes()].concat()).collect();
+        let mut keys: Vec<&[u8]> = cold.iter().map(Vec::as_slice).collect();
+        keys.extend([b"p1hot".as_slice(), b"p1warm"].repeat(10_000));
+        let with_prefixes = random_blocks(3_000, &keys, 1_000).next().expect("a block");
+        for block in [without_prefixes(&with_prefixes), with_prefixes] {
+            let accesses: usize = block.iter().map(|a| pattern_count(a)).sum();
+            let distinct: BTreeSet<&KeyPattern> = block.iter().flat_map(|a| a.patterns()).collect();
+            assert!(distinct.len() > 2 * accesses / RESOURCES_PER_ACCESS, "{} resources of {accesses} accesses", distinct.len());
+            let one = ConflictGraph::build_from(&block, true, MAX_EDGES_PER_ACCESS);
+            let sharded = ConflictGraph::build_from(&block, false, MAX_EDGES_PER_ACCESS);
+            assert_same_plan(&one, &sharded, block.len());
+            assert_same_plan(&one, &ConflictGraph::build_from(&block, true, MAX_EDGES_PER_ACCESS), block.len());
         }
     }
 

@@ -14,7 +14,9 @@
 //! predictor resolves. `count FILE N` loads that (no
 //! engine is made, so it runs under valgrind) and then fills the block's
 //! templates in N times (`plan` instead of `count`: and builds its plan each
-//! time); the difference of the instructions counted with N and with 0,
+//! time; `graph` instead: fills them in once and builds the plan N times,
+//! on the current rayon pool: `RAYON_NUM_THREADS=1` for the planner's
+//! one pass); the difference of the instructions counted with N and with 0,
 //! over N and the block's size, is the instructions per transaction.
 //! Predictions follow recipes as the VM's do (`RECIPES=0`: every call is
 //! filled in); the first round records them, so counts with 1 and N + 1
@@ -147,7 +149,7 @@ fn main() {
             std::fs::write(file, serde_json::to_vec(&recorded).expect("serializable")).expect("writable");
             println!("{workload}: {size} transactions recorded to {file}");
         }
-        [mode @ ("count" | "plan"), file, rounds] => {
+        [mode @ ("count" | "plan" | "graph"), file, rounds] => {
             let recorded: Recorded = serde_json::from_slice(&std::fs::read(file).expect("readable")).expect("a recording");
             let rounds: usize = rounds.parse().expect("a number of rounds");
             let env = Replay {
@@ -161,6 +163,21 @@ fn main() {
                 recorded.calls.into_iter().map(|(s, c, m, a)| (address(&s), address(&c), m, unhex(&a))).collect();
             let mut collected = Collected::default();
             let mut patterns = 0;
+            if mode == "graph" {
+                // The predictions once, then the graph `rounds` times.
+                let predictions: Vec<Prediction> = calls
+                    .iter()
+                    .map(|(sender, contract, method, input)| {
+                        chroma_analyzer::predict_into(&env, sender, contract, method, input, &mut collected);
+                        Prediction::collected(&mut collected)
+                    })
+                    .collect();
+                for _ in 0..rounds {
+                    std::hint::black_box(ExecutionPlan::new(&predictions));
+                }
+                println!("{} transactions, their graph {rounds} time(s)", calls.len());
+                return;
+            }
             for _ in 0..rounds {
                 let predictions: Vec<Prediction> = calls
                     .iter()
@@ -177,7 +194,7 @@ fn main() {
             println!("{} transactions, {patterns} patterns, {rounds} round(s)", calls.len());
         }
         _ => {
-            eprintln!("usage: plan_count record WORKLOAD SIZE FILE | plan_count (count|plan) FILE ROUNDS");
+            eprintln!("usage: plan_count record WORKLOAD SIZE FILE | plan_count (count|plan|graph) FILE ROUNDS");
             std::process::exit(2);
         }
     }

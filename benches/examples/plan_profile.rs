@@ -33,13 +33,16 @@ fn main() {
         return compare_recipes(&vm, &txs, workload, rounds);
     }
     let threads = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(BlockOptions::default().threads);
+    // The graph on as many threads as the predictions (the planner beside
+    // execution has one).
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a thread pool");
     let (mut predicting, mut planning) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let started = std::time::Instant::now();
         let predictions = vm.predict_block(&txs, threads).expect("predict");
         predicting.push(started.elapsed());
         let started = std::time::Instant::now();
-        let plan = chroma_vm::ExecutionPlan::new(&predictions);
+        let plan = pool.install(|| chroma_vm::ExecutionPlan::new(&predictions));
         planning.push(started.elapsed());
         drop((plan, predictions));
     }
