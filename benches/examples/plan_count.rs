@@ -172,10 +172,16 @@ fn main() {
                         Prediction::collected(&mut collected)
                     })
                     .collect();
-                for _ in 0..rounds {
-                    std::hint::black_box(ExecutionPlan::new(&predictions));
-                }
-                println!("{} transactions, their graph {rounds} time(s)", calls.len());
+                let mut took: Vec<std::time::Duration> = (0..rounds)
+                    .map(|_| {
+                        let started = std::time::Instant::now();
+                        std::hint::black_box(ExecutionPlan::new(&predictions));
+                        started.elapsed()
+                    })
+                    .collect();
+                took.sort();
+                let median = took.get(took.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1e6 / calls.len().max(1) as f64);
+                println!("{} transactions, their graph {rounds} time(s): median {median:.3} µs per transaction", calls.len());
                 return;
             }
             for _ in 0..rounds {
