@@ -537,9 +537,9 @@ fn slot_key(fingerprint: u64) -> u64 {
 
 /// What a resource needs beyond its [`Slot`], once it needs it: the
 /// transactions that used it by mode bit since its last plain write (per
-/// bit, how many, and the newest as a link into the shard's [`SinceNode`]s),
-/// and its number among the shard's resources that made edges ([`NONE`]
-/// until it makes one). Kept in tables from block to block: as boxed
+/// bit, how many, and the newest as a link into its table's
+/// [`SinceNode`]s), and its number among its shard's resources that made
+/// edges ([`NONE`] until it makes one). Kept in tables from block to block: as boxed
 /// vectors per resource, the adds to a block's receivers made two
 /// allocations each (the shards' pass over a transfer block took about a
 /// tenth longer).
@@ -596,15 +596,15 @@ struct ResourceIndex {
 
 impl ResourceIndex {
     /// Empties it, with room for `resources` without growing, or for as
-    /// many as it held last (a table kept from the block before keeps its
-    /// size: the next block is alike).
+    /// many as it held last if that is not far more (the next block of a
+    /// node is like the last; a short one after a long one, a segment's
+    /// probe say, should not clear a table sized for the long one). Only
+    /// the slots in use are cleared; the allocation is kept.
     fn reset(&mut self, resources: usize) {
-        let wanted = (resources.max(self.len) * 4 / 3 + 1).next_power_of_two().max(64);
-        if self.slots.len() < wanted {
-            self.slots = vec![FREE; wanted];
-        } else {
-            self.slots.fill(FREE);
-        }
+        let expected = resources.max(self.len.min(4 * resources));
+        let wanted = (expected * 4 / 3 + 1).next_power_of_two().max(64);
+        self.slots.clear();
+        self.slots.resize(wanted, FREE);
         self.len = 0;
     }
 
@@ -806,7 +806,7 @@ thread_local! {
 fn with_tables<R>(f: impl FnOnce(&mut PlanTables) -> R) -> R {
     let mut tables = PLAN_TABLES.take();
     let result = f(&mut tables);
-    if tables.resources.index.slots.len() <= KEPT_TABLES_MAX {
+    if tables.resources.index.slots.capacity() <= KEPT_TABLES_MAX {
         PLAN_TABLES.set(tables);
     }
     result
@@ -1380,8 +1380,10 @@ mod tests {
         for block in [without_prefixes(&with_prefixes), with_prefixes] {
             let accesses: usize = block.iter().map(|a| pattern_count(a)).sum();
             let distinct: BTreeSet<&KeyPattern> = block.iter().flat_map(|a| a.patterns()).collect();
-            assert!(distinct.len() > 2 * accesses / RESOURCES_PER_ACCESS, "{} resources of {accesses} accesses", distinct.len());
-            let one = ConflictGraph::build_from(&block, true, MAX_EDGES_PER_ACCESS);
+            // More than a fresh table holds at three quarters full.
+            assert!(distinct.len() > 2 * (accesses / RESOURCES_PER_ACCESS) + 2, "{} resources of {accesses} accesses", distinct.len());
+            // On a thread of its own: its tables start empty.
+            let one = std::thread::scope(|scope| scope.spawn(|| ConflictGraph::build_from(&block, true, MAX_EDGES_PER_ACCESS)).join()).expect("the plan");
             let sharded = ConflictGraph::build_from(&block, false, MAX_EDGES_PER_ACCESS);
             assert_same_plan(&one, &sharded, block.len());
             assert_same_plan(&one, &ConflictGraph::build_from(&block, true, MAX_EDGES_PER_ACCESS), block.len());

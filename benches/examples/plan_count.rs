@@ -162,16 +162,19 @@ fn main() {
             let calls: Vec<(Address, Address, String, Vec<u8>)> =
                 recorded.calls.into_iter().map(|(s, c, m, a)| (address(&s), address(&c), m, unhex(&a))).collect();
             let mut collected = Collected::default();
-            let mut patterns = 0;
-            if mode == "graph" {
-                // The predictions once, then the graph `rounds` times.
-                let predictions: Vec<Prediction> = calls
+            let mut predict = || -> Vec<Prediction> {
+                calls
                     .iter()
                     .map(|(sender, contract, method, input)| {
                         chroma_analyzer::predict_into(&env, sender, contract, method, input, &mut collected);
                         Prediction::collected(&mut collected)
                     })
-                    .collect();
+                    .collect()
+            };
+            let mut patterns = 0;
+            if mode == "graph" {
+                // The predictions once, then the graph `rounds` times.
+                let predictions = predict();
                 let mut took: Vec<std::time::Duration> = (0..rounds)
                     .map(|_| {
                         let started = std::time::Instant::now();
@@ -185,13 +188,7 @@ fn main() {
                 return;
             }
             for _ in 0..rounds {
-                let predictions: Vec<Prediction> = calls
-                    .iter()
-                    .map(|(sender, contract, method, input)| {
-                        chroma_analyzer::predict_into(&env, sender, contract, method, input, &mut collected);
-                        Prediction::collected(&mut collected)
-                    })
-                    .collect();
+                let predictions = predict();
                 patterns = predictions.iter().map(|p| p.patterns().len()).sum::<usize>();
                 if mode == "plan" {
                     std::hint::black_box(ExecutionPlan::new(&predictions));
