@@ -159,6 +159,19 @@ fn in_one_pass(transactions: usize) -> bool {
     transactions <= SEQUENTIAL_MAX || rayon::current_num_threads() == 1
 }
 
+/// The shards' numberings as one, shard after shard: each shard's first
+/// number in it, and every numbered resource's pattern and edge count.
+fn merge_numberings(numberings: impl IntoIterator<Item = Numbering>) -> ([u32; SHARDS], Vec<PatternAt>, Vec<u32>) {
+    let mut offsets = [0u32; SHARDS];
+    let (mut patterns, mut edges_by_resource) = (Vec::new(), Vec::new());
+    for (shard, numbering) in numberings.into_iter().enumerate().take(SHARDS) {
+        offsets[shard] = patterns.len() as u32;
+        patterns.extend(numbering.patterns);
+        edges_by_resource.extend(numbering.edges_by_resource);
+    }
+    (offsets, patterns, edges_by_resource)
+}
+
 /// A resource's identity while building: a 64-bit fingerprint of its key
 /// pattern. The tables then hold and compare words, not key bytes. Two
 /// patterns with one fingerprint become one resource, which can only add
@@ -580,10 +593,7 @@ struct SinceNode {
 struct ShardEdges {
     /// (later, earlier, resource), sorted, without repeats.
     preds: Vec<(u32, u32, u32)>,
-    /// Where each resource's pattern is (in the transaction whose access
-    /// made its first edge).
-    patterns: Vec<PatternAt>,
-    edges_by_resource: Vec<u32>,
+    numbering: Numbering,
 }
 
 /// An index of resources: open addressing over a power-of-two table of
@@ -840,8 +850,7 @@ fn shard_edges(touches: &[&[Touch]], max_edges: usize) -> ShardEdges {
                 out.preds.push((tx, earlier, number));
             }
         }
-        out.patterns = numbering.patterns;
-        out.edges_by_resource = numbering.edges_by_resource;
+        out.numbering = numbering;
         out
     })
 }
@@ -943,20 +952,7 @@ impl ConflictGraph {
         // block alone, like the shards. (Numbered in order of first use
         // over the block, they had to be sorted and renamed: a tenth of a
         // transfer block's graph.)
-        let offsets: Vec<u32> = shards
-            .iter()
-            .scan(0u32, |next, shard| {
-                let offset = *next;
-                *next += shard.patterns.len() as u32;
-                Some(offset)
-            })
-            .collect();
-        let numbered: usize = shards.iter().map(|shard| shard.patterns.len()).sum();
-        let (mut resources, mut edges_by_resource) = (Vec::with_capacity(numbered), Vec::with_capacity(numbered));
-        for shard in &mut shards {
-            resources.append(&mut shard.patterns);
-            edges_by_resource.append(&mut shard.edges_by_resource);
-        }
+        let (offsets, resources, edges_by_resource) = merge_numberings(shards.iter_mut().map(|shard| std::mem::take(&mut shard.numbering)));
 
         // Each transaction's predecessors from every shard: one edge per
         // earlier transaction, named by the first resource that made it.
@@ -1070,13 +1066,7 @@ impl ConflictGraph {
                     }
                 }
             }
-            let mut offsets = [0u32; SHARDS];
-            let (mut patterns, mut edges_by_resource) = (Vec::new(), Vec::new());
-            for (shard, numbering) in numberings.into_iter().enumerate() {
-                offsets[shard] = patterns.len() as u32;
-                patterns.extend(numbering.patterns);
-                edges_by_resource.extend(numbering.edges_by_resource);
-            }
+            let (offsets, patterns, edges_by_resource) = merge_numberings(numberings);
             let mut graph = DiGraph::with_capacity(accesses.len(), edges.len());
             for _ in accesses {
                 graph.add_node(());
