@@ -35,9 +35,9 @@ use chroma_host_api::InputShape;
 pub use domain::Byte;
 pub use guards::Decisions;
 pub use module::contract_features;
-pub use plan::{ConflictGraph, ExecutionPlan, Fingerprints, PatternAt, Planned, Prediction, Strategy};
+pub use plan::{ConflictGraph, ExecutionPlan, PatternAt, Planned, Strategy};
 pub use recipe::Recipes;
-pub use predict::{predict, predict_into, Collected, Environment, KeyBytes, KeyPattern, PredictedAccess, INLINE_KEY_LEN};
+pub use predict::{predict, predict_into, Collected, Environment, KeyBytes, KeyPattern, PatternRef, Patterns, PredictedAccess, INLINE_KEY_LEN};
 pub use render::{describe_call, describe_key, ArgNames};
 pub use summary::{AccessKind, AccessSummary, ByteTemplate, CallTemplate, Comparison, Condition, ContractSummary, EntryKind, Guard, KeyTemplate, Literal, Run};
 

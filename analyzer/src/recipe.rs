@@ -293,10 +293,9 @@ impl Recipe {
     fn follow(&self, sender: &Address, input: &[u8], out: &mut Collected) {
         out.clear();
         for step in self.steps.iter() {
-            let (pattern, fingerprint) = match &step.made {
-                Some((pattern, fingerprint)) => (pattern.clone(), *fingerprint),
-                None => {
-                    let mut bytes = KeyBytes::new();
+            match &step.made {
+                Some((pattern, fingerprint)) => out.add_fingerprinted(step.kind, pattern.as_ref(), *fingerprint, step.may_repeat),
+                None => out.add_made(step.kind, step.exact, step.may_repeat, |bytes| {
                     for part in step.parts.iter() {
                         // In range: the input is as long as the recorded one,
                         // whose bytes these were.
@@ -307,12 +306,8 @@ impl Recipe {
                         };
                         bytes.extend_from_slice(part.unwrap_or_default());
                     }
-                    let pattern = if step.exact { KeyPattern::Exact(bytes) } else { KeyPattern::Prefix(bytes) };
-                    let fingerprint = crate::plan::fingerprint(&pattern);
-                    (pattern, fingerprint)
-                }
-            };
-            out.add_fingerprinted(step.kind, pattern, fingerprint, step.may_repeat);
+                }),
+            }
         }
         out.unbounded = self.unbounded;
     }

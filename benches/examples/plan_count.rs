@@ -26,7 +26,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chroma_analyzer::{AccessSummary, Collected, ContractSummary, Decisions, Environment, ExecutionPlan, Prediction, Recipes};
+use chroma_analyzer::{AccessSummary, Collected, ContractSummary, Decisions, Environment, ExecutionPlan, PredictedAccess, Recipes};
 use chroma_benches::SetUpWorld;
 use chroma_host_api::{Address, ADDRESS_LEN};
 use chroma_vm::{PredictionEnv, TxKind};
@@ -162,12 +162,12 @@ fn main() {
             let calls: Vec<(Address, Address, String, Vec<u8>)> =
                 recorded.calls.into_iter().map(|(s, c, m, a)| (address(&s), address(&c), m, unhex(&a))).collect();
             let mut collected = Collected::default();
-            let mut predict = || -> Vec<Prediction> {
+            let mut predict = || -> Vec<PredictedAccess> {
                 calls
                     .iter()
                     .map(|(sender, contract, method, input)| {
                         chroma_analyzer::predict_into(&env, sender, contract, method, input, &mut collected);
-                        Prediction::collected(&mut collected)
+                        collected.finish()
                     })
                     .collect()
             };

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use chroma_analyzer::{Collected, Environment, Prediction};
+use chroma_analyzer::{Collected, Environment, PredictedAccess};
 use chroma_vm::tx::TxKind;
 use chroma_vm::{BlockOptions, PredictionEnv, Vm};
 use chroma_workloads::{Workload, World, WorldConfig};
@@ -64,12 +64,12 @@ fn compare_recipes(vm: &Vm, txs: &[chroma_vm::Transaction], workload: Workload, 
     let fill = |env: &PredictionEnv<'_>| {
         let mut collected = Collected::default();
         let started = Instant::now();
-        let predictions: Vec<Prediction> = txs
+        let predictions: Vec<PredictedAccess> = txs
             .iter()
             .filter_map(|tx| match &tx.kind {
                 TxKind::Call { contract, method, args } => {
                     chroma_analyzer::predict_into(env, &tx.sender, contract, method, args, &mut collected);
-                    Some(Prediction::collected(&mut collected))
+                    Some(collected.finish())
                 }
                 TxKind::Deploy { .. } => None,
             })

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use chroma_analyzer::KeyPattern;
+use chroma_analyzer::PatternRef;
 use chroma_host_api::key::{split_storage_key, KEY_PREFIX_LEN, SYSTEM_SLOT};
 use chroma_host_api::{Address, ADDRESS_LEN};
 use chroma_vm::BlockReport;
@@ -33,7 +33,7 @@ fn address(a: &Address, names: Names<'_>) -> String {
 }
 
 /// `pool0.slot2[user7]`, `USD.slot3[*]`, `nonce(alice)`, `*`.
-pub fn describe(pattern: &KeyPattern, names: Names<'_>) -> String {
+pub fn describe(pattern: PatternRef<'_>, names: Names<'_>) -> String {
     let bytes = pattern.bytes();
     let wildcard = if pattern.is_exact() { "" } else { "*" };
     if bytes.len() < KEY_PREFIX_LEN {

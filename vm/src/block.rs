@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use chroma_analyzer::{Collected, ExecutionPlan, KeyPattern, PredictedAccess, Prediction, Strategy};
+use chroma_analyzer::{Collected, ExecutionPlan, PatternRef, PredictedAccess, Strategy};
 use chroma_host_api::Address;
 use rayon::prelude::*;
 use rayon::ThreadPool;
@@ -135,7 +135,7 @@ pub struct BlockReport {
     /// (deploys as transactions that may access anything).
     pub plan: ExecutionPlan,
     /// Each transaction's prediction, nonce key included.
-    pub predictions: Vec<Prediction>,
+    pub predictions: Vec<PredictedAccess>,
     /// The contract each transaction called (`None` for a deploy).
     pub targets: Vec<Option<Address>>,
     /// Gas used by each transaction.
@@ -194,12 +194,12 @@ impl BlockReport {
 
     /// The `limit` keys that caused the most conflict edges, most first,
     /// with how many.
-    pub fn hottest_keys(&self, limit: usize) -> Vec<(&KeyPattern, u32)> {
+    pub fn hottest_keys(&self, limit: usize) -> Vec<(PatternRef<'_>, u32)> {
         self.plan.graph.hottest(limit, &self.predictions)
     }
 
     /// The key pattern of resource `resource` (an edge's weight).
-    pub fn resource(&self, resource: u32) -> Option<&KeyPattern> {
+    pub fn resource(&self, resource: u32) -> Option<PatternRef<'_>> {
         self.plan.graph.pattern(resource, &self.predictions)
     }
 
@@ -362,7 +362,7 @@ impl Vm {
         // they are (a 10,000-transaction chain spent 1.5% of its time moving
         // receipts and predictions through slots and back).
         let mut receipts: Vec<Receipt> = Vec::new();
-        let mut predictions: Vec<Prediction> = Vec::new();
+        let mut predictions: Vec<PredictedAccess> = Vec::new();
         let mut mispredicted = Vec::new();
         let (mut planning, mut execution, mut plans, mut serial_segments, mut executed_while_planning) = (Duration::ZERO, Duration::ZERO, 0, 0, 0);
         let analysed_before = self.runtime().shape_analysis();
@@ -370,7 +370,7 @@ impl Vm {
         let mut next = 0;
         while next < txs.len() {
             if let TxKind::Deploy { .. } = txs[next].kind {
-                predictions.push(Prediction::new(PredictedAccess::unbounded()));
+                predictions.push(PredictedAccess::unbounded());
                 let started = Instant::now();
                 receipts.push(self.execute(&txs[next])?);
                 execution += started.elapsed();
@@ -393,7 +393,7 @@ impl Vm {
             // its path). Serial
             // execution plans beside itself the same way; short segments,
             // and the pool forced (`adaptive: false`), are planned first.
-            let mut predicted: Vec<Prediction>;
+            let mut predicted: Vec<PredictedAccess>;
             let serial_only = pool.is_none() || mispredicted.len() >= MAX_REPLANS;
             let overlapped = !serial_only && options.adaptive && segment.len() > PLANNED_FIRST_MAX;
             let (plan, run) = if serial_only || overlapped {
@@ -533,7 +533,7 @@ impl Vm {
 
     /// The analyzer's predictions for `txs` now, nonce keys included, filled
     /// in on `threads` threads.
-    pub fn predict_block(&self, txs: &[Transaction], threads: usize) -> Result<Vec<Prediction>, VmError> {
+    pub fn predict_block(&self, txs: &[Transaction], threads: usize) -> Result<Vec<PredictedAccess>, VmError> {
         let pool = pool(threads.clamp(1, MAX_THREADS))?;
         Ok(predict_with(self.runtime(), self.state(), txs, &AnalyzerPredictor, Some(&pool)))
     }
@@ -547,7 +547,7 @@ impl Vm {
         pool: Option<&ThreadPool>,
         segment: &[Transaction],
         mut ran: Vec<Receipt>,
-        predicted: &[Prediction],
+        predicted: &[PredictedAccess],
         plan: &ExecutionPlan,
         options: BlockOptions,
         serial_segments: &mut usize,
@@ -576,7 +576,7 @@ impl Vm {
         pool: &ThreadPool,
         segment: &[Transaction],
         ran: Vec<Receipt>,
-        predicted: &[Prediction],
+        predicted: &[PredictedAccess],
         plan: &ExecutionPlan,
         strategy: Strategy,
     ) -> Result<SegmentRun, VmError> {
@@ -654,7 +654,7 @@ impl Vm {
 
 /// The plan of `predicted`: on this thread when it is small, otherwise on
 /// `threads` (on one pool thread without a pool).
-fn plan_on(threads: Option<&ThreadPool>, predicted: &[Prediction]) -> Result<ExecutionPlan, VmError> {
+fn plan_on(threads: Option<&ThreadPool>, predicted: &[PredictedAccess]) -> Result<ExecutionPlan, VmError> {
     match threads {
         // A small plan is made on this thread without any pool (see `SEQUENTIAL_MAX`).
         _ if predicted.len() <= chroma_analyzer::plan::SEQUENTIAL_MAX => Ok(ExecutionPlan::new(predicted)),
@@ -692,7 +692,7 @@ fn predict_with(
     segment: &[Transaction],
     predictor: &dyn AccessPredictor,
     pool: Option<&ThreadPool>,
-) -> Vec<Prediction> {
+) -> Vec<PredictedAccess> {
     let env = PredictionEnv::new(runtime, &**state);
     let one = |(env, collected): &mut (PredictionEnv<'_>, Collected), tx: &Transaction| {
         predictor.collect(env, tx, collected);
@@ -701,7 +701,7 @@ fn predict_with(
         collected.write(nonce_pattern(&tx.sender));
         // Fingerprinted as it was collected, on this thread, while its
         // keys were in its cache.
-        Prediction::collected(collected)
+        collected.finish()
     };
     match pool {
         Some(pool) if segment.len() >= PARALLEL_PREDICTION_MIN => {
@@ -741,7 +741,7 @@ struct Parallel<'a> {
     /// Transactions before this one ran serially before the rest was
     /// planned: their effects are in the state.
     first: usize,
-    predicted: &'a [Prediction],
+    predicted: &'a [PredictedAccess],
     plan: &'a ExecutionPlan,
     /// Each transaction's result once it ran (its writes still in it under
     /// [`Applying::InOrder`], until they are applied). A lock each: the
@@ -860,7 +860,7 @@ impl Parallel<'_> {
         if self.segment[i].gas_limit == tests::PANICKING_GAS_LIMIT {
             panic!("transaction {i} panics, as the test asked");
         }
-        let result = execute_in(&self.runtime, &self.view, &self.segment[i], Some(self.predicted[i].shared().clone()));
+        let result = execute_in(&self.runtime, &self.view, &self.segment[i], Some(self.predicted[i].clone()));
         if result.as_ref().map_or(true, |done| done.mispredicted) {
             self.first_bad.fetch_min(i, Ordering::AcqRel);
         }

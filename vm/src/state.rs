@@ -643,9 +643,9 @@ impl Journal {
         self.mispredicted
     }
 
-    fn check(&mut self, key: &[u8], kind: fn(&PredictedAccess) -> &[chroma_analyzer::KeyPattern]) {
+    fn check(&mut self, key: &[u8], kind: fn(&PredictedAccess) -> chroma_analyzer::Patterns<'_>) {
         if let Some(allowed) = &self.allowed {
-            if !allowed.is_unbounded() && !kind(allowed).iter().any(|p| p.covers(key)) {
+            if !allowed.is_unbounded() && !kind(allowed).covers(key) {
                 self.mispredicted = true;
             }
         }

@@ -3,7 +3,7 @@
 //! leaves the chain able to go on; in parallel blocks the result still
 //! equals serial.
 
-use chroma_analyzer::KeyPattern;
+use chroma_analyzer::PatternRef;
 use chroma_host_api::key::storage_key;
 use chroma_host_api::limits::{
     MAX_CALL_DEPTH, MAX_EVENTS_PER_TX, MAX_EVENT_DATA_LEN, MAX_KEY_LEN, MAX_RETURN_LEN, MAX_VALUE_LEN,
@@ -294,7 +294,7 @@ fn keys_the_analyzer_cannot_follow_still_run_correctly_in_parallel() {
     let hot = report.hottest_keys(usize::MAX);
     let wildcard_edges = |covered: &[u8]| {
         hot.iter()
-            .filter(|(p, _)| matches!(p, KeyPattern::Prefix(p) if covered.starts_with(p)))
+            .filter(|(p, _)| matches!(p, PatternRef::Prefix(p) if covered.starts_with(p)))
             .map(|(_, edges)| *edges)
             .sum::<u32>()
     };
@@ -302,7 +302,7 @@ fn keys_the_analyzer_cannot_follow_still_run_correctly_in_parallel() {
     assert!(wildcard_edges(&storage_key(&h, 2, &[])) > 0, "looped keys: {hot:?}");
     let hashed = block.iter().position(|tx| matches!(&tx.kind, TxKind::Call { method, .. } if method == "hashed_set"));
     let prediction = &report.predictions[hashed.expect("a hashed_set")];
-    assert!(prediction.writes().iter().any(|p| matches!(p, KeyPattern::Prefix(_))), "a hashed key is predicted as a wildcard");
+    assert!(prediction.writes().any(|p| matches!(p, PatternRef::Prefix(_))), "a hashed key is predicted as a wildcard");
 }
 
 fn call(sender: Address, nonce: u64, contract: Address, method: &str, args: impl Encode) -> Transaction {

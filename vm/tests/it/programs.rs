@@ -201,8 +201,8 @@ fn random_programs_run_inside_their_predictions_and_equal_serial_in_parallel() {
             let touched: Vec<&Vec<u8>> = a.reads.iter().chain(&a.writes).chain(&a.adds).filter(|k| **k != nonce).collect();
             touching += usize::from(!touched.is_empty());
             succeeded += usize::from(receipt.outcome.is_success());
-            let exactly = |patterns: &[chroma_analyzer::KeyPattern], keys: &std::collections::BTreeSet<Vec<u8>>| {
-                patterns.len() == keys.len() && patterns.iter().all(|p| matches!(p, chroma_analyzer::KeyPattern::Exact(k) if keys.contains(k.as_slice())))
+            let exactly = |mut patterns: chroma_analyzer::Patterns<'_>, keys: &std::collections::BTreeSet<Vec<u8>>| {
+                patterns.len() == keys.len() && patterns.all(|p| matches!(p, chroma_analyzer::PatternRef::Exact(k) if keys.contains(k)))
             };
             exact += usize::from(exactly(predicted.reads(), &a.reads) && exactly(predicted.writes(), &a.writes) && exactly(predicted.adds(), &a.adds));
         }
