@@ -266,6 +266,8 @@ impl PredictedAccess {
             for (fingerprint, word) in list.fingerprints.iter().zip(&mut fingerprint_words) {
                 word.copy_from_slice(&fingerprint.to_le_bytes());
             }
+            // Each list's ends count from its own first byte; adding where
+            // it starts keeps the top bit (ends are far below it).
             for (end, word) in list.ends.iter().zip(&mut end_words) {
                 any_prefix |= end & EXACT_BIT == 0;
                 word.copy_from_slice(&(end + offset).to_le_bytes());
