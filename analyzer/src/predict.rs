@@ -617,6 +617,13 @@ impl Distinct {
         ListParts { fingerprints: &self.fingerprints, ends: &self.ends, bytes: &self.bytes }
     }
 
+    /// Whether the list holds `pattern`, whose fingerprint is `fingerprint`
+    /// (its bytes compared only where a fingerprint matches).
+    #[inline(always)]
+    fn holds(&self, pattern: PatternRef<'_>, fingerprint: u64) -> bool {
+        self.fingerprints.iter().enumerate().any(|(i, &f)| f == fingerprint && self.pattern(i) == pattern)
+    }
+
     /// [`Distinct::insert`] of a pattern whose fingerprint is known.
     #[inline(always)]
     fn insert_fingerprinted(&mut self, pattern: PatternRef<'_>, fingerprint: u64) {
@@ -624,7 +631,7 @@ impl Distinct {
         // scan per pattern would make a long list (an entry may have
         // thousands of templates) cost the square of its length.
         let scanned = self.len() < SCANNED_MAX;
-        if scanned && self.fingerprints.iter().enumerate().any(|(i, &f)| f == fingerprint && self.pattern(i) == pattern) {
+        if scanned && self.holds(pattern, fingerprint) {
             return;
         }
         self.push(pattern, fingerprint);
@@ -655,7 +662,7 @@ impl Distinct {
         let key = self.bytes.get(start..).unwrap_or_default();
         let pattern = if exact { PatternRef::Exact(key) } else { PatternRef::Prefix(key) };
         let fingerprint = crate::plan::fingerprint_of(pattern);
-        if may_repeat && self.len() < SCANNED_MAX && self.fingerprints.iter().enumerate().any(|(i, &f)| f == fingerprint && self.pattern(i) == pattern) {
+        if may_repeat && self.len() < SCANNED_MAX && self.holds(pattern, fingerprint) {
             self.bytes.truncate(start);
             return;
         }
