@@ -37,7 +37,7 @@ pub use guards::Decisions;
 pub use module::contract_features;
 pub use plan::{ConflictGraph, ExecutionPlan, PatternAt, Planned, Strategy};
 pub use recipe::Recipes;
-pub use predict::{predict, predict_into, Collected, Environment, KeyBytes, KeyPattern, PatternRef, Patterns, PredictedAccess, INLINE_KEY_LEN};
+pub use predict::{nonce_pattern, predict, predict_into, predict_transaction_into, Collected, Environment, KeyBytes, KeyPattern, PatternRef, Patterns, PredictedAccess, INLINE_KEY_LEN};
 pub use render::{describe_call, describe_key, ArgNames};
 pub use summary::{AccessKind, AccessSummary, ByteTemplate, CallTemplate, Comparison, Condition, ContractSummary, EntryKind, Guard, KeyTemplate, Literal, Run};
 

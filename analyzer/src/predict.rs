@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use chroma_host_api::key::{slot_prefix, KEY_PREFIX_LEN};
+use chroma_host_api::key::{slot_prefix, KEY_PREFIX_LEN, NONCE_RECORD, SYSTEM_SLOT};
 use chroma_host_api::limits::MAX_CALL_DEPTH;
 use chroma_host_api::{Address, ADDRESS_LEN};
 use serde::Serialize;
@@ -222,7 +222,7 @@ pub struct PredictedAccess {
 }
 
 /// The top bit of a pattern's end in [`PredictedAccess`]: an exact key.
-const EXACT_BIT: u32 = 1 << 31;
+pub(crate) const EXACT_BIT: u32 = 1 << 31;
 
 impl Default for PredictedAccess {
     fn default() -> PredictedAccess {
@@ -284,6 +284,24 @@ impl PredictedAccess {
             adds_at: bound(counts[0] + counts[1]),
             len: bound(len),
             covered: covered_of(reads, writes, adds),
+            any_prefix,
+            unbounded,
+        }
+    }
+
+    /// The prediction packed in `packed` as [`PredictedAccess::pack`]
+    /// packs one (fingerprints, ends, bytes), with `counts` reads, writes
+    /// and adds whose fingerprints are `fingerprints`, in order.
+    pub(crate) fn from_packed(packed: &[u8], counts: [usize; 3], fingerprints: &[u64], any_prefix: bool, unbounded: bool) -> PredictedAccess {
+        let [reads, writes, _] = counts;
+        let (read_fingerprints, rest) = fingerprints.split_at(reads.min(fingerprints.len()));
+        let (write_fingerprints, add_fingerprints) = rest.split_at(writes.min(rest.len()));
+        PredictedAccess {
+            packed: Arc::from(packed),
+            writes_at: bound(reads),
+            adds_at: bound(reads + writes),
+            len: bound(fingerprints.len()),
+            covered: covered_of(read_fingerprints, write_fingerprints, add_fingerprints),
             any_prefix,
             unbounded,
         }
@@ -567,7 +585,7 @@ fn bound(len: usize) -> u32 {
 }
 
 /// Patterns a list is scanned for a repeat up to (see `Distinct::insert`).
-const SCANNED_MAX: usize = 32;
+pub(crate) const SCANNED_MAX: usize = 32;
 
 /// One list of a prediction while it is filled in, in place, without
 /// repeats: each pattern with its fingerprint, so that a repeat is found by
@@ -740,18 +758,73 @@ pub struct Collected {
     pub(crate) unbounded: bool,
     /// Where a prediction is packed before its one allocation is made.
     scratch: Vec<u8>,
+    /// Set when a recipe's template made the prediction (see
+    /// `recipe::Template`): it is packed in `scratch` as it will be shared,
+    /// its fingerprints in `followed_fingerprints`, and the lists are empty.
+    followed: Option<FollowedShape>,
+    followed_fingerprints: Vec<u64>,
+}
+
+/// How many reads, writes and adds a prediction packed by following a
+/// recipe's template has, and whether any is a prefix.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FollowedShape {
+    pub(crate) counts: [usize; 3],
+    pub(crate) any_prefix: bool,
 }
 
 impl Collected {
     /// Adds a key `pattern` written (unless already there).
     pub fn write(&mut self, pattern: KeyPattern) {
+        self.unfollow();
         self.writes.insert(pattern.as_ref());
+    }
+
+    /// Where a recipe's template packs a prediction, emptied first: the
+    /// packed bytes and the fingerprints (see [`Collected::followed`]).
+    pub(crate) fn follow_into(&mut self) -> (&mut Vec<u8>, &mut Vec<u64>) {
+        self.clear();
+        self.scratch.clear();
+        self.followed_fingerprints.clear();
+        (&mut self.scratch, &mut self.followed_fingerprints)
+    }
+
+    /// The prediction is what [`Collected::follow_into`] was given, of
+    /// `shape`.
+    pub(crate) fn followed(&mut self, shape: FollowedShape, unbounded: bool) {
+        self.followed = Some(shape);
+        self.unbounded = unbounded;
+    }
+
+    /// A prediction packed by a template, taken back into the lists (before
+    /// anything else is added to it).
+    fn unfollow(&mut self) {
+        let Some(FollowedShape { counts, .. }) = self.followed.take() else { return };
+        let Collected { reads, writes, adds, scratch, followed_fingerprints, .. } = self;
+        let len = followed_fingerprints.len();
+        let (ends, bytes) = (scratch.get(8 * len..12 * len).unwrap_or_default(), scratch.get(12 * len..).unwrap_or_default());
+        let mut start = 0usize;
+        for (position, (&fingerprint, end)) in followed_fingerprints.iter().zip(ends.chunks_exact(4)).enumerate() {
+            let end = end.try_into().map_or(0, u32::from_le_bytes);
+            let key = bytes.get(start..(end & !EXACT_BIT) as usize).unwrap_or_default();
+            start = (end & !EXACT_BIT) as usize;
+            let pattern = if end & EXACT_BIT != 0 { PatternRef::Exact(key) } else { PatternRef::Prefix(key) };
+            let list = if position < counts[0] {
+                &mut *reads
+            } else if position < counts[0] + counts[1] {
+                &mut *writes
+            } else {
+                &mut *adds
+            };
+            list.push(pattern, fingerprint);
+        }
     }
 
     /// Adds a key `pattern` of `kind` whose fingerprint is known: unless
     /// already there, or, when it cannot be (`may_repeat` false), without
     /// looking. A call template's kind adds nothing.
     pub(crate) fn add_fingerprinted(&mut self, kind: AccessKind, pattern: PatternRef<'_>, fingerprint: u64, may_repeat: bool) {
+        self.unfollow();
         match kind {
             AccessKind::Read => self.reads.add(pattern, fingerprint, may_repeat),
             AccessKind::Write => self.writes.add(pattern, fingerprint, may_repeat),
@@ -763,6 +836,7 @@ impl Collected {
     /// [`Collected::add_fingerprinted`] of a pattern made in place (see
     /// `Distinct::add_made`).
     pub(crate) fn add_made(&mut self, kind: AccessKind, exact: bool, may_repeat: bool, make: impl FnOnce(&mut Vec<u8>)) {
+        self.unfollow();
         match kind {
             AccessKind::Read => self.reads.add_made(exact, may_repeat, make),
             AccessKind::Write => self.writes.add_made(exact, may_repeat, make),
@@ -783,6 +857,11 @@ impl Collected {
     /// node), with the fingerprints made while collecting. Leaves `self`
     /// empty.
     pub fn finish(&mut self) -> PredictedAccess {
+        if let Some(FollowedShape { counts, any_prefix }) = self.followed.take() {
+            let access = PredictedAccess::from_packed(&self.scratch, counts, &self.followed_fingerprints, any_prefix, self.unbounded);
+            self.clear();
+            return access;
+        }
         self.settle();
         let lists = [self.reads.parts(), self.writes.parts(), self.adds.parts()];
         let access = PredictedAccess::pack(lists, self.unbounded, &mut self.scratch);
@@ -800,6 +879,7 @@ impl Collected {
     }
 
     pub(crate) fn clear(&mut self) {
+        self.followed = None;
         self.reads.clear();
         self.writes.clear();
         self.adds.clear();
@@ -823,9 +903,28 @@ pub fn predict(env: &impl Environment, sender: &Address, contract: &Address, met
 /// from an earlier one is made by following it, and one that does not is
 /// filled in while its recipe is recorded (the prediction is the same).
 pub fn predict_into(env: &impl Environment, sender: &Address, contract: &Address, method: &str, input: &[u8], out: &mut Collected) {
+    predict_call_into(env, sender, contract, method, input, false, out);
+}
+
+/// [`predict_into`] of a transaction: the call's accesses, then the write
+/// of the sender's nonce ([`nonce_key`](chroma_host_api::key::nonce_key)),
+/// which the executor makes after every call (as a plain write, it orders
+/// the sender's transactions). Made here rather than added afterwards, the
+/// nonce key is part of the call's recipe: a call following it gets its
+/// prediction packed whole from the recipe's template.
+pub fn predict_transaction_into(env: &impl Environment, sender: &Address, contract: &Address, method: &str, input: &[u8], out: &mut Collected) {
+    predict_call_into(env, sender, contract, method, input, true, out);
+}
+
+/// [`predict_into`], with the sender's nonce written last when it is a
+/// `transaction`'s.
+fn predict_call_into(env: &impl Environment, sender: &Address, contract: &Address, method: &str, input: &[u8], transaction: bool, out: &mut Collected) {
     out.clear();
     // No contract there, or no such entry: the call fails before any access.
     let Some((summary, entry)) = env.summary(contract).and_then(|summary| Some((summary, summary.entry(method)?))) else {
+        if transaction {
+            out.write(nonce_pattern(sender));
+        }
         return;
     };
     let mut recording = None;
@@ -834,7 +933,7 @@ pub fn predict_into(env: &impl Environment, sender: &Address, contract: &Address
     // with its keys built in place, a transfer followed takes a fifth
     // fewer instructions than filled in (1,960 against 2,480).
     if let Some(recipes) = env.recipes().filter(|_| !entry.by_shape) {
-        let id = Recipes::id(entry, contract);
+        let id = Recipes::id(entry, contract, transaction);
         match recipes.follow(&id, sender, input, out) {
             Followed::Done => return,
             Followed::Record => recording = Some((recipes, id)),
@@ -847,6 +946,13 @@ pub fn predict_into(env: &impl Environment, sender: &Address, contract: &Address
             let mut trace = Trace::new(sender, input);
             let mut filler = Filler::<_, true> { env, out, budget: FILL_BUDGET, scratch: KeyBytes::new(), trace: Some(&mut trace) };
             filler.named_entry(contract, summary, method, entry, &args, sender, 1, Sources::Sender);
+            if transaction {
+                let nonce = nonce_pattern(sender);
+                let after_sender = nonce.bytes().get(ADDRESS_LEN..).unwrap_or_default();
+                let sources = (0..ADDRESS_LEN as u8).map(Source::Caller).chain(after_sender.iter().map(|&b| Source::Const(b))).collect();
+                trace.key(AccessKind::Write, &nonce, sources);
+                out.write(nonce);
+            }
             if let Some(recipe) = trace.recipe(out.unbounded) {
                 recipes.keep(id, recipe);
             }
@@ -854,8 +960,19 @@ pub fn predict_into(env: &impl Environment, sender: &Address, contract: &Address
         None => {
             let mut filler = Filler::<_, false> { env, out, budget: FILL_BUDGET, scratch: KeyBytes::new(), trace: None };
             filler.named_entry(contract, summary, method, entry, &args, sender, 1, Sources::Sender);
+            if transaction {
+                out.write(nonce_pattern(sender));
+            }
         }
     }
+}
+
+/// The key of `sender`'s nonce ([`nonce_key`](chroma_host_api::key::nonce_key))
+/// as a pattern, built inline, with no allocation.
+pub fn nonce_pattern(sender: &Address) -> KeyPattern {
+    let mut key = KeyBytes::from_slice(&slot_prefix(sender, SYSTEM_SLOT));
+    key.extend_from_slice(NONCE_RECORD);
+    KeyPattern::Exact(key)
 }
 
 /// Where the bytes of a call's caller and input come from, in terms of the
@@ -1876,6 +1993,60 @@ mod tests {
 
     fn inputs(range: std::ops::Range<u16>) -> Vec<Byte> {
         range.map(Byte::Input).collect()
+    }
+
+    /// A recipe's template packs a prediction whole only when no key
+    /// repeats an earlier one of its list: a transfer to oneself reads and
+    /// writes one balance, not two, and follows the recipe's steps, which
+    /// keep each key once. As a transaction's, the sender's nonce is
+    /// written last, in the template too.
+    #[test]
+    fn a_template_is_packed_only_where_every_key_is_distinct() {
+        let token = Address([1; ADDRESS_LEN]);
+        let (a, b, c) = (Address([7; ADDRESS_LEN]), Address([8; ADDRESS_LEN]), Address([9; ADDRESS_LEN]));
+        let caller: Vec<Byte> = (0..ADDRESS_LEN as u8).map(Byte::Caller).collect();
+        let balances = || vec![KeyTemplate::from_bytes(Some(3), &caller), KeyTemplate::from_bytes(Some(3), &inputs(0..ADDRESS_LEN as u16))];
+        let transfer = entry("transfer", balances(), balances(), Vec::new(), Vec::new());
+        let summaries = vec![(token, ContractSummary::new(vec![transfer], BTreeSet::new()))];
+        let env = |recipes| Guarded { summaries: summaries.clone(), stored: BTreeMap::new(), decisions: Some(Decisions::default()), recipes };
+        let (following, filling) = (env(Some(Recipes::default())), env(None));
+        let (mut followed, mut filled) = (Collected::default(), Collected::default());
+        // Recorded, packed, then one to oneself (steps), then packed again.
+        let calls = [(a, b), (b, c), (c, c), (a, c)];
+        for transaction in [false, true] {
+            for (sender, to) in calls {
+                let predict_one = |env: &Guarded, out: &mut Collected| {
+                    if transaction {
+                        predict_transaction_into(env, &sender, &token, "transfer", to.as_bytes(), out);
+                    } else {
+                        predict_into(env, &sender, &token, "transfer", to.as_bytes(), out);
+                    }
+                    out.finish()
+                };
+                let expected = predict_one(&filling, &mut filled);
+                assert_eq!(predict_one(&following, &mut followed), expected, "{sender:?} to {to:?}, as a transaction: {transaction}");
+                let keys = if sender == to { 1 } else { 2 };
+                assert_eq!((expected.reads().len(), expected.writes().len()), (keys, keys + usize::from(transaction)));
+                if transaction {
+                    assert_eq!(expected.writes().last(), Some(nonce_pattern(&sender).as_ref()));
+                }
+            }
+        }
+        let recipes = following.recipes.as_ref().expect("recipes");
+        // Per kind of call: the first recorded, three followed, of which the one to oneself by steps.
+        assert_eq!((recipes.len(), recipes.followed(), recipes.packed()), (2, 6, 4));
+        // A key added to a packed prediction: as if added to the lists.
+        let extra = |out: &mut Collected| {
+            out.write(KeyPattern::exact(b"more"));
+            out.write(nonce_pattern(&b));
+            out.finish()
+        };
+        predict_transaction_into(&following, &b, &token, "transfer", a.as_bytes(), &mut followed);
+        predict_transaction_into(&filling, &b, &token, "transfer", a.as_bytes(), &mut filled);
+        assert_eq!(recipes.packed(), 5);
+        let expected = extra(&mut filled);
+        assert_eq!(expected.writes().len(), 4, "one more: the nonce was there");
+        assert_eq!(extra(&mut followed), expected);
     }
 
     /// A recipe is followed only by calls whose guards' comparisons come

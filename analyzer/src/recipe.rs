@@ -31,7 +31,7 @@ use chroma_host_api::{Address, ADDRESS_LEN};
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
-use crate::predict::{Collected, KeyBytes, KeyPattern};
+use crate::predict::{Collected, FollowedShape, KeyBytes, KeyPattern, PatternRef, EXACT_BIT, SCANNED_MAX};
 use crate::guards::WORD_BYTES;
 use crate::summary::{AccessKind, AccessSummary, Comparison};
 
@@ -193,7 +193,9 @@ impl Trace {
             });
             steps.push(Step::of(*kind, *exact, may_repeat, sources)?);
         }
+        let template = Template::of(&self, &steps);
         Some(Recipe {
+            template,
             input_len: self.input.len(),
             checks: self.checks.into(),
             caller_mask: self.caller_looked_at,
@@ -268,7 +270,169 @@ pub(crate) struct Recipe {
     /// The comparisons the path depends on, each with its result there.
     checks: Box<[Check]>,
     steps: Box<[Step]>,
+    /// The prediction packed, for calls whose keys are all distinct.
+    template: Option<Template>,
     unbounded: bool,
+}
+
+/// A recipe's prediction packed as a [`PredictedAccess`](crate::PredictedAccess)
+/// shares it, made once: a call following the recipe copies it, writes its
+/// own bytes into the keys made of them and their fingerprints next to the
+/// constants'. Following the steps instead puts every key into a list of
+/// its kind, looks for it there, and packs the lists at the end.
+///
+/// It holds for a call in which no key equals an earlier one of its list:
+/// a call in which one does (a transfer to oneself reads one balance, not
+/// two) follows the steps, which keep each key once.
+#[derive(Debug, Clone)]
+struct Template {
+    packed: Box<[u8]>,
+    shape: FollowedShape,
+    /// Each pattern's fingerprint: a constant key's, 0 for one made from
+    /// the call.
+    fingerprints: Box<[u64]>,
+    /// The keys made from the call: where each one's fingerprint and
+    /// bytes go, and its patches.
+    made: Box<[MadeKey]>,
+    /// Where the call's bytes go: a `Part::Caller` or `Part::Input` each,
+    /// at its offset in `packed`.
+    patches: Box<[(usize, Part)]>,
+    /// The pairs of positions (later, earlier) of one list whose keys may
+    /// be equal in some call: equal, the template does not hold.
+    may_equal: Box<[(usize, usize)]>,
+}
+
+#[derive(Debug, Clone)]
+struct MadeKey {
+    position: usize,
+    /// Its bytes in `packed`.
+    bytes: std::ops::Range<usize>,
+    exact: bool,
+    patches: std::ops::Range<usize>,
+}
+
+impl Template {
+    /// The template of `steps`, whose keys' sources `trace` recorded;
+    /// `None` when a list would need settling or two constant keys of one
+    /// list are equal.
+    fn of(trace: &Trace, steps: &[Step]) -> Option<Template> {
+        // Each list's steps, in order (calls make no key).
+        let kinds = [AccessKind::Read, AccessKind::Write, AccessKind::Add];
+        let lists: Vec<Vec<usize>> = kinds.iter().map(|kind| (0..steps.len()).filter(|&i| steps[i].kind == *kind).collect()).collect();
+        if lists.iter().any(|list| list.len() > SCANNED_MAX) {
+            return None;
+        }
+        let order: Vec<usize> = lists.iter().flatten().copied().collect();
+        let len = order.len();
+        let sources = |i: usize| &trace.keys[i].2;
+        let mut may_equal = Vec::new();
+        let mut position = 0;
+        for list in &lists {
+            for (later, &j) in list.iter().enumerate() {
+                for (earlier, &i) in list[..later].iter().enumerate() {
+                    let (a, b) = (sources(i), sources(j));
+                    let differ = |(x, y): (&Source, &Source)| matches!((x, y), (Source::Const(x), Source::Const(y)) if x != y);
+                    if steps[i].exact != steps[j].exact || a.len() != b.len() || a.iter().zip(b.iter()).any(differ) {
+                        continue;
+                    }
+                    if steps[i].made.is_some() && steps[j].made.is_some() {
+                        // Two equal constant keys: the template never holds.
+                        return None;
+                    }
+                    may_equal.push((position + later, position + earlier));
+                }
+            }
+            position += list.len();
+        }
+        // Packed as `PredictedAccess::pack` packs: fingerprints, ends, bytes.
+        let key_bytes: usize = order.iter().map(|&i| sources(i).len()).sum();
+        let mut packed = vec![0u8; 12 * len + key_bytes];
+        let (mut fingerprints, mut made, mut patches) = (vec![0u64; len], Vec::new(), Vec::new());
+        let (mut end, mut any_prefix) = (0usize, false);
+        for (position, &i) in order.iter().enumerate() {
+            let step = &steps[i];
+            let start = 12 * len + end;
+            end += sources(i).len();
+            let exact_bit = if step.exact { EXACT_BIT } else { 0 };
+            packed.get_mut(8 * len + 4 * position..8 * len + 4 * position + 4)?.copy_from_slice(&(u32::try_from(end).ok()? | exact_bit).to_le_bytes());
+            any_prefix |= !step.exact;
+            match &step.made {
+                Some((pattern, fingerprint)) => {
+                    packed.get_mut(start..start + pattern.bytes().len())?.copy_from_slice(pattern.bytes());
+                    fingerprints[position] = *fingerprint;
+                }
+                None => {
+                    let first = patches.len();
+                    let mut at = start;
+                    for part in step.parts.iter() {
+                        match part {
+                            Part::Const(bytes) => {
+                                packed.get_mut(at..at + bytes.len())?.copy_from_slice(bytes);
+                                at += bytes.len();
+                            }
+                            Part::Caller { len, .. } => {
+                                patches.push((at, part.clone()));
+                                at += usize::from(*len);
+                            }
+                            Part::Input { len, .. } => {
+                                patches.push((at, part.clone()));
+                                at += *len as usize;
+                            }
+                        }
+                    }
+                    made.push(MadeKey { position, bytes: start..12 * len + end, exact: step.exact, patches: first..patches.len() });
+                }
+            }
+        }
+        for (position, fingerprint) in fingerprints.iter().enumerate() {
+            packed.get_mut(8 * position..8 * position + 8)?.copy_from_slice(&fingerprint.to_le_bytes());
+        }
+        let counts = [lists[0].len(), lists[1].len(), lists[2].len()];
+        Some(Template {
+            packed: packed.into(),
+            shape: FollowedShape { counts, any_prefix },
+            fingerprints: fingerprints.into(),
+            made: made.into(),
+            patches: patches.into(),
+            may_equal: may_equal.into(),
+        })
+    }
+
+    /// Packs the prediction of a call by `sender` with `input` (one that
+    /// fits its recipe) into `out`; `false` (and `out` to be filled in
+    /// otherwise) when two of its keys in one list are equal.
+    fn follow(&self, sender: &Address, input: &[u8], unbounded: bool, out: &mut Collected) -> bool {
+        let (packed, fingerprints) = out.follow_into();
+        packed.extend_from_slice(&self.packed);
+        fingerprints.extend_from_slice(&self.fingerprints);
+        for made in self.made.iter() {
+            for (at, part) in self.patches.get(made.patches.clone()).unwrap_or_default() {
+                let from = match part {
+                    Part::Caller { start, len } => sender.as_bytes().get(usize::from(*start)..usize::from(*start) + usize::from(*len)),
+                    Part::Input { start, len } => input.get(*start as usize..*start as usize + *len as usize),
+                    Part::Const(_) => None,
+                };
+                let Some(to) = from.and_then(|from| Some((from, packed.get_mut(*at..*at + from.len())?))) else { return false };
+                to.1.copy_from_slice(to.0);
+            }
+            let Some(key) = packed.get(made.bytes.clone()) else { return false };
+            let fingerprint = crate::plan::fingerprint_of(if made.exact { PatternRef::Exact(key) } else { PatternRef::Prefix(key) });
+            let (Some(word), Some(slot)) = (packed.get_mut(8 * made.position..8 * made.position + 8), fingerprints.get_mut(made.position)) else { return false };
+            word.copy_from_slice(&fingerprint.to_le_bytes());
+            *slot = fingerprint;
+        }
+        let key_of = |position: usize| {
+            let len = fingerprints.len();
+            let end = |p: usize| packed.get(8 * len + 4 * p..8 * len + 4 * p + 4).and_then(|w| w.try_into().ok()).map_or(0, u32::from_le_bytes) & !EXACT_BIT;
+            let start = if position == 0 { 0 } else { end(position - 1) };
+            packed.get(12 * len + start as usize..12 * len + end(position) as usize)
+        };
+        if self.may_equal.iter().any(|&(later, earlier)| fingerprints.get(later) == fingerprints.get(earlier) && key_of(later) == key_of(earlier)) {
+            return false;
+        }
+        out.followed(self.shape, unbounded);
+        true
+    }
 }
 
 impl Recipe {
@@ -290,7 +454,11 @@ impl Recipe {
 
     /// The prediction of a call by `sender` with `input`, into `out`
     /// (emptied first), for a call that [`fits`](Recipe::fits).
-    fn follow(&self, sender: &Address, input: &[u8], out: &mut Collected) {
+    /// Whether the prediction was packed whole from the template.
+    fn follow(&self, sender: &Address, input: &[u8], out: &mut Collected) -> bool {
+        if self.template.as_ref().is_some_and(|template| template.follow(sender, input, self.unbounded, out)) {
+            return true;
+        }
         out.clear();
         for step in self.steps.iter() {
             match &step.made {
@@ -310,6 +478,7 @@ impl Recipe {
             }
         }
         out.unbounded = self.unbounded;
+        false
     }
 }
 
@@ -322,9 +491,10 @@ const RECIPES_PER_CALL: usize = 4;
 /// table from block to block).
 const CALLS_MAX: usize = 1024;
 
-/// The entry (its summary does not move while a planner's view lasts) and
-/// the contract.
-type CallId = (usize, Address);
+/// The entry (its summary does not move while a planner's view lasts),
+/// the contract, and whether the call is a transaction's (see
+/// [`predict_transaction_into`](crate::predict::predict_transaction_into)).
+type CallId = (usize, Address, bool);
 
 /// The recipes a planner's view has learnt (see the module's
 /// documentation), kept like [`Decisions`](crate::Decisions): for as long
@@ -334,6 +504,7 @@ type CallId = (usize, Address);
 pub struct Recipes {
     table: RefCell<FxHashMap<CallId, SmallVec<[Recipe; 2]>>>,
     followed: Cell<u64>,
+    packed: Cell<u64>,
 }
 
 /// What [`Recipes::follow`] did.
@@ -347,8 +518,10 @@ pub(crate) enum Followed {
 }
 
 impl Recipes {
-    pub(crate) fn id(entry: &AccessSummary, contract: &Address) -> CallId {
-        (entry as *const AccessSummary as usize, *contract)
+    /// A call's id: of `entry` of `contract`, as a `transaction`'s (its
+    /// sender's nonce written too) or not.
+    pub(crate) fn id(entry: &AccessSummary, contract: &Address, transaction: bool) -> CallId {
+        (entry as *const AccessSummary as usize, *contract, transaction)
     }
 
     /// Follows the recipe for `id` that fits `sender` and `input`, if any.
@@ -359,8 +532,9 @@ impl Recipes {
         };
         match recipes.iter().find(|recipe| recipe.fits(sender, input)) {
             Some(recipe) => {
-                recipe.follow(sender, input, out);
+                let packed = recipe.follow(sender, input, out);
                 self.followed.set(self.followed.get() + 1);
+                self.packed.set(self.packed.get() + u64::from(packed));
                 Followed::Done
             }
             None if recipes.len() < RECIPES_PER_CALL => Followed::Record,
@@ -396,5 +570,11 @@ impl Recipes {
     /// How many predictions were made by following a recipe.
     pub fn followed(&self) -> u64 {
         self.followed.get()
+    }
+
+    /// How many of those were packed whole from a recipe's template (the
+    /// others had a key twice in one list).
+    pub fn packed(&self) -> u64 {
+        self.packed.get()
     }
 }

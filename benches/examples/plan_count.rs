@@ -13,7 +13,8 @@
 //! entries analysed for an input's shape) and the stored values the
 //! predictor resolves. `count FILE N` loads that (no
 //! engine is made, so it runs under valgrind) and then fills the block's
-//! templates in N times (`plan` instead of `count`: and builds its plan each
+//! templates in N times (as the executor does: each call's and the write of
+//! its sender's nonce) (`plan` instead of `count`: and builds its plan each
 //! time; `graph` instead: fills them in once and builds the plan N times,
 //! on the current rayon pool: `RAYON_NUM_THREADS=1` for the planner's
 //! one pass); the difference of the instructions counted with N and with 0,
@@ -139,7 +140,7 @@ fn main() {
             let mut collected = Collected::default();
             for tx in &block {
                 let TxKind::Call { contract, method, args } = &tx.kind else { panic!("{workload}: a block of calls only") };
-                chroma_analyzer::predict_into(&recording, &tx.sender, contract, method, args, &mut collected);
+                chroma_analyzer::predict_transaction_into(&recording, &tx.sender, contract, method, args, &mut collected);
                 calls.push((hex(&tx.sender.0), hex(&contract.0), method.clone(), hex(args)));
             }
             let summaries = recording.contracts.borrow().keys().filter_map(|a| env.summary(&Address(*a)).map(|s| (hex(a), s.clone()))).collect();
@@ -166,7 +167,7 @@ fn main() {
                 calls
                     .iter()
                     .map(|(sender, contract, method, input)| {
-                        chroma_analyzer::predict_into(&env, sender, contract, method, input, &mut collected);
+                        chroma_analyzer::predict_transaction_into(&env, sender, contract, method, input, &mut collected);
                         collected.finish()
                     })
                     .collect()

@@ -68,7 +68,7 @@ fn compare_recipes(vm: &Vm, txs: &[chroma_vm::Transaction], workload: Workload, 
             .iter()
             .filter_map(|tx| match &tx.kind {
                 TxKind::Call { contract, method, args } => {
-                    chroma_analyzer::predict_into(env, &tx.sender, contract, method, args, &mut collected);
+                    chroma_analyzer::predict_transaction_into(env, &tx.sender, contract, method, args, &mut collected);
                     Some(collected.finish())
                 }
                 TxKind::Deploy { .. } => None,

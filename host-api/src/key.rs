@@ -83,3 +83,12 @@ mod tests {
 /// hash, an account's nonce), so the state root commits to them too. Contracts
 /// cannot use it: the host refuses it with `HostError::ReservedSlot`.
 pub const SYSTEM_SLOT: Slot = Slot::MAX;
+
+/// The system record (under [`SYSTEM_SLOT`] of an account) holding the
+/// account's next nonce, which every transaction it sends reads and writes.
+pub const NONCE_RECORD: &[u8] = b"nonce";
+
+/// The state key of `account`'s nonce.
+pub fn nonce_key(account: &Address) -> Vec<u8> {
+    storage_key(account, SYSTEM_SLOT, NONCE_RECORD)
+}

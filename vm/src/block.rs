@@ -40,13 +40,13 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use chroma_analyzer::{Collected, ExecutionPlan, PatternRef, PredictedAccess, Strategy};
+use chroma_analyzer::{nonce_pattern, Collected, ExecutionPlan, PatternRef, PredictedAccess, Strategy};
 use chroma_host_api::Address;
 use rayon::prelude::*;
 use rayon::ThreadPool;
 
 use crate::prediction::PredictionEnv;
-use crate::runtime::{execute_in, nonce_pattern, Executed, Runtime, Vm, VmError};
+use crate::runtime::{execute_in, Executed, Runtime, Vm, VmError};
 use crate::shapes::ShapeAnalysisTime;
 use crate::stack::{mark_execution_thread, on_execution_thread, EXECUTION_STACK_BYTES};
 use crate::state::{BlockOverlay, StateOverlay, StateRead};
@@ -94,10 +94,14 @@ pub trait AccessPredictor: Sync {
     /// The accesses of the call transaction `tx` (deploys are never asked).
     fn predict(&self, env: &PredictionEnv<'_>, tx: &Transaction) -> PredictedAccess;
 
-    /// [`AccessPredictor::predict`] into `out`, with its patterns'
-    /// fingerprints (made here, from the prediction, unless overridden).
+    /// The accesses the executor plans `tx` with, into `out`: its
+    /// prediction and the write of its sender's nonce (the executor reads
+    /// and writes it outside the journal; as a plain write it orders the
+    /// sender's transactions), with their fingerprints (made here, from the
+    /// prediction, unless overridden).
     fn collect(&self, env: &PredictionEnv<'_>, tx: &Transaction, out: &mut Collected) {
         out.set(self.predict(env, tx));
+        out.write(nonce_pattern(&tx.sender));
     }
 }
 
@@ -114,8 +118,11 @@ impl AccessPredictor for AnalyzerPredictor {
 
     fn collect(&self, env: &PredictionEnv<'_>, tx: &Transaction, out: &mut Collected) {
         match &tx.kind {
-            TxKind::Call { contract, method, args } => chroma_analyzer::predict_into(env, &tx.sender, contract, method, args, out),
-            TxKind::Deploy { .. } => out.set(self.predict(env, tx)),
+            TxKind::Call { contract, method, args } => chroma_analyzer::predict_transaction_into(env, &tx.sender, contract, method, args, out),
+            TxKind::Deploy { .. } => {
+                out.set(self.predict(env, tx));
+                out.write(nonce_pattern(&tx.sender));
+            }
         }
     }
 }
@@ -696,9 +703,6 @@ fn predict_with(
     let env = PredictionEnv::new(runtime, &**state);
     let one = |(env, collected): &mut (PredictionEnv<'_>, Collected), tx: &Transaction| {
         predictor.collect(env, tx, collected);
-        // The executor reads and writes the nonce outside the journal;
-        // as a plain write it orders the sender's transactions.
-        collected.write(nonce_pattern(&tx.sender));
         // Fingerprinted as it was collected, on this thread, while its
         // keys were in its cache.
         collected.finish()

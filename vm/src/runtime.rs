@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use chroma_host_api::abi::{Abi, MethodKind};
 use chroma_host_api::codec::{Decode, Encode};
-use chroma_host_api::key::{slot_prefix, storage_key, SYSTEM_SLOT};
+use chroma_host_api::key::{storage_key, SYSTEM_SLOT};
 use chroma_host_api::limits::MAX_CALL_DEPTH;
 use chroma_host_api::{gas, Address, CallStatus};
-use chroma_analyzer::{ContractSummary, KeyBytes, KeyPattern, PredictedAccess};
+use chroma_analyzer::{ContractSummary, PredictedAccess};
 use rustc_hash::FxHashMap;
 use wasmtime::{Engine, Extern, ExternType, Instance, InstancePre, Module, ModuleExport, Store, Trap, TypedFunc};
 
@@ -28,8 +28,6 @@ use crate::tx::{Outcome, Receipt, Transaction, TxKind};
 
 /// The system record (under [`SYSTEM_SLOT`]) holding a contract's code hash.
 const CODE_HASH_RECORD: &[u8] = b"code_hash";
-/// The system record holding an account's next nonce.
-const NONCE_RECORD: &[u8] = b"nonce";
 
 /// Errors setting up the VM (not transaction failures: those are receipts).
 #[derive(Debug, thiserror::Error)]
@@ -588,14 +586,7 @@ fn nonce_at(state: &dyn StateRead, key: &[u8]) -> Result<u64, StateError> {
 
 /// The state key of `account`'s nonce (read and written by every transaction it sends).
 pub fn nonce_key(account: &Address) -> Vec<u8> {
-    storage_key(account, SYSTEM_SLOT, NONCE_RECORD)
-}
-
-/// [`nonce_key`] as a predicted key (built inline, with no allocation).
-pub(crate) fn nonce_pattern(account: &Address) -> KeyPattern {
-    let mut key = KeyBytes::from_slice(&slot_prefix(account, SYSTEM_SLOT));
-    key.extend_from_slice(NONCE_RECORD);
-    KeyPattern::Exact(key)
+    chroma_host_api::key::nonce_key(account)
 }
 
 /// Executes `tx` over `state` without applying anything. With `allowed`, every

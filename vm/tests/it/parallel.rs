@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use chroma_analyzer::{predict, Environment, KeyPattern, PredictedAccess, Recipes};
+use chroma_analyzer::{predict, Collected, Environment, KeyPattern, PredictedAccess};
 use chroma_vm::root::StateHash;
 use chroma_vm::{
     AccessPredictor, AnalyzerPredictor, BlockExecution, BlockOptions, Outcome, PredictionEnv, Receipt, Strategy, Transaction, TxKind,
@@ -229,29 +229,40 @@ fn fingerprints_made_while_predicting_equal_those_made_afterwards() {
 /// Predictions that follow recipes (see `chroma_analyzer::Recipes`) equal
 /// those made by filling every call's templates in: every workload's
 /// transactions (failing calls and observations among them), twice over,
-/// so that the second time most follow recipes learnt the first time.
+/// so that the second time most follow recipes learnt the first time. The
+/// same for the executor's predictions of the transactions (the call's,
+/// and the sender's nonce), most of them packed whole from a template.
 #[test]
 fn predictions_following_recipes_equal_those_filled_in() {
     let config = WorldConfig { users: 60, pools: 5, seed: 31, failures_per_mille: 80, observations_per_mille: 80 };
     let (mut world, setup) = World::new(config);
     let vm = set_up(&setup);
+    let (mut followed_out, mut filled_out) = (Collected::default(), Collected::default());
     for workload in Workload::ALL {
         let block = world.block(workload, 1_000);
         let env = PredictionEnv::new(vm.runtime(), &**vm.state());
         let filling = env.fork().without_recipes();
         assert!(filling.recipes().is_none());
-        let before = env.recipes().map_or(0, Recipes::followed);
+        let count = |env: &PredictionEnv<'_>| env.recipes().map_or((0, 0), |r| (r.followed(), r.packed()));
+        let before = count(&env);
         for pass in 0..2 {
             for tx in &block {
                 let TxKind::Call { contract, method, args } = &tx.kind else { continue };
                 let filled = predict(&filling, &tx.sender, contract, method, args);
                 assert_eq!(predict(&env, &tx.sender, contract, method, args), filled, "{workload}, pass {pass}: {tx:?}");
+                AnalyzerPredictor.collect(&filling, tx, &mut filled_out);
+                let filled = filled_out.finish();
+                assert_eq!(filled.writes().last(), Some(chroma_analyzer::nonce_pattern(&tx.sender).as_ref()), "{tx:?}");
+                AnalyzerPredictor.collect(&env, tx, &mut followed_out);
+                assert_eq!(followed_out.finish(), filled, "{workload}, pass {pass}, as a transaction: {tx:?}");
             }
         }
-        let followed = env.recipes().map_or(0, Recipes::followed) - before;
+        let (followed, packed) = (count(&env).0 - before.0, count(&env).1 - before.1);
         // Every workload's calls follow recipes, whether they call other
-        // contracts (a swap, a deposit) or not (a transfer).
-        assert!(followed > 1_500, "{workload}: {followed} of 2,000 followed a recipe");
+        // contracts (a swap, a deposit) or not (a transfer), and nearly
+        // all are packed from a template.
+        assert!(followed > 3_000, "{workload}: {followed} of 4,000 followed a recipe");
+        assert!(packed * 10 > followed * 9, "{workload}: {packed} of {followed} packed from a template");
     }
 }
 
