@@ -290,18 +290,15 @@ impl PredictedAccess {
     }
 
     /// The prediction packed in `packed` as [`PredictedAccess::pack`]
-    /// packs one (fingerprints, ends, bytes), with `counts` reads, writes
-    /// and adds whose fingerprints are `fingerprints`, in order.
-    pub(crate) fn from_packed(packed: &[u8], counts: [usize; 3], fingerprints: &[u64], any_prefix: bool, unbounded: bool) -> PredictedAccess {
-        let [reads, writes, _] = counts;
-        let (read_fingerprints, rest) = fingerprints.split_at(reads.min(fingerprints.len()));
-        let (write_fingerprints, add_fingerprints) = rest.split_at(writes.min(rest.len()));
+    /// packs one (fingerprints, ends, bytes), of `shape`.
+    pub(crate) fn from_packed(packed: &[u8], shape: FollowedShape, unbounded: bool) -> PredictedAccess {
+        let FollowedShape { counts: [reads, writes, adds], covered, any_prefix } = shape;
         PredictedAccess {
             packed: Arc::from(packed),
             writes_at: bound(reads),
             adds_at: bound(reads + writes),
-            len: bound(fingerprints.len()),
-            covered: covered_of(read_fingerprints, write_fingerprints, add_fingerprints),
+            len: bound(reads + writes + adds),
+            covered,
             any_prefix,
             unbounded,
         }
@@ -760,16 +757,17 @@ pub struct Collected {
     scratch: Vec<u8>,
     /// Set when a recipe's template made the prediction (see
     /// `recipe::Template`): it is packed in `scratch` as it will be shared,
-    /// its fingerprints in `followed_fingerprints`, and the lists are empty.
+    /// and the lists are empty.
     followed: Option<FollowedShape>,
-    followed_fingerprints: Vec<u64>,
 }
 
-/// How many reads, writes and adds a prediction packed by following a
-/// recipe's template has, and whether any is a prefix.
+/// What a prediction packed by following a recipe's template is besides
+/// its bytes: how many reads, writes and adds it has, which reads and adds
+/// are covered (as `covered_of` finds them), and whether any is a prefix.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FollowedShape {
     pub(crate) counts: [usize; 3],
+    pub(crate) covered: u64,
     pub(crate) any_prefix: bool,
 }
 
@@ -780,13 +778,12 @@ impl Collected {
         self.writes.insert(pattern.as_ref());
     }
 
-    /// Where a recipe's template packs a prediction, emptied first: the
-    /// packed bytes and the fingerprints (see [`Collected::followed`]).
-    pub(crate) fn follow_into(&mut self) -> (&mut Vec<u8>, &mut Vec<u64>) {
+    /// Where a recipe's template packs a prediction, emptied first (see
+    /// [`Collected::followed`]).
+    pub(crate) fn follow_into(&mut self) -> &mut Vec<u8> {
         self.clear();
         self.scratch.clear();
-        self.followed_fingerprints.clear();
-        (&mut self.scratch, &mut self.followed_fingerprints)
+        &mut self.scratch
     }
 
     /// The prediction is what [`Collected::follow_into`] was given, of
@@ -800,11 +797,12 @@ impl Collected {
     /// anything else is added to it).
     fn unfollow(&mut self) {
         let Some(FollowedShape { counts, .. }) = self.followed.take() else { return };
-        let Collected { reads, writes, adds, scratch, followed_fingerprints, .. } = self;
-        let len = followed_fingerprints.len();
+        let Collected { reads, writes, adds, scratch, .. } = self;
+        let len = counts.iter().sum::<usize>();
+        let fingerprints = scratch.get(..8 * len).unwrap_or_default().chunks_exact(8).map(|word| word.try_into().map_or(0, u64::from_le_bytes));
         let (ends, bytes) = (scratch.get(8 * len..12 * len).unwrap_or_default(), scratch.get(12 * len..).unwrap_or_default());
         let mut start = 0usize;
-        for (position, (&fingerprint, end)) in followed_fingerprints.iter().zip(ends.chunks_exact(4)).enumerate() {
+        for (position, (fingerprint, end)) in fingerprints.zip(ends.chunks_exact(4)).enumerate() {
             let end = end.try_into().map_or(0, u32::from_le_bytes);
             let key = bytes.get(start..(end & !EXACT_BIT) as usize).unwrap_or_default();
             start = (end & !EXACT_BIT) as usize;
@@ -857,8 +855,8 @@ impl Collected {
     /// node), with the fingerprints made while collecting. Leaves `self`
     /// empty.
     pub fn finish(&mut self) -> PredictedAccess {
-        if let Some(FollowedShape { counts, any_prefix }) = self.followed.take() {
-            let access = PredictedAccess::from_packed(&self.scratch, counts, &self.followed_fingerprints, any_prefix, self.unbounded);
+        if let Some(shape) = self.followed.take() {
+            let access = PredictedAccess::from_packed(&self.scratch, shape, self.unbounded);
             self.clear();
             return access;
         }
@@ -2047,6 +2045,19 @@ mod tests {
         let expected = extra(&mut filled);
         assert_eq!(expected.writes().len(), 4, "one more: the nonce was there");
         assert_eq!(extra(&mut followed), expected);
+
+        // A constant key read and a key written from the input: covered
+        // (read as part of the write) only in the call that makes them one.
+        let sweep = entry("sweep", vec![KeyTemplate::from_bytes(Some(3), &consts(c.as_bytes()))], vec![KeyTemplate::from_bytes(Some(3), &inputs(0..ADDRESS_LEN as u16))], Vec::new(), Vec::new());
+        let summaries = vec![(token, ContractSummary::new(vec![sweep], BTreeSet::new()))];
+        let env = |recipes| Guarded { summaries: summaries.clone(), stored: BTreeMap::new(), decisions: Some(Decisions::default()), recipes };
+        let (following, filling) = (env(Some(Recipes::default())), env(None));
+        for to in [a, b, c, a] {
+            let expected = predict(&filling, &a, &token, "sweep", to.as_bytes());
+            assert_eq!(predict(&following, &a, &token, "sweep", to.as_bytes()), expected, "sweep to {to:?}");
+            assert_eq!(expected.is_covered(0), to == c, "sweep to {to:?}");
+        }
+        assert_eq!(following.recipes.as_ref().map(|r| (r.followed(), r.packed())), Some((3, 3)));
     }
 
     /// A recipe is followed only by calls whose guards' comparisons come

@@ -278,8 +278,9 @@ pub(crate) struct Recipe {
 /// A recipe's prediction packed as a [`PredictedAccess`](crate::PredictedAccess)
 /// shares it, made once: a call following the recipe copies it, writes its
 /// own bytes into the keys made of them and their fingerprints next to the
-/// constants'. Following the steps instead puts every key into a list of
-/// its kind, looks for it there, and packs the lists at the end.
+/// constants', and checks only the covers that depend on it. Following the
+/// steps instead puts every key into a list of its kind, looks for it
+/// there, and packs the lists at the end.
 ///
 /// It holds for a call in which no key equals an earlier one of its list:
 /// a call in which one does (a transfer to oneself reads one balance, not
@@ -287,10 +288,9 @@ pub(crate) struct Recipe {
 #[derive(Debug, Clone)]
 struct Template {
     packed: Box<[u8]>,
+    /// Its counts, and the reads and adds covered whatever the call: the
+    /// constant keys written as constants too.
     shape: FollowedShape,
-    /// Each pattern's fingerprint: a constant key's, 0 for one made from
-    /// the call.
-    fingerprints: Box<[u64]>,
     /// The keys made from the call: where each one's fingerprint and
     /// bytes go, and its patches.
     made: Box<[MadeKey]>,
@@ -300,6 +300,13 @@ struct Template {
     /// The pairs of positions (later, earlier) of one list whose keys may
     /// be equal in some call: equal, the template does not hold.
     may_equal: Box<[(usize, usize)]>,
+    /// The covers that depend on the call (`covered_of`, by fingerprint,
+    /// the first 64 positions): each read or add made from the call against
+    /// every write, and each constant one not covered already against the
+    /// writes made from the call.
+    made_reads_adds: Box<[usize]>,
+    constant_reads_adds: Box<[usize]>,
+    made_writes: Box<[usize]>,
 }
 
 #[derive(Debug, Clone)]
@@ -309,6 +316,11 @@ struct MadeKey {
     bytes: std::ops::Range<usize>,
     exact: bool,
     patches: std::ops::Range<usize>,
+}
+
+/// The fingerprint at `position` of a packed prediction (0 past its end).
+fn fingerprint_in(packed: &[u8], position: usize) -> u64 {
+    packed.get(8 * position..8 * position + 8).and_then(|word| word.try_into().ok()).map_or(0, u64::from_le_bytes)
 }
 
 impl Template {
@@ -347,7 +359,7 @@ impl Template {
         // Packed as `PredictedAccess::pack` packs: fingerprints, ends, bytes.
         let key_bytes: usize = order.iter().map(|&i| sources(i).len()).sum();
         let mut packed = vec![0u8; 12 * len + key_bytes];
-        let (mut fingerprints, mut made, mut patches) = (vec![0u64; len], Vec::new(), Vec::new());
+        let (mut made, mut patches) = (Vec::new(), Vec::new());
         let (mut end, mut any_prefix) = (0usize, false);
         for (position, &i) in order.iter().enumerate() {
             let step = &steps[i];
@@ -359,7 +371,7 @@ impl Template {
             match &step.made {
                 Some((pattern, fingerprint)) => {
                     packed.get_mut(start..start + pattern.bytes().len())?.copy_from_slice(pattern.bytes());
-                    fingerprints[position] = *fingerprint;
+                    packed.get_mut(8 * position..8 * position + 8)?.copy_from_slice(&fingerprint.to_le_bytes());
                 }
                 None => {
                     let first = patches.len();
@@ -384,17 +396,33 @@ impl Template {
                 }
             }
         }
-        for (position, fingerprint) in fingerprints.iter().enumerate() {
-            packed.get_mut(8 * position..8 * position + 8)?.copy_from_slice(&fingerprint.to_le_bytes());
-        }
+        // Covers: the constants' now, the rest when a call follows.
         let counts = [lists[0].len(), lists[1].len(), lists[2].len()];
+        let writes = counts[0]..counts[0] + counts[1];
+        let is_made = |position: usize| made.iter().any(|key| key.position == position);
+        let (mut covered, mut made_reads_adds, mut constant_reads_adds) = (0u64, Vec::new(), Vec::new());
+        let made_writes: Vec<usize> = writes.clone().filter(|&w| is_made(w)).collect();
+        for position in (0..counts[0]).chain(writes.end..len).take_while(|&p| p < 64) {
+            if is_made(position) {
+                made_reads_adds.push(position);
+                continue;
+            }
+            let fingerprint = fingerprint_in(&packed, position);
+            if writes.clone().any(|w| !is_made(w) && fingerprint_in(&packed, w) == fingerprint) {
+                covered |= 1 << position;
+            } else if !made_writes.is_empty() {
+                constant_reads_adds.push(position);
+            }
+        }
         Some(Template {
             packed: packed.into(),
-            shape: FollowedShape { counts, any_prefix },
-            fingerprints: fingerprints.into(),
+            shape: FollowedShape { counts, covered, any_prefix },
             made: made.into(),
             patches: patches.into(),
             may_equal: may_equal.into(),
+            made_reads_adds: made_reads_adds.into(),
+            constant_reads_adds: constant_reads_adds.into(),
+            made_writes: made_writes.into(),
         })
     }
 
@@ -402,9 +430,8 @@ impl Template {
     /// fits its recipe) into `out`; `false` (and `out` to be filled in
     /// otherwise) when two of its keys in one list are equal.
     fn follow(&self, sender: &Address, input: &[u8], unbounded: bool, out: &mut Collected) -> bool {
-        let (packed, fingerprints) = out.follow_into();
+        let packed = out.follow_into();
         packed.extend_from_slice(&self.packed);
-        fingerprints.extend_from_slice(&self.fingerprints);
         for made in self.made.iter() {
             for (at, part) in self.patches.get(made.patches.clone()).unwrap_or_default() {
                 let from = match part {
@@ -412,25 +439,39 @@ impl Template {
                     Part::Input { start, len } => input.get(*start as usize..*start as usize + *len as usize),
                     Part::Const(_) => None,
                 };
-                let Some(to) = from.and_then(|from| Some((from, packed.get_mut(*at..*at + from.len())?))) else { return false };
-                to.1.copy_from_slice(to.0);
+                let Some((from, to)) = from.and_then(|from| Some((from, packed.get_mut(*at..*at + from.len())?))) else { return false };
+                to.copy_from_slice(from);
             }
             let Some(key) = packed.get(made.bytes.clone()) else { return false };
             let fingerprint = crate::plan::fingerprint_of(if made.exact { PatternRef::Exact(key) } else { PatternRef::Prefix(key) });
-            let (Some(word), Some(slot)) = (packed.get_mut(8 * made.position..8 * made.position + 8), fingerprints.get_mut(made.position)) else { return false };
+            let Some(word) = packed.get_mut(8 * made.position..8 * made.position + 8) else { return false };
             word.copy_from_slice(&fingerprint.to_le_bytes());
-            *slot = fingerprint;
         }
+        let packed = &packed[..];
+        let [reads, writes, adds] = self.shape.counts;
+        let len = reads + writes + adds;
         let key_of = |position: usize| {
-            let len = fingerprints.len();
             let end = |p: usize| packed.get(8 * len + 4 * p..8 * len + 4 * p + 4).and_then(|w| w.try_into().ok()).map_or(0, u32::from_le_bytes) & !EXACT_BIT;
             let start = if position == 0 { 0 } else { end(position - 1) };
             packed.get(12 * len + start as usize..12 * len + end(position) as usize)
         };
-        if self.may_equal.iter().any(|&(later, earlier)| fingerprints.get(later) == fingerprints.get(earlier) && key_of(later) == key_of(earlier)) {
+        if self.may_equal.iter().any(|&(later, earlier)| fingerprint_in(packed, later) == fingerprint_in(packed, earlier) && key_of(later) == key_of(earlier)) {
             return false;
         }
-        out.followed(self.shape, unbounded);
+        let mut covered = self.shape.covered;
+        for &position in self.made_reads_adds.iter() {
+            let fingerprint = fingerprint_in(packed, position);
+            if (reads..reads + writes).any(|w| fingerprint_in(packed, w) == fingerprint) {
+                covered |= 1 << position;
+            }
+        }
+        for &position in self.constant_reads_adds.iter() {
+            let fingerprint = fingerprint_in(packed, position);
+            if self.made_writes.iter().any(|&w| fingerprint_in(packed, w) == fingerprint) {
+                covered |= 1 << position;
+            }
+        }
+        out.followed(FollowedShape { covered, ..self.shape }, unbounded);
         true
     }
 }
