@@ -494,8 +494,8 @@ impl Recipe {
     }
 
     /// The prediction of a call by `sender` with `input`, into `out`
-    /// (emptied first), for a call that [`fits`](Recipe::fits).
-    /// Whether the prediction was packed whole from the template.
+    /// (emptied first), for a call that [`fits`](Recipe::fits): packed whole
+    /// from the template (`true`) where it holds, else by the steps.
     fn follow(&self, sender: &Address, input: &[u8], out: &mut Collected) -> bool {
         if self.template.as_ref().is_some_and(|template| template.follow(sender, input, self.unbounded, out)) {
             return true;
