@@ -224,6 +224,22 @@ pub struct PredictedAccess {
 /// The top bit of a pattern's end in [`PredictedAccess`]: an exact key.
 pub(crate) const EXACT_BIT: u32 = 1 << 31;
 
+/// The fingerprint at `position` of a prediction packed in `packed` (as
+/// [`PredictedAccess`] packs it; 0 past its end).
+pub(crate) fn fingerprint_in(packed: &[u8], position: usize) -> u64 {
+    packed.get(8 * position..8 * position + 8).and_then(|word| word.try_into().ok()).map_or(0, u64::from_le_bytes)
+}
+
+/// The pattern at `position` of the `len` packed in `packed` (as
+/// [`PredictedAccess`] packs them; empty past their end).
+pub(crate) fn pattern_in(packed: &[u8], len: usize, position: usize) -> PatternRef<'_> {
+    let end_of = |i: usize| packed.get(8 * len + 4 * i..8 * len + 4 * i + 4).and_then(|word| word.try_into().ok()).map_or(0, u32::from_le_bytes);
+    let end = end_of(position);
+    let start = if position == 0 { 0 } else { end_of(position - 1) & !EXACT_BIT };
+    let bytes = packed.get(12 * len + start as usize..12 * len + (end & !EXACT_BIT) as usize).unwrap_or_default();
+    if end & EXACT_BIT != 0 { PatternRef::Exact(bytes) } else { PatternRef::Prefix(bytes) }
+}
+
 impl Default for PredictedAccess {
     fn default() -> PredictedAccess {
         PredictedAccess::new(Vec::new(), Vec::new(), Vec::new())
@@ -376,18 +392,7 @@ impl PredictedAccess {
         if position >= self.len {
             return EVERYTHING;
         }
-        let ends_at = 8 * self.len as usize;
-        let end_of = |i: u32| self.word(ends_at + 4 * i as usize);
-        let end = end_of(position);
-        let start = if position == 0 { 0 } else { end_of(position - 1) & !EXACT_BIT };
-        let bytes_at = 12 * self.len as usize;
-        let bytes = self.packed.get(bytes_at + start as usize..bytes_at + (end & !EXACT_BIT) as usize).unwrap_or_default();
-        if end & EXACT_BIT != 0 { PatternRef::Exact(bytes) } else { PatternRef::Prefix(bytes) }
-    }
-
-    /// The little-endian word of 4 bytes at `at` in `packed`.
-    fn word(&self, at: usize) -> u32 {
-        self.packed.get(at..at + 4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_le_bytes)
+        pattern_in(&self.packed, self.len as usize, position as usize)
     }
 
     /// How many patterns the planner visits: every pattern, and every key
@@ -402,8 +407,7 @@ impl PredictedAccess {
         if position >= self.len {
             return crate::plan::fingerprint_of(EVERYTHING);
         }
-        let at = 8 * position as usize;
-        self.packed.get(at..at + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes)
+        fingerprint_in(&self.packed, position as usize)
     }
 
     /// Where its fingerprints start in memory (for a prefetch).
@@ -799,14 +803,7 @@ impl Collected {
         let Some(FollowedShape { counts, .. }) = self.followed.take() else { return };
         let Collected { reads, writes, adds, scratch, .. } = self;
         let len = counts.iter().sum::<usize>();
-        let fingerprints = scratch.get(..8 * len).unwrap_or_default().chunks_exact(8).map(|word| word.try_into().map_or(0, u64::from_le_bytes));
-        let (ends, bytes) = (scratch.get(8 * len..12 * len).unwrap_or_default(), scratch.get(12 * len..).unwrap_or_default());
-        let mut start = 0usize;
-        for (position, (fingerprint, end)) in fingerprints.zip(ends.chunks_exact(4)).enumerate() {
-            let end = end.try_into().map_or(0, u32::from_le_bytes);
-            let key = bytes.get(start..(end & !EXACT_BIT) as usize).unwrap_or_default();
-            start = (end & !EXACT_BIT) as usize;
-            let pattern = if end & EXACT_BIT != 0 { PatternRef::Exact(key) } else { PatternRef::Prefix(key) };
+        for position in 0..len {
             let list = if position < counts[0] {
                 &mut *reads
             } else if position < counts[0] + counts[1] {
@@ -814,7 +811,7 @@ impl Collected {
             } else {
                 &mut *adds
             };
-            list.push(pattern, fingerprint);
+            list.push(pattern_in(scratch, len, position), fingerprint_in(scratch, position));
         }
     }
 

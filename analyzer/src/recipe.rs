@@ -31,7 +31,7 @@ use chroma_host_api::{Address, ADDRESS_LEN};
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
-use crate::predict::{Collected, FollowedShape, KeyBytes, KeyPattern, PatternRef, EXACT_BIT, SCANNED_MAX};
+use crate::predict::{fingerprint_in, pattern_in, Collected, FollowedShape, KeyBytes, KeyPattern, PatternRef, EXACT_BIT, SCANNED_MAX};
 use crate::guards::WORD_BYTES;
 use crate::summary::{AccessKind, AccessSummary, Comparison};
 
@@ -318,11 +318,6 @@ struct MadeKey {
     patches: std::ops::Range<usize>,
 }
 
-/// The fingerprint at `position` of a packed prediction (0 past its end).
-fn fingerprint_in(packed: &[u8], position: usize) -> u64 {
-    packed.get(8 * position..8 * position + 8).and_then(|word| word.try_into().ok()).map_or(0, u64::from_le_bytes)
-}
-
 impl Template {
     /// The template of `steps`, whose keys' sources `trace` recorded;
     /// `None` when a list would need settling or two constant keys of one
@@ -450,12 +445,7 @@ impl Template {
         let packed = &packed[..];
         let [reads, writes, adds] = self.shape.counts;
         let len = reads + writes + adds;
-        let key_of = |position: usize| {
-            let end = |p: usize| packed.get(8 * len + 4 * p..8 * len + 4 * p + 4).and_then(|w| w.try_into().ok()).map_or(0, u32::from_le_bytes) & !EXACT_BIT;
-            let start = if position == 0 { 0 } else { end(position - 1) };
-            packed.get(12 * len + start as usize..12 * len + end(position) as usize)
-        };
-        if self.may_equal.iter().any(|&(later, earlier)| fingerprint_in(packed, later) == fingerprint_in(packed, earlier) && key_of(later) == key_of(earlier)) {
+        if self.may_equal.iter().any(|&(later, earlier)| fingerprint_in(packed, later) == fingerprint_in(packed, earlier) && pattern_in(packed, len, later) == pattern_in(packed, len, earlier)) {
             return false;
         }
         let mut covered = self.shape.covered;
