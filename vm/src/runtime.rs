@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use chroma_host_api::abi::{Abi, MethodKind};
 use chroma_host_api::codec::{Decode, Encode};
 use chroma_host_api::key::{storage_key, SYSTEM_SLOT};
+/// The state key of an account's nonce (read and written by every transaction it sends).
+pub use chroma_host_api::key::nonce_key;
 use chroma_host_api::limits::MAX_CALL_DEPTH;
 use chroma_host_api::{gas, Address, CallStatus};
 use chroma_analyzer::{ContractSummary, PredictedAccess};
@@ -584,10 +586,6 @@ fn nonce_at(state: &dyn StateRead, key: &[u8]) -> Result<u64, StateError> {
     Ok(nonce)
 }
 
-/// The state key of `account`'s nonce (read and written by every transaction it sends).
-pub fn nonce_key(account: &Address) -> Vec<u8> {
-    chroma_host_api::key::nonce_key(account)
-}
 
 /// Executes `tx` over `state` without applying anything. With `allowed`, every
 /// storage access is checked against it.
