@@ -280,6 +280,11 @@ fn touches_of<A: Planned>(item: &A, tx: u32, prefixes: &Prefixes<'_>, mut send: 
 /// of sending a swap block's accesses to their shards.
 const PREFETCH_AHEAD: usize = 6;
 
+/// How many transactions ahead the one-pass planner asks for the index
+/// slots of a prediction's resources (its fingerprints, asked for
+/// [`PREFETCH_AHEAD`] ahead, are in the cache by then).
+const SLOT_PREFETCH_AHEAD: usize = 2;
+
 /// Asks for the first two cache lines of `item`'s fingerprints (a hint).
 #[inline(always)]
 fn prefetch_fingerprints<A: Planned>(item: Option<&A>) {
@@ -459,6 +464,16 @@ impl ResourceIndex {
                 return at;
             }
             at = (at + 1) & mask;
+        }
+    }
+
+    /// Asks for the home slot of the resource `key` to be brought to the
+    /// cache (a hint; where it ends up, if the table grows before it is
+    /// taken, does not matter).
+    #[inline(always)]
+    fn prefetch(&self, key: u64) {
+        if let Some(slot) = self.slots.get(self.home(key)) {
+            prefetch(slot);
         }
     }
 
@@ -854,6 +869,9 @@ impl ConflictGraph {
             let mut levels = vec![0u32; accesses.len()];
             for (i, item) in accesses.iter().enumerate() {
                 prefetch_fingerprints(accesses.get(i + PREFETCH_AHEAD));
+                if let Some(ahead) = accesses.get(i + SLOT_PREFETCH_AHEAD) {
+                    ahead.access().for_each_touch(|_, _, fingerprint| resources.index.prefetch(slot_key(fingerprint)));
+                }
                 let tx = i as u32;
                 preds.clear();
                 touches_of(item, tx, prefixes, |modes, fingerprint, pattern| {
