@@ -2055,6 +2055,22 @@ mod tests {
             assert_eq!(expected.is_covered(0), to == c, "sweep to {to:?}");
         }
         assert_eq!(following.recipes.as_ref().map(|r| (r.followed(), r.packed())), Some((3, 3)));
+
+        // A key read and a key written made of the same sources (the
+        // sender's balance): covered in every call, as the template knows
+        // when it is made; a key read made of others (the receiver's) only
+        // in a call that makes it one with a key written.
+        let pay = entry("pay", balances(), vec![KeyTemplate::from_bytes(Some(3), &caller)], Vec::new(), Vec::new());
+        let summaries = vec![(token, ContractSummary::new(vec![pay], BTreeSet::new()))];
+        let env = |recipes| Guarded { summaries: summaries.clone(), stored: BTreeMap::new(), decisions: Some(Decisions::default()), recipes };
+        let (following, filling) = (env(Some(Recipes::default())), env(None));
+        for to in [b, c, a, b] {
+            let expected = predict(&filling, &a, &token, "pay", to.as_bytes());
+            assert_eq!(predict(&following, &a, &token, "pay", to.as_bytes()), expected, "pay to {to:?}");
+            assert_eq!((expected.reads().len(), expected.is_covered(0), expected.is_covered(1)), if to == a { (1, true, false) } else { (2, true, false) }, "pay to {to:?}");
+        }
+        // The first recorded; to oneself by steps (one balance read).
+        assert_eq!(following.recipes.as_ref().map(|r| (r.followed(), r.packed())), Some((3, 2)));
     }
 
     /// A recipe is followed only by calls whose guards' comparisons come

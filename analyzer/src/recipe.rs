@@ -278,7 +278,9 @@ pub(crate) struct Recipe {
 /// A recipe's prediction packed as a [`PredictedAccess`](crate::PredictedAccess)
 /// shares it, made once: a call following the recipe copies it, writes its
 /// own bytes into the keys made of them and their fingerprints next to the
-/// constants', and checks only the covers that depend on it. Following the
+/// constants' (a key made of the same sources as an earlier one, a balance
+/// read and then written, is copied from it: neither patched nor hashed
+/// again), and checks only the covers that depend on it. Following the
 /// steps instead puts every key into a list of its kind, looks for it
 /// there, and packs the lists at the end.
 ///
@@ -301,9 +303,10 @@ struct Template {
     /// be equal in some call: equal, the template does not hold.
     may_equal: Box<[(usize, usize)]>,
     /// The covers that depend on the call (`covered_of`, by fingerprint,
-    /// the first 64 positions): each read or add made from the call against
-    /// every write, and each constant one not covered already against the
-    /// writes made from the call.
+    /// the first 64 positions): each read or add made from the call, unless
+    /// a write is made of the same sources (covered whatever the call),
+    /// against every write, and each constant one not covered already
+    /// against the writes made from the call.
     made_reads_adds: Box<[usize]>,
     constant_reads_adds: Box<[usize]>,
     made_writes: Box<[usize]>,
@@ -316,6 +319,9 @@ struct MadeKey {
     bytes: std::ops::Range<usize>,
     exact: bool,
     patches: std::ops::Range<usize>,
+    /// The earlier key made of the same sources (by index in `made`),
+    /// whose bytes and fingerprint it copies instead.
+    same_as: Option<usize>,
 }
 
 impl Template {
@@ -369,6 +375,12 @@ impl Template {
                     packed.get_mut(8 * position..8 * position + 8)?.copy_from_slice(&fingerprint.to_le_bytes());
                 }
                 None => {
+                    // The same sources as a key made earlier (a balance
+                    // read and written): the same bytes in every call.
+                    if let Some(earlier) = made.iter().position(|key: &MadeKey| key.exact == step.exact && sources(order[key.position]) == sources(i)) {
+                        made.push(MadeKey { position, bytes: start..12 * len + end, exact: step.exact, patches: 0..0, same_as: Some(earlier) });
+                        continue;
+                    }
                     let first = patches.len();
                     let mut at = start;
                     for part in step.parts.iter() {
@@ -387,7 +399,7 @@ impl Template {
                             }
                         }
                     }
-                    made.push(MadeKey { position, bytes: start..12 * len + end, exact: step.exact, patches: first..patches.len() });
+                    made.push(MadeKey { position, bytes: start..12 * len + end, exact: step.exact, patches: first..patches.len(), same_as: None });
                 }
             }
         }
@@ -397,9 +409,17 @@ impl Template {
         let is_made = |position: usize| made.iter().any(|key| key.position == position);
         let (mut covered, mut made_reads_adds, mut constant_reads_adds) = (0u64, Vec::new(), Vec::new());
         let made_writes: Vec<usize> = writes.clone().filter(|&w| is_made(w)).collect();
+        // The key of the first made key of the same sources.
+        let identity = |position: usize| {
+            made.iter().find(|key| key.position == position).map(|key| key.same_as.and_then(|earlier| made.get(earlier)).map_or(position, |earlier| earlier.position))
+        };
         for position in (0..counts[0]).chain(writes.end..len).take_while(|&p| p < 64) {
-            if is_made(position) {
-                made_reads_adds.push(position);
+            if let Some(key) = identity(position) {
+                if writes.clone().any(|w| identity(w) == Some(key)) {
+                    covered |= 1 << position;
+                } else {
+                    made_reads_adds.push(position);
+                }
                 continue;
             }
             let fingerprint = fingerprint_in(&packed, position);
@@ -428,6 +448,14 @@ impl Template {
         let packed = out.follow_into();
         packed.extend_from_slice(&self.packed);
         for made in self.made.iter() {
+            if let Some(earlier) = made.same_as.and_then(|earlier| self.made.get(earlier)) {
+                if earlier.bytes.len() != made.bytes.len() || made.bytes.end > packed.len() || 8 * made.position + 8 > packed.len() {
+                    return false;
+                }
+                packed.copy_within(earlier.bytes.clone(), made.bytes.start);
+                packed.copy_within(8 * earlier.position..8 * earlier.position + 8, 8 * made.position);
+                continue;
+            }
             for (at, part) in self.patches.get(made.patches.clone()).unwrap_or_default() {
                 let from = match part {
                     Part::Caller { start, len } => sender.as_bytes().get(usize::from(*start)..usize::from(*start) + usize::from(*len)),
