@@ -365,6 +365,7 @@ const FREE: Slot = Slot { fingerprint: EMPTY, writer: NONE, extra: NONE };
 /// A resource's fingerprint as its index holds it: [`EMPTY`] marks a free
 /// slot, so a fingerprint of 0 is taken as 1 (the two are one resource
 /// then, which can only add conflicts, as any collision).
+#[inline(always)]
 fn slot_key(fingerprint: u64) -> u64 {
     fingerprint.max(1)
 }
@@ -870,7 +871,7 @@ impl ConflictGraph {
             for (i, item) in accesses.iter().enumerate() {
                 prefetch_fingerprints(accesses.get(i + PREFETCH_AHEAD));
                 if let Some(ahead) = accesses.get(i + SLOT_PREFETCH_AHEAD) {
-                    ahead.access().for_each_touch(|_, _, fingerprint| resources.index.prefetch(slot_key(fingerprint)));
+                    ahead.access().fingerprints().for_each(|fingerprint| resources.index.prefetch(slot_key(fingerprint)));
                 }
                 let tx = i as u32;
                 preds.clear();

@@ -410,6 +410,13 @@ impl PredictedAccess {
         fingerprint_in(&self.packed, position as usize)
     }
 
+    /// Its patterns' fingerprints, covered ones too (for a prefetch: an
+    /// unbounded prediction's every key is left out).
+    #[inline]
+    pub(crate) fn fingerprints(&self) -> impl Iterator<Item = u64> + '_ {
+        self.packed.get(..8 * self.len as usize).unwrap_or_default().chunks_exact(8).map(|word| u64::from_le_bytes(word.try_into().unwrap_or_default()))
+    }
+
     /// Where its fingerprints start in memory (for a prefetch).
     pub(crate) fn fingerprints_ptr(&self) -> *const u8 {
         self.packed.as_ptr()
