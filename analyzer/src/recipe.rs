@@ -26,6 +26,7 @@
 //! workload's transactions.
 
 use std::cell::{Cell, RefCell};
+use std::hash::Hasher;
 
 use chroma_host_api::{Address, ADDRESS_LEN};
 use rustc_hash::FxHashMap;
@@ -33,7 +34,7 @@ use smallvec::SmallVec;
 
 use crate::predict::{fingerprint_in, pattern_in, Collected, FollowedShape, KeyBytes, KeyPattern, PatternRef, EXACT_BIT, SCANNED_MAX};
 use crate::guards::WORD_BYTES;
-use crate::summary::{AccessKind, AccessSummary, Comparison};
+use crate::summary::{AccessKind, Comparison};
 
 /// Where one byte of a key or of a callee's arguments comes from, in terms
 /// of the transaction.
@@ -545,29 +546,47 @@ impl Recipe {
 /// take two: one per direction). Calls that fit none of them are filled in.
 const RECIPES_PER_CALL: usize = 4;
 
-/// Entries of contracts a [`Recipes`] table holds recipes for, at most (a
+/// Calls (entries of contracts) a [`Recipes`] table holds recipes for, at most (a
 /// recipe holds each of its keys' parts, and a planner's thread keeps its
 /// table from block to block).
 const CALLS_MAX: usize = 1024;
 
-/// The entry (its summary does not move while a planner's view lasts),
-/// the contract, and whether the call is a transaction's (see
+/// A call, as a transaction names it: the contract, the method, and
+/// whether it is a transaction's (its sender's nonce written too; see
 /// [`predict_transaction_into`](crate::predict::predict_transaction_into)).
+/// Recipes are looked up by it before the contract's summary and the entry
+/// are (a call that follows one needs neither): by the entry, looking them
+/// up was a tenth of following a transfer's recipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct CallId {
-    entry: usize,
-    contract: Address,
-    transaction: bool,
+pub(crate) struct CallId<'a> {
+    pub contract: &'a Address,
+    pub method: &'a str,
+    pub transaction: bool,
 }
 
-/// Hashed by one word: the entry's address with the contract's first
-/// bytes (two contracts sharing a summary) and the flag. Hashing the whole
-/// address was a twentieth of following a transfer's recipe; keys that
-/// share the word are told apart by their equality.
-impl std::hash::Hash for CallId {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+impl CallId<'_> {
+    /// The word a call is kept under: its method's hash with the
+    /// contract's first bytes and the flag (calls that share it are told
+    /// apart by their names).
+    fn word(&self) -> u64 {
+        let mut hasher = rustc_hash::FxHasher::default();
+        hasher.write(self.method.as_bytes());
         let contract = self.contract.as_bytes().first_chunk::<8>().map_or(0, |bytes| u64::from_le_bytes(*bytes));
-        state.write_u64(self.entry as u64 ^ contract.rotate_left(1) ^ u64::from(self.transaction));
+        hasher.finish() ^ contract.rotate_left(5) ^ u64::from(self.transaction)
+    }
+}
+
+/// The recipes kept for one call.
+struct CallRecipes {
+    contract: Address,
+    method: Box<str>,
+    transaction: bool,
+    recipes: SmallVec<[Recipe; 2]>,
+}
+
+impl CallRecipes {
+    fn is(&self, id: &CallId<'_>) -> bool {
+        self.contract == *id.contract && self.transaction == id.transaction && *self.method == *id.method
     }
 }
 
@@ -577,7 +596,9 @@ impl std::hash::Hash for CallId {
 /// the same.
 #[derive(Default)]
 pub struct Recipes {
-    table: RefCell<FxHashMap<CallId, SmallVec<[Recipe; 2]>>>,
+    /// By [`CallId::word`].
+    table: RefCell<FxHashMap<u64, SmallVec<[CallRecipes; 1]>>>,
+    calls: Cell<usize>,
     followed: Cell<u64>,
     packed: Cell<u64>,
 }
@@ -593,49 +614,51 @@ pub(crate) enum Followed {
 }
 
 impl Recipes {
-    /// A call's id: of `entry` of `contract`, as a `transaction`'s (its
-    /// sender's nonce written too) or not.
-    pub(crate) fn id(entry: &AccessSummary, contract: &Address, transaction: bool) -> CallId {
-        CallId { entry: entry as *const AccessSummary as usize, contract: *contract, transaction }
-    }
-
     /// Follows the recipe for `id` that fits `sender` and `input`, if any.
-    pub(crate) fn follow(&self, id: &CallId, sender: &Address, input: &[u8], out: &mut Collected) -> Followed {
+    pub(crate) fn follow(&self, id: &CallId<'_>, sender: &Address, input: &[u8], out: &mut Collected) -> Followed {
         let table = self.table.borrow();
-        let Some(recipes) = table.get(id) else {
-            return if table.len() < CALLS_MAX { Followed::Record } else { Followed::Fill };
+        let Some(call) = table.get(&id.word()).and_then(|calls| calls.iter().find(|call| call.is(id))) else {
+            return if self.calls.get() < CALLS_MAX { Followed::Record } else { Followed::Fill };
         };
-        match recipes.iter().find(|recipe| recipe.fits(sender, input)) {
+        match call.recipes.iter().find(|recipe| recipe.fits(sender, input)) {
             Some(recipe) => {
                 let packed = recipe.follow(sender, input, out);
                 self.followed.set(self.followed.get() + 1);
                 self.packed.set(self.packed.get() + u64::from(packed));
                 Followed::Done
             }
-            None if recipes.len() < RECIPES_PER_CALL => Followed::Record,
+            None if call.recipes.len() < RECIPES_PER_CALL => Followed::Record,
             None => Followed::Fill,
         }
     }
 
-    pub(crate) fn keep(&self, id: CallId, recipe: Recipe) {
+    pub(crate) fn keep(&self, id: &CallId<'_>, recipe: Recipe) {
         let mut table = self.table.borrow_mut();
-        if table.len() >= CALLS_MAX && !table.contains_key(&id) {
-            return;
-        }
-        let recipes = table.entry(id).or_default();
-        if recipes.len() < RECIPES_PER_CALL {
-            recipes.push(recipe);
+        let calls = table.entry(id.word()).or_default();
+        let call = match calls.iter().position(|call| call.is(id)) {
+            Some(at) => &mut calls[at],
+            None if self.calls.get() < CALLS_MAX => {
+                self.calls.set(self.calls.get() + 1);
+                calls.push(CallRecipes { contract: *id.contract, method: id.method.into(), transaction: id.transaction, recipes: SmallVec::new() });
+                let last = calls.len() - 1;
+                &mut calls[last]
+            }
+            None => return,
+        };
+        if call.recipes.len() < RECIPES_PER_CALL {
+            call.recipes.push(recipe);
         }
     }
 
     /// Forgets every recipe (when a summary the table was made under changes).
     pub fn clear(&self) {
         self.table.borrow_mut().clear();
+        self.calls.set(0);
     }
 
     /// How many recipes are kept.
     pub fn len(&self) -> usize {
-        self.table.borrow().values().map(|recipes| recipes.len()).sum()
+        self.table.borrow().values().flatten().map(|call| call.recipes.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
