@@ -307,10 +307,10 @@ impl PredictedAccess {
 
     /// The prediction packed in `packed` as [`PredictedAccess::pack`]
     /// packs one (fingerprints, ends, bytes), of `shape`.
-    pub(crate) fn from_packed(packed: &[u8], shape: FollowedShape, unbounded: bool) -> PredictedAccess {
+    pub(crate) fn from_packed(packed: Arc<[u8]>, shape: FollowedShape, unbounded: bool) -> PredictedAccess {
         let FollowedShape { counts: [reads, writes, adds], covered, any_prefix } = shape;
         PredictedAccess {
-            packed: Arc::from(packed),
+            packed,
             writes_at: bound(reads),
             adds_at: bound(reads + writes),
             len: bound(reads + writes + adds),
@@ -767,9 +767,13 @@ pub struct Collected {
     /// Where a prediction is packed before its one allocation is made.
     scratch: Vec<u8>,
     /// Set when a recipe's template made the prediction (see
-    /// `recipe::Template`): it is packed in `scratch` as it will be shared,
-    /// and the lists are empty.
+    /// `recipe::Template`): it is packed in `shared`, the allocation it
+    /// will be shared in, and the lists are empty.
     followed: Option<FollowedShape>,
+    /// A prediction packed by a template, made in its own allocation: a
+    /// copy of the template patched in place (made in `scratch` and copied
+    /// into its allocation after, a swap's was copied twice).
+    shared: Option<Arc<[u8]>>,
 }
 
 /// What a prediction packed by following a recipe's template is besides
@@ -789,12 +793,12 @@ impl Collected {
         self.writes.insert(pattern.as_ref());
     }
 
-    /// Where a recipe's template packs a prediction, emptied first (see
-    /// [`Collected::followed`]).
-    pub(crate) fn follow_into(&mut self) -> &mut Vec<u8> {
+    /// Where a recipe's template packs a prediction (see
+    /// [`Collected::followed`]): `self` emptied, then a copy of `template`
+    /// in the allocation the prediction will be shared in.
+    pub(crate) fn follow_into(&mut self, template: &[u8]) -> Option<&mut [u8]> {
         self.clear();
-        self.scratch.clear();
-        &mut self.scratch
+        Arc::get_mut(self.shared.insert(Arc::from(template)))
     }
 
     /// The prediction is what [`Collected::follow_into`] was given, of
@@ -808,7 +812,8 @@ impl Collected {
     /// anything else is added to it).
     fn unfollow(&mut self) {
         let Some(FollowedShape { counts, .. }) = self.followed.take() else { return };
-        let Collected { reads, writes, adds, scratch, .. } = self;
+        let Some(packed) = self.shared.take() else { return };
+        let Collected { reads, writes, adds, .. } = self;
         let len = counts.iter().sum::<usize>();
         for position in 0..len {
             let list = if position < counts[0] {
@@ -818,7 +823,7 @@ impl Collected {
             } else {
                 &mut *adds
             };
-            list.push(pattern_in(scratch, len, position), fingerprint_in(scratch, position));
+            list.push(pattern_in(&packed, len, position), fingerprint_in(&packed, position));
         }
     }
 
@@ -859,8 +864,8 @@ impl Collected {
     /// node), with the fingerprints made while collecting. Leaves `self`
     /// empty.
     pub fn finish(&mut self) -> PredictedAccess {
-        if let Some(shape) = self.followed.take() {
-            let access = PredictedAccess::from_packed(&self.scratch, shape, self.unbounded);
+        if let (Some(shape), Some(packed)) = (self.followed.take(), self.shared.take()) {
+            let access = PredictedAccess::from_packed(packed, shape, self.unbounded);
             self.clear();
             return access;
         }
@@ -882,6 +887,7 @@ impl Collected {
 
     pub(crate) fn clear(&mut self) {
         self.followed = None;
+        self.shared = None;
         self.reads.clear();
         self.writes.clear();
         self.adds.clear();
