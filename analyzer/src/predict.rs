@@ -1982,12 +1982,18 @@ mod tests {
         assert!(decided.iter().all(|&n| n > 150), "{decided:?}");
     }
 
+    /// Two views of `summaries` and `stored`: one following recipes, one
+    /// filling every call in.
+    fn following_and_filling(summaries: &[(Address, ContractSummary)], stored: &BTreeMap<Vec<u8>, Vec<u8>>) -> (Guarded, Guarded) {
+        let env = |recipes| Guarded { summaries: summaries.to_vec(), stored: stored.clone(), decisions: Some(Decisions::default()), recipes };
+        (env(Some(Recipes::default())), env(None))
+    }
+
     /// Predicts `calls` (sender, contract, method, input) in order, following
     /// recipes and filling every call in, and asserts the two agree;
     /// returns the predictions and how many followed a recipe.
     fn follow_and_fill(summaries: Vec<(Address, ContractSummary)>, calls: &[(Address, Address, &str, Vec<u8>)]) -> (Vec<PredictedAccess>, u64) {
-        let env = |recipes| Guarded { summaries: summaries.clone(), stored: BTreeMap::new(), decisions: Some(Decisions::default()), recipes };
-        let (following, filling) = (env(Some(Recipes::default())), env(None));
+        let (following, filling) = following_and_filling(&summaries, &BTreeMap::new());
         let predictions = calls
             .iter()
             .map(|(sender, contract, method, input)| {
@@ -2020,8 +2026,7 @@ mod tests {
         let balances = || vec![KeyTemplate::from_bytes(Some(3), &caller), KeyTemplate::from_bytes(Some(3), &inputs(0..ADDRESS_LEN as u16))];
         let transfer = entry("transfer", balances(), balances(), Vec::new(), Vec::new());
         let summaries = vec![(token, ContractSummary::new(vec![transfer], BTreeSet::new()))];
-        let env = |recipes| Guarded { summaries: summaries.clone(), stored: BTreeMap::new(), decisions: Some(Decisions::default()), recipes };
-        let (following, filling) = (env(Some(Recipes::default())), env(None));
+        let (following, filling) = following_and_filling(&summaries, &BTreeMap::new());
         let (mut followed, mut filled) = (Collected::default(), Collected::default());
         // Recorded, packed, then one to oneself (steps), then packed again.
         let calls = [(a, b), (b, c), (c, c), (a, c)];
@@ -2064,8 +2069,7 @@ mod tests {
         // (read as part of the write) only in the call that makes them one.
         let sweep = entry("sweep", vec![KeyTemplate::from_bytes(Some(3), &consts(c.as_bytes()))], vec![KeyTemplate::from_bytes(Some(3), &inputs(0..ADDRESS_LEN as u16))], Vec::new(), Vec::new());
         let summaries = vec![(token, ContractSummary::new(vec![sweep], BTreeSet::new()))];
-        let env = |recipes| Guarded { summaries: summaries.clone(), stored: BTreeMap::new(), decisions: Some(Decisions::default()), recipes };
-        let (following, filling) = (env(Some(Recipes::default())), env(None));
+        let (following, filling) = following_and_filling(&summaries, &BTreeMap::new());
         for to in [a, b, c, a] {
             let expected = predict(&filling, &a, &token, "sweep", to.as_bytes());
             assert_eq!(predict(&following, &a, &token, "sweep", to.as_bytes()), expected, "sweep to {to:?}");
@@ -2079,8 +2083,7 @@ mod tests {
         // in a call that makes it one with a key written.
         let pay = entry("pay", balances(), vec![KeyTemplate::from_bytes(Some(3), &caller)], Vec::new(), Vec::new());
         let summaries = vec![(token, ContractSummary::new(vec![pay], BTreeSet::new()))];
-        let env = |recipes| Guarded { summaries: summaries.clone(), stored: BTreeMap::new(), decisions: Some(Decisions::default()), recipes };
-        let (following, filling) = (env(Some(Recipes::default())), env(None));
+        let (following, filling) = following_and_filling(&summaries, &BTreeMap::new());
         for to in [b, c, a, b] {
             let expected = predict(&filling, &a, &token, "pay", to.as_bytes());
             assert_eq!(predict(&following, &a, &token, "pay", to.as_bytes()), expected, "pay to {to:?}");
@@ -2108,8 +2111,7 @@ mod tests {
         let approve = entry("approve", Vec::new(), vec![key(4)], Vec::new(), Vec::new());
         let summary = ContractSummary::new(vec![transfer, approve], BTreeSet::new());
         let summaries = vec![(token, summary.clone()), (twin, summary)];
-        let env = |recipes| Guarded { summaries: summaries.clone(), stored: BTreeMap::new(), decisions: Some(Decisions::default()), recipes };
-        let (following, filling) = (env(Some(Recipes::default())), env(None));
+        let (following, filling) = following_and_filling(&summaries, &BTreeMap::new());
         let nowhere = Address([5; ADDRESS_LEN]);
         let calls = [(token, "transfer"), (twin, "transfer"), (token, "approve"), (twin, "approve"), (nowhere, "transfer"), (token, "mint")];
         let (mut followed, mut filled) = (Collected::default(), Collected::default());
@@ -2188,8 +2190,7 @@ mod tests {
         let mut summaries = vec![(outer, ContractSummary::new(vec![relay], [1].into()))];
         summaries.extend(callees.iter().zip([5, 6]).map(|(callee, key)| (*callee, ContractSummary::new(vec![take(key)], BTreeSet::new()))));
         let stored: BTreeMap<Vec<u8>, Vec<u8>> = callees.iter().zip([0u8, 1]).map(|(callee, at)| ([&slot_prefix(&outer, 1)[..], &[at]].concat(), callee.as_bytes().to_vec())).collect();
-        let env = |recipes| Guarded { summaries: summaries.clone(), stored: stored.clone(), decisions: Some(Decisions::default()), recipes };
-        let (following, filling) = (env(Some(Recipes::default())), env(None));
+        let (following, filling) = following_and_filling(&summaries, &stored);
         let mut predictions = Vec::new();
         for at in [0u8, 1, 0, 1] {
             let expected = predict(&filling, &sender, &outer, "relay", &[at]);
