@@ -554,8 +554,8 @@ const CALLS_MAX: usize = 1024;
 /// whether it is a transaction's (its sender's nonce written too; see
 /// [`predict_transaction_into`](crate::predict::predict_transaction_into)).
 /// Recipes are looked up by it before the contract's summary and the entry
-/// are (a call that follows one needs neither): by the entry, looking them
-/// up was a tenth of following a transfer's recipe.
+/// are, since a call that follows one needs neither (looking those two up
+/// was a tenth of a followed transfer's instructions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CallId<'a> {
     pub contract: &'a Address,
@@ -633,19 +633,20 @@ impl Recipes {
 
     pub(crate) fn keep(&self, id: &CallId<'_>, recipe: Recipe) {
         let mut table = self.table.borrow_mut();
-        let calls = table.entry(id.word()).or_default();
-        let call = match calls.iter().position(|call| call.is(id)) {
-            Some(at) => &mut calls[at],
-            None if self.calls.get() < CALLS_MAX => {
-                self.calls.set(self.calls.get() + 1);
-                calls.push(CallRecipes { contract: *id.contract, method: id.method.into(), transaction: id.transaction, recipes: SmallVec::new() });
-                let last = calls.len() - 1;
-                &mut calls[last]
+        let word = id.word();
+        let known = table.get(&word).is_some_and(|calls| calls.iter().any(|call| call.is(id)));
+        if !known && self.calls.get() >= CALLS_MAX {
+            return;
+        }
+        let calls = table.entry(word).or_default();
+        if !known {
+            self.calls.set(self.calls.get() + 1);
+            calls.push(CallRecipes { contract: *id.contract, method: id.method.into(), transaction: id.transaction, recipes: SmallVec::new() });
+        }
+        if let Some(call) = calls.iter_mut().find(|call| call.is(id)) {
+            if call.recipes.len() < RECIPES_PER_CALL {
+                call.recipes.push(recipe);
             }
-            None => return,
-        };
-        if call.recipes.len() < RECIPES_PER_CALL {
-            call.recipes.push(recipe);
         }
     }
 
