@@ -2138,6 +2138,36 @@ mod tests {
         assert_eq!(recipes.followed(), 2 * 3 * 8 - 8);
     }
 
+    /// A view keeps recipes for at most `CALLS_MAX` calls (its thread keeps
+    /// it from block to block): calls of contracts past those are filled
+    /// in, their predictions the same, and calls of the first ones still
+    /// follow theirs.
+    #[test]
+    fn recipes_are_kept_for_a_bounded_number_of_calls() {
+        use crate::recipe::CALLS_MAX;
+        let caller: Vec<Byte> = (0..ADDRESS_LEN as u8).map(Byte::Caller).collect();
+        let bump = entry("bump", Vec::new(), vec![KeyTemplate::from_bytes(Some(3), &caller)], Vec::new(), Vec::new());
+        let summary = ContractSummary::new(vec![bump], BTreeSet::new());
+        let contract = |i: usize| {
+            let mut bytes = [0; ADDRESS_LEN];
+            bytes[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            Address(bytes)
+        };
+        let count = CALLS_MAX + 8;
+        let summaries: Vec<_> = (0..count).map(|i| (contract(i), summary.clone())).collect();
+        let sender = Address([7; ADDRESS_LEN]);
+        // Each contract twice, then the first again.
+        let calls: Vec<_> = (0..count).chain(0..count).chain([0]).map(|i| (sender, contract(i), "bump", Vec::new())).collect();
+        let (following, filling) = following_and_filling(&summaries, &BTreeMap::new());
+        for (sender, contract, method, input) in &calls {
+            let expected = predict(&filling, sender, contract, method, input);
+            assert_eq!(predict(&following, sender, contract, method, input), expected, "{contract:?}");
+        }
+        let recipes = following.recipes.as_ref().expect("recipes");
+        assert_eq!(recipes.len(), CALLS_MAX, "one recipe per call kept, up to the bound");
+        assert_eq!(recipes.followed(), CALLS_MAX as u64 + 1, "the second round of the first calls, then the first again");
+    }
+
     /// A recipe is followed only by calls whose guards' comparisons come
     /// out as they did where it was recorded: `relay` passes its input to
     /// `go`, which writes a key only when that input is 7.

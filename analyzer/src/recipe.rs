@@ -548,7 +548,7 @@ const RECIPES_PER_CALL: usize = 4;
 /// Calls (entries of contracts) a [`Recipes`] table holds recipes for, at most (a
 /// recipe holds each of its keys' parts, and a planner's thread keeps its
 /// table from block to block).
-const CALLS_MAX: usize = 1024;
+pub(crate) const CALLS_MAX: usize = 1024;
 
 /// A call, as a transaction names it: the contract, the method, and
 /// whether it is a transaction's (its sender's nonce written too; see
