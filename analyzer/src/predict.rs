@@ -410,8 +410,8 @@ impl PredictedAccess {
         fingerprint_in(&self.packed, position as usize)
     }
 
-    /// Its patterns' fingerprints, covered ones too (for a prefetch: an
-    /// unbounded prediction's every key is left out).
+    /// Its patterns' fingerprints, in order, covered ones too (an unbounded
+    /// prediction's every key is left out).
     #[inline]
     pub(crate) fn fingerprints(&self) -> impl Iterator<Item = u64> + '_ {
         self.packed.get(..8 * self.len as usize).unwrap_or_default().chunks_exact(8).map(|word| u64::from_le_bytes(word.try_into().unwrap_or_default()))
@@ -441,12 +441,12 @@ impl PredictedAccess {
     /// (that cost a swap block's graph 4% more instructions).
     #[inline]
     pub(crate) fn for_each_touch(&self, mut send: impl FnMut(AccessMode, u32, u64)) {
-        let mut words = self.packed.get(..8 * self.len as usize).unwrap_or_default().chunks_exact(8);
+        let mut fingerprints = self.fingerprints();
         let mut position = 0u32;
         for (mode, end) in [(AccessMode::Read, self.writes_at), (AccessMode::Write, self.adds_at), (AccessMode::Add, self.len)] {
-            for word in words.by_ref().take(end.saturating_sub(position) as usize) {
+            for fingerprint in fingerprints.by_ref().take(end.saturating_sub(position) as usize) {
                 if !self.is_covered(position) {
-                    send(mode, position, u64::from_le_bytes(word.try_into().unwrap_or_default()));
+                    send(mode, position, fingerprint);
                 }
                 position += 1;
             }
