@@ -188,14 +188,23 @@ fn main() {
                 println!("{} transactions, their graph {rounds} time(s): median {median:.3} µs per transaction", calls.len());
                 return;
             }
+            // Filling in timed alone (freeing the predictions is not), or
+            // with the plan made after (`plan`; on the global pool: with more
+            // than one thread, the sharded build, unless `RAYON_NUM_THREADS=1`).
+            let mut took = Vec::with_capacity(rounds);
             for _ in 0..rounds {
+                let started = std::time::Instant::now();
                 let predictions = predict();
-                patterns = predictions.iter().map(|p| p.patterns().len()).sum::<usize>();
                 if mode == "plan" {
                     std::hint::black_box(ExecutionPlan::new(&predictions));
                 }
+                took.push(started.elapsed());
+                patterns = predictions.iter().map(|p| p.patterns().len()).sum::<usize>();
             }
-            println!("{} transactions, {patterns} patterns, {rounds} round(s)", calls.len());
+            took.sort();
+            let median = took.get(took.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1e6 / calls.len().max(1) as f64);
+            let what = if mode == "count" { "filling in" } else { "filling in and planning" };
+            println!("{} transactions, {patterns} patterns, {rounds} round(s): {what}, median {median:.3} µs per transaction", calls.len());
         }
         _ => {
             eprintln!("usage: plan_count record WORKLOAD SIZE FILE | plan_count (count|plan|graph) FILE ROUNDS");
