@@ -46,6 +46,24 @@ pub struct Allocator;
 /// (`MI_PAGE_MIN_START_BLOCK_ALIGN`).
 const BLOCK_ALIGN: usize = std::mem::size_of::<usize>();
 
+/// A block of `layout` from `plain(size)` when a word's alignment is
+/// enough, else from `aligned(size, alignment)`.
+#[inline(always)]
+unsafe fn block(
+    layout: Layout,
+    plain: unsafe extern "C" fn(usize) -> *mut c_void,
+    aligned: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+) -> *mut u8 {
+    // SAFETY: the caller passes mimalloc's functions, which take any size.
+    unsafe {
+        if layout.align() <= BLOCK_ALIGN {
+            plain(layout.size()) as *mut u8
+        } else {
+            aligned(layout.size(), layout.align()) as *mut u8
+        }
+    }
+}
+
 // SAFETY: every block comes from mimalloc, aligned as asked (by its
 // alignment, or through the aligned entry points), and goes back to it;
 // `mi_free` frees blocks of either kind.
@@ -53,25 +71,13 @@ unsafe impl GlobalAlloc for Allocator {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: mimalloc's allocation functions take any size (null when out of memory).
-        unsafe {
-            if layout.align() <= BLOCK_ALIGN {
-                mi_malloc(layout.size()) as *mut u8
-            } else {
-                mi_malloc_aligned(layout.size(), layout.align()) as *mut u8
-            }
-        }
+        unsafe { block(layout, mi_malloc, mi_malloc_aligned) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as `alloc`.
-        unsafe {
-            if layout.align() <= BLOCK_ALIGN {
-                mi_zalloc(layout.size()) as *mut u8
-            } else {
-                mi_zalloc_aligned(layout.size(), layout.align()) as *mut u8
-            }
-        }
+        unsafe { block(layout, mi_zalloc, mi_zalloc_aligned) }
     }
 
     #[inline]
