@@ -18,15 +18,17 @@
 //!   or eight runs: planning a swap block 2.26 → 2.11 µs per transaction;
 //!   the whole parallel call 19.7 → 18.7 µs for swaps and 7.14 → 6.95 µs for
 //!   transfers; serial 9.11 → 8.66 µs for transfers.
-
 //! - **mimalloc's plain entry points where its alignment is enough**: the
 //!   `mimalloc` crate asks for every block through `mi_malloc_aligned`,
 //!   whose fast path takes only blocks of up to 1 KiB. Above that, a block
 //!   whose size class is not a power of two was over-allocated by its
-//!   alignment less one and aligned by hand (`mi_theap_malloc_zero_aligned_at_overalloc`),
-//!   though every mimalloc block is aligned to 8 bytes anyway: filling a
-//!   swap's prediction in (over 1 KiB) spent about 200 instructions
-//!   allocating it.
+//!   alignment less one and aligned by hand
+//!   (`mi_theap_malloc_zero_aligned_at_overalloc`), though every mimalloc
+//!   block is aligned to 8 bytes anyway. Asked for plainly, filling a swap's
+//!   prediction in (over 1 KiB) takes 2,032 instructions instead of 2,142,
+//!   and executing blocks of transfers or of lending calls took about 7%
+//!   less time (medians of three rounds, by turns; `BENCHMARKS.md`,
+//!   session 32).
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;
