@@ -35,8 +35,7 @@ use std::ffi::c_void;
 use std::os::raw::c_long;
 
 use libmimalloc_sys::{
-    mi_free, mi_malloc, mi_malloc_aligned, mi_option_get, mi_option_set, mi_option_t, mi_realloc, mi_realloc_aligned, mi_zalloc,
-    mi_zalloc_aligned,
+    mi_free, mi_malloc, mi_malloc_aligned, mi_option_get, mi_option_set, mi_option_t, mi_realloc_aligned, mi_zalloc, mi_zalloc_aligned,
 };
 
 /// The allocator: `#[global_allocator] static ALLOCATOR: Allocator = Allocator;`
@@ -88,17 +87,13 @@ unsafe impl GlobalAlloc for Allocator {
         unsafe { mi_free(ptr as *mut c_void) }
     }
 
+    /// `mi_realloc_aligned` takes mimalloc's plain path itself for an
+    /// alignment of a word or less.
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: `ptr` was allocated by this allocator with `layout` (the
         // caller's contract); the block keeps that alignment.
-        unsafe {
-            if layout.align() <= BLOCK_ALIGN {
-                mi_realloc(ptr as *mut c_void, new_size) as *mut u8
-            } else {
-                mi_realloc_aligned(ptr as *mut c_void, new_size, layout.align()) as *mut u8
-            }
-        }
+        unsafe { mi_realloc_aligned(ptr as *mut c_void, new_size, layout.align()) as *mut u8 }
     }
 }
 
