@@ -632,6 +632,43 @@ impl Extra {
 struct PlanTables {
     resources: ResourceTable,
     earlier: Vec<u32>,
+    /// A one-pass build's edges, (later, earlier, resource as its shard
+    /// and its number there), until they go into the graph: grown from
+    /// one per transaction, a defi-mix block's (three per transaction)
+    /// were copied twice as they grew, 3% of its graph's instructions.
+    edges: Vec<(u32, u32, u64)>,
+    /// One transaction's predecessors (see [`PackedPred`]).
+    preds: Vec<u64>,
+}
+
+/// Bits of a resource's number within its shard in a [`PackedPred`].
+const NUMBER_BITS: u32 = 29;
+
+// The shard fits above the number in 32 bits.
+const _: () = assert!(SHARDS <= 1 << (32 - NUMBER_BITS));
+
+/// A one-pass build's predecessor of a transaction as one word: the earlier
+/// transaction in the high half, then the resource why, its shard and its
+/// number there (below `1 << NUMBER_BITS`). Sorted as words, earlier
+/// transaction first and each one's resources in order; sorted as pairs,
+/// the comparisons were a twentieth of a lending block's graph.
+struct PackedPred;
+
+impl PackedPred {
+    fn named(shard: usize, number: u32) -> u32 {
+        (shard as u32) << NUMBER_BITS | number
+    }
+
+    fn of(earlier: u32, named: u32) -> u64 {
+        u64::from(earlier) << 32 | u64::from(named)
+    }
+
+    /// The earlier transaction, and the resource as its shard (high half)
+    /// and its number there.
+    fn unpack(packed: u64) -> (u32, u64) {
+        let named = packed as u32;
+        ((packed >> 32) as u32, u64::from(named >> NUMBER_BITS) << 32 | u64::from(named & ((1 << NUMBER_BITS) - 1)))
+    }
 }
 
 /// Tables that grew past this many resources are not kept (a huge block
@@ -648,7 +685,7 @@ thread_local! {
 fn with_tables<R>(f: impl FnOnce(&mut PlanTables) -> R) -> R {
     let mut tables = PLAN_TABLES.take();
     let result = f(&mut tables);
-    if tables.resources.index.slots.capacity() <= KEPT_TABLES_MAX {
+    if tables.resources.index.slots.capacity() <= KEPT_TABLES_MAX && tables.edges.capacity() <= KEPT_TABLES_MAX {
         PLAN_TABLES.set(tables);
     }
     result
@@ -659,7 +696,7 @@ fn with_tables<R>(f: impl FnOnce(&mut PlanTables) -> R) -> R {
 /// chunk, each in block order.
 fn shard_edges(touches: &[&[Touch]], max_edges: usize) -> ShardEdges {
     let total: usize = touches.iter().map(|chunk| chunk.len()).sum();
-    with_tables(|PlanTables { resources, earlier }| {
+    with_tables(|PlanTables { resources, earlier, .. }| {
         resources.reset(total / ACCESSES_PER_RESOURCE);
         let mut numbering = Numbering::default();
         let mut preds: Vec<(u32, u32)> = Vec::new();
@@ -755,7 +792,14 @@ impl ConflictGraph {
         }
         let prefixes = &prefixes;
         if sequential {
-            return Self::build_in_one_pass(accesses, prefixes, max_edges);
+            // A resource's number packs into a predecessor's word when the
+            // block cannot number that many (each access and intention
+            // makes one resource at most): every real block, but not one of
+            // half a billion accesses, which the shards plan.
+            let total: usize = accesses.iter().map(pattern_count).sum();
+            if total.saturating_mul(1 + prefixes.lengths.len()) < 1 << NUMBER_BITS {
+                return Self::build_in_one_pass(accesses, prefixes, total, max_edges);
+            }
         }
         // Every access (and intention) sent to its resource's shard, chunk
         // by chunk in block order.
@@ -859,14 +903,12 @@ impl ConflictGraph {
     /// only cost: without sending every access to its shard and gathering
     /// the edges back, a swap block's graph takes a quarter fewer
     /// instructions and a third less time.
-    fn build_in_one_pass<A: Planned>(accesses: &[A], prefixes: &Prefixes<'_>, max_edges: usize) -> (ConflictGraph, Vec<u32>) {
-        let total: usize = accesses.iter().map(pattern_count).sum();
-        with_tables(|PlanTables { resources, earlier }| {
+    fn build_in_one_pass<A: Planned>(accesses: &[A], prefixes: &Prefixes<'_>, total: usize, max_edges: usize) -> (ConflictGraph, Vec<u32>) {
+        with_tables(|PlanTables { resources, earlier, edges, preds }| {
             resources.reset(total / ACCESSES_PER_RESOURCE);
             let mut numberings: [Numbering; SHARDS] = Default::default();
-            // (earlier, resource as its shard and its number there).
-            let mut preds: Vec<(u32, u64)> = Vec::new();
-            let mut edges: Vec<(u32, u32, u64)> = Vec::with_capacity(accesses.len());
+            edges.clear();
+            edges.reserve(accesses.len());
             let mut levels = vec![0u32; accesses.len()];
             for (i, item) in accesses.iter().enumerate() {
                 prefetch_fingerprints(accesses.get(i + PREFETCH_AHEAD));
@@ -879,8 +921,8 @@ impl ConflictGraph {
                     let shard = shard_of(fingerprint);
                     earlier.clear();
                     let number = resources.access(tx, slot_key(fingerprint), modes, pattern, max_edges, &mut numberings[shard], earlier);
-                    let named = (shard as u64) << 32 | u64::from(number);
-                    preds.extend(earlier.iter().map(|&e| (e, named)));
+                    let named = PackedPred::named(shard, number);
+                    preds.extend(earlier.iter().map(|&e| PackedPred::of(e, named)));
                 });
                 if preds.len() > 1 {
                     preds.sort_unstable();
@@ -889,7 +931,8 @@ impl ConflictGraph {
                 // One edge per earlier transaction, named by the first
                 // resource that made it; every resource counts its edges.
                 let mut last = NONE;
-                for &(e, named) in preds.iter() {
+                for &packed in preds.iter() {
+                    let (e, named) = PackedPred::unpack(packed);
                     numberings[(named >> 32) as usize].edges_by_resource[named as u32 as usize] += 1;
                     if e != last {
                         edges.push((tx, e, named));
@@ -903,7 +946,7 @@ impl ConflictGraph {
             for _ in accesses {
                 graph.add_node(());
             }
-            for &(tx, e, named) in &edges {
+            for &(tx, e, named) in edges.iter() {
                 let resource = offsets[(named >> 32) as usize] + named as u32;
                 graph.add_edge(NodeIndex::new(e as usize), NodeIndex::new(tx as usize), resource);
             }
@@ -964,12 +1007,20 @@ pub struct ExecutionPlan {
 impl ExecutionPlan {
     pub fn new<A: Planned>(accesses: &[A]) -> ExecutionPlan {
         let (graph, group_of) = ConflictGraph::build_from(accesses, in_one_pass(accesses.len()), MAX_EDGES_PER_ACCESS);
-        let mut groups: Vec<Vec<u32>> = Vec::new();
-        for (tx, &group) in group_of.iter().enumerate() {
-            if groups.len() <= group as usize {
-                groups.push(Vec::new());
+        // Each group made at its size (grown as it filled, a group
+        // was copied as often as its size doubled).
+        let mut sizes: Vec<u32> = Vec::new();
+        for &group in &group_of {
+            if sizes.len() <= group as usize {
+                sizes.resize(group as usize + 1, 0);
             }
-            groups[group as usize].push(tx as u32);
+            sizes[group as usize] += 1;
+        }
+        let mut groups: Vec<Vec<u32>> = sizes.iter().map(|&size| Vec::with_capacity(size as usize)).collect();
+        for (tx, &group) in group_of.iter().enumerate() {
+            if let Some(members) = groups.get_mut(group as usize) {
+                members.push(tx as u32);
+            }
         }
         ExecutionPlan { graph, group_of, groups }
     }
@@ -1188,6 +1239,17 @@ mod tests {
             let many = ConflictGraph::build_from(&block, false, MAX_EDGES_PER_ACCESS);
             assert_same_plan(&one, &many, block.len());
         }
+    }
+
+    #[test]
+    fn packed_predecessors_sort_as_pairs_and_unpack() {
+        let top = (1u32 << NUMBER_BITS) - 1;
+        let pairs = [(0, 0, 0), (0, 0, top), (0, 1, 0), (0, SHARDS - 1, top), (1, 0, 0), (7, 3, 5), (u32::MAX - 1, SHARDS - 1, top)];
+        let mut packed: Vec<u64> = pairs.iter().rev().map(|&(earlier, shard, number)| PackedPred::of(earlier, PackedPred::named(shard, number))).collect();
+        packed.sort_unstable();
+        let unpacked: Vec<(u32, u64)> = packed.into_iter().map(PackedPred::unpack).collect();
+        let expected: Vec<(u32, u64)> = pairs.iter().map(|&(earlier, shard, number)| (earlier, (shard as u64) << 32 | u64::from(number))).collect();
+        assert_eq!(unpacked, expected, "in (earlier, shard, number) order, each as it went in");
     }
 
     /// Blocks of more resources than the tables are first sized for: they
