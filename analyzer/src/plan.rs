@@ -921,8 +921,10 @@ impl ConflictGraph {
                     let shard = shard_of(fingerprint);
                     earlier.clear();
                     let number = resources.access(tx, slot_key(fingerprint), modes, pattern, max_edges, &mut numberings[shard], earlier);
-                    let named = PackedPred::named(shard, number);
-                    preds.extend(earlier.iter().map(|&e| PackedPred::of(e, named)));
+                    if !earlier.is_empty() {
+                        let named = PackedPred::named(shard, number);
+                        preds.extend(earlier.iter().map(|&e| PackedPred::of(e, named)));
+                    }
                 });
                 if preds.len() > 1 {
                     preds.sort_unstable();
