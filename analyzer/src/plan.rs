@@ -651,7 +651,7 @@ const _: () = assert!(SHARDS <= 1 << (32 - NUMBER_BITS));
 /// transaction in the high half, then the resource why, its shard and its
 /// number there (below `1 << NUMBER_BITS`). Sorted as words, earlier
 /// transaction first and each one's resources in order; sorted as pairs,
-/// the comparisons were a twentieth of a lending block's graph.
+/// the sort was a twelfth of a defi-mix block's graph.
 struct PackedPred;
 
 impl PackedPred {
@@ -671,8 +671,8 @@ impl PackedPred {
     }
 }
 
-/// Tables that grew past this many resources are not kept (a huge block
-/// should not pin its memory for the blocks after it).
+/// Tables that grew past this many resources (or edges) are not kept (a
+/// huge block should not pin its memory for the blocks after it).
 const KEPT_TABLES_MAX: usize = 1 << 20;
 
 thread_local! {
