@@ -50,6 +50,13 @@ struct Recorded {
     shaped: Vec<(String, String, String, AccessSummary)>,
 }
 
+/// The median of `took` over `txs` transactions, in µs per transaction (0
+/// for no rounds, which `count FILE 0` runs).
+fn median_micros_per_tx(mut took: Vec<std::time::Duration>, txs: usize) -> f64 {
+    took.sort();
+    took.get(took.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1e6 / txs.max(1) as f64)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -176,15 +183,14 @@ fn main() {
             if mode == "graph" {
                 // The predictions once, then the graph `rounds` times.
                 let predictions = predict();
-                let mut took: Vec<std::time::Duration> = (0..rounds)
+                let took: Vec<std::time::Duration> = (0..rounds)
                     .map(|_| {
                         let started = std::time::Instant::now();
                         std::hint::black_box(ExecutionPlan::new(&predictions));
                         started.elapsed()
                     })
                     .collect();
-                took.sort();
-                let median = took.get(took.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1e6 / calls.len().max(1) as f64);
+                let median = median_micros_per_tx(took, calls.len());
                 println!("{} transactions, their graph {rounds} time(s): median {median:.3} µs per transaction", calls.len());
                 return;
             }
@@ -201,8 +207,7 @@ fn main() {
                 took.push(started.elapsed());
                 patterns = predictions.iter().map(|p| p.patterns().len()).sum::<usize>();
             }
-            took.sort();
-            let median = took.get(took.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1e6 / calls.len().max(1) as f64);
+            let median = median_micros_per_tx(took, calls.len());
             let what = if mode == "count" { "filling in" } else { "filling in and planning" };
             println!("{} transactions, {patterns} patterns, {rounds} round(s): {what}, median {median:.3} µs per transaction", calls.len());
         }
