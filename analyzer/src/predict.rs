@@ -259,13 +259,14 @@ impl PredictedAccess {
             parts
         });
         let parts = lists.each_ref().map(|(fingerprints, ends, bytes)| ListParts { fingerprints, ends, bytes });
-        PredictedAccess::pack(parts, false, &mut Vec::new())
+        PredictedAccess::pack(parts, false, 0, &mut Vec::new())
     }
 
     /// The prediction of these reads, writes and adds, packed (through
     /// `scratch`, emptied first, so that the shared allocation is made
-    /// once, at its size).
-    fn pack(lists: [ListParts<'_>; 3], unbounded: bool, scratch: &mut Vec<u8>) -> PredictedAccess {
+    /// once, at its size), leaving out of the graph the `fixed_reads` (see
+    /// `Collected::fixed_reads`) besides the covered ones.
+    fn pack(lists: [ListParts<'_>; 3], unbounded: bool, fixed_reads: u64, scratch: &mut Vec<u8>) -> PredictedAccess {
         let counts = lists.map(|list| list.fingerprints.len());
         let len = counts.iter().sum::<usize>();
         let key_bytes: usize = lists.iter().map(|list| list.bytes.len()).sum();
@@ -299,7 +300,7 @@ impl PredictedAccess {
             writes_at: bound(counts[0]),
             adds_at: bound(counts[0] + counts[1]),
             len: bound(len),
-            covered: covered_of(reads, writes, adds),
+            covered: covered_of(reads, writes, adds) | fixed_reads,
             any_prefix,
             unbounded,
         }
@@ -360,6 +361,29 @@ impl PredictedAccess {
     /// make a prediction of again).
     pub fn into_lists(self) -> (Vec<KeyPattern>, Vec<KeyPattern>, Vec<KeyPattern>) {
         (self.reads().to_vec(), self.writes().to_vec(), self.adds().to_vec())
+    }
+
+    /// Its reads (by position, the first 64) of keys in slots only their
+    /// contract's constructor writes: no transaction can write them, so the
+    /// planner leaves them out (see `Collected::fixed_reads`). The
+    /// analyzer's predictions name them; one made by
+    /// [`PredictedAccess::new`] has none until told
+    /// ([`PredictedAccess::with_fixed_reads`]).
+    pub fn fixed_reads(&self) -> u64 {
+        let reads = self.writes_at as usize;
+        let fingerprints: Vec<u64> = self.fingerprints().collect();
+        let (reads_fps, rest) = fingerprints.split_at(reads.min(fingerprints.len()));
+        let (writes, adds) = rest.split_at(((self.adds_at - self.writes_at) as usize).min(rest.len()));
+        self.covered & read_positions(reads) & !covered_of(reads_fps, writes, adds)
+    }
+
+    /// The same prediction, its reads at the positions set in `fixed`
+    /// (the first 64) left out by the planner: the caller vouches that no
+    /// transaction can write their keys (see
+    /// [`PredictedAccess::fixed_reads`]).
+    pub fn with_fixed_reads(mut self, fixed: u64) -> PredictedAccess {
+        self.covered |= fixed & read_positions(self.writes_at as usize);
+        self
     }
 
     /// Whether every pattern is a single key and nothing is unbounded.
@@ -472,6 +496,11 @@ pub(crate) enum AccessMode {
     Read,
     Write,
     Add,
+}
+
+/// The bits of the first `reads` positions (of the first 64).
+fn read_positions(reads: usize) -> u64 {
+    if reads >= 64 { u64::MAX } else { (1 << reads) - 1 }
 }
 
 /// Reads and adds (by position, the first 64) of a pattern the same
@@ -764,6 +793,13 @@ pub struct Collected {
     pub(crate) writes: Distinct,
     pub(crate) adds: Distinct,
     pub(crate) unbounded: bool,
+    /// The reads (by position, the first 64) of keys in a slot that only
+    /// its contract's constructor writes (`ContractSummary::fixed_slots`):
+    /// no transaction can write them, so they make no edge, and the planner
+    /// leaves them out as it leaves out covered ones (see `covered_of`). A
+    /// swap reads two such keys (its pool's tokens), a lending call one or
+    /// two (its market's settings).
+    fixed_reads: u64,
     /// Where a prediction is packed before its one allocation is made.
     scratch: Vec<u8>,
     /// Set when a recipe's template made the prediction (see
@@ -811,8 +847,11 @@ impl Collected {
     /// A prediction packed by a template, taken back into the lists (before
     /// anything else is added to it).
     fn unfollow(&mut self) {
-        let Some(FollowedShape { counts, .. }) = self.followed.take() else { return };
+        let Some(FollowedShape { counts, covered, .. }) = self.followed.take() else { return };
         let Some(packed) = self.shared.take() else { return };
+        // The template's fixed reads are among its covered ones; the
+        // others stay covered by their writes when packed again.
+        self.fixed_reads = covered & read_positions(counts[0]);
         let Collected { reads, writes, adds, .. } = self;
         let len = counts.iter().sum::<usize>();
         for position in 0..len {
@@ -830,10 +869,14 @@ impl Collected {
     /// Adds a key `pattern` of `kind` whose fingerprint is known: unless
     /// already there, or, when it cannot be (`may_repeat` false), without
     /// looking. A call template's kind adds nothing.
-    pub(crate) fn add_fingerprinted(&mut self, kind: AccessKind, pattern: PatternRef<'_>, fingerprint: u64, may_repeat: bool) {
+    pub(crate) fn add_fingerprinted(&mut self, kind: AccessKind, pattern: PatternRef<'_>, fingerprint: u64, may_repeat: bool, fixed: bool) {
         self.unfollow();
         match kind {
-            AccessKind::Read => self.reads.add(pattern, fingerprint, may_repeat),
+            AccessKind::Read => {
+                let before = self.reads.len();
+                self.reads.add(pattern, fingerprint, may_repeat);
+                self.note_fixed(before, fixed);
+            }
             AccessKind::Write => self.writes.add(pattern, fingerprint, may_repeat),
             AccessKind::Add => self.adds.add(pattern, fingerprint, may_repeat),
             AccessKind::Call => {}
@@ -842,13 +885,33 @@ impl Collected {
 
     /// [`Collected::add_fingerprinted`] of a pattern made in place (see
     /// `Distinct::add_made`).
-    pub(crate) fn add_made(&mut self, kind: AccessKind, exact: bool, may_repeat: bool, make: impl FnOnce(&mut Vec<u8>)) {
+    pub(crate) fn add_made(&mut self, kind: AccessKind, exact: bool, may_repeat: bool, fixed: bool, make: impl FnOnce(&mut Vec<u8>)) {
         self.unfollow();
         match kind {
-            AccessKind::Read => self.reads.add_made(exact, may_repeat, make),
+            AccessKind::Read => {
+                let before = self.reads.len();
+                self.reads.add_made(exact, may_repeat, make);
+                self.note_fixed(before, fixed);
+            }
             AccessKind::Write => self.writes.add_made(exact, may_repeat, make),
             AccessKind::Add => self.adds.add_made(exact, may_repeat, make),
             AccessKind::Call => {}
+        }
+    }
+
+    /// Adds a read of `pattern` (unless already there), of a key in a
+    /// fixed slot or not (see `Collected::fixed_reads`).
+    fn read(&mut self, pattern: PatternRef<'_>, fixed: bool) {
+        let before = self.reads.len();
+        self.reads.insert(pattern);
+        self.note_fixed(before, fixed);
+    }
+
+    /// Notes the read added last as fixed, if it is and was added (the
+    /// list was `before` long). A repeat is the same key, of the same slot.
+    fn note_fixed(&mut self, before: usize, fixed: bool) {
+        if fixed && before < 64 && self.reads.len() > before {
+            self.fixed_reads |= 1 << before;
         }
     }
 
@@ -869,9 +932,11 @@ impl Collected {
             self.clear();
             return access;
         }
+        // Settling a long list moves its reads: none is left out then.
+        let fixed_reads = if self.reads.len() > SCANNED_MAX { 0 } else { self.fixed_reads };
         self.settle();
         let lists = [self.reads.parts(), self.writes.parts(), self.adds.parts()];
-        let access = PredictedAccess::pack(lists, self.unbounded, &mut self.scratch);
+        let access = PredictedAccess::pack(lists, self.unbounded, fixed_reads, &mut self.scratch);
         self.clear();
         access
     }
@@ -887,6 +952,7 @@ impl Collected {
 
     pub(crate) fn clear(&mut self) {
         self.followed = None;
+        self.fixed_reads = 0;
         self.shared = None;
         self.reads.clear();
         self.writes.clear();
@@ -962,7 +1028,7 @@ fn predict_call_into(env: &impl Environment, sender: &Address, contract: &Addres
                 let nonce = nonce_pattern(sender);
                 let after_sender = nonce.bytes().get(ADDRESS_LEN..).unwrap_or_default();
                 let sources = (0..ADDRESS_LEN as u8).map(Source::Caller).chain(after_sender.iter().map(|&b| Source::Const(b))).collect();
-                trace.key(AccessKind::Write, &nonce, sources);
+                trace.key(AccessKind::Write, &nonce, sources, false);
                 out.write(nonce);
             }
             if let Some(recipe) = trace.recipe(out.unbounded) {
@@ -1090,6 +1156,13 @@ struct Frame<'a, 's> {
 }
 
 impl Frame<'_, '_> {
+    /// Whether `key` is in a slot that only its contract's constructor
+    /// writes, read by another entry: its value is the one the constructor
+    /// left, in every state of the contract's life.
+    fn fixes(&self, key: &KeyTemplate) -> bool {
+        self.entry.kind != EntryKind::Init && key.slot.is_some_and(|s| self.summary.fixed_slots.contains(&s))
+    }
+
     /// Where the call's input byte `at` comes from (while a recipe is recorded).
     fn input_source(&self, at: usize) -> Source {
         match self.sources {
@@ -1199,17 +1272,18 @@ impl<'e, E: Environment, const RECORD: bool> Filler<'e, '_, '_, E, RECORD> {
         for (i, key) in entry.reads.iter().enumerate() {
             if happens(self, &mut frame, AccessKind::Read, i, i) {
                 let pattern = self.key(&mut frame, key, 0);
+                let fixed = frame.fixes(key);
                 if RECORD {
-                    self.record_key(&mut frame, AccessKind::Read, key, &pattern);
+                    self.record_key(&mut frame, AccessKind::Read, key, &pattern, fixed);
                 }
-                self.out.reads.insert(pattern.as_ref());
+                self.out.read(pattern.as_ref(), fixed);
             }
         }
         for (i, key) in entry.writes.iter().enumerate() {
             if happens(self, &mut frame, AccessKind::Write, i, writes_at + i) {
                 let pattern = self.key(&mut frame, key, 0);
                 if RECORD {
-                    self.record_key(&mut frame, AccessKind::Write, key, &pattern);
+                    self.record_key(&mut frame, AccessKind::Write, key, &pattern, false);
                 }
                 self.out.writes.insert(pattern.as_ref());
             }
@@ -1218,7 +1292,7 @@ impl<'e, E: Environment, const RECORD: bool> Filler<'e, '_, '_, E, RECORD> {
             if happens(self, &mut frame, AccessKind::Add, i, adds_at + i) {
                 let pattern = self.key(&mut frame, key, 0);
                 if RECORD {
-                    self.record_key(&mut frame, AccessKind::Add, key, &pattern);
+                    self.record_key(&mut frame, AccessKind::Add, key, &pattern, false);
                 }
                 self.out.adds.insert(pattern.as_ref());
             }
@@ -1534,7 +1608,7 @@ impl<'e, E: Environment, const RECORD: bool> Filler<'e, '_, '_, E, RECORD> {
 
     /// Records where the bytes of `pattern`, made from `key` as a template
     /// of `kind`, come from (while a recipe is recorded).
-    fn record_key(&mut self, frame: &mut Frame<'_, '_>, kind: AccessKind, key: &KeyTemplate, pattern: &KeyPattern) {
+    fn record_key(&mut self, frame: &mut Frame<'_, '_>, kind: AccessKind, key: &KeyTemplate, pattern: &KeyPattern, fixed: bool) {
         let mut sources: SmallVec<[Source; 80]> = SmallVec::new();
         let made = pattern.bytes().len();
         match key.slot {
@@ -1545,7 +1619,7 @@ impl<'e, E: Environment, const RECORD: bool> Filler<'e, '_, '_, E, RECORD> {
             }
         }
         if let Some(trace) = &mut self.trace {
-            trace.key(kind, pattern, sources);
+            trace.key(kind, pattern, sources, fixed);
         }
     }
 
@@ -1693,7 +1767,7 @@ impl<'e, E: Environment, const RECORD: bool> Filler<'e, '_, '_, E, RECORD> {
         let key = &entry.reads[read];
         // The constructor writes what it then reads; other entries cannot
         // change a fixed slot, so the committed value is the one they see.
-        let fixed = frame.entry.kind != EntryKind::Init && key.slot.is_some_and(|s| frame.summary.fixed_slots.contains(&s));
+        let fixed = frame.fixes(key);
         if !fixed || !key.exact || depth >= 4 {
             return None;
         }

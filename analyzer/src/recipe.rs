@@ -90,7 +90,9 @@ impl Check {
 pub(crate) struct Trace {
     sender: Address,
     input: Box<[u8]>,
-    keys: Vec<(AccessKind, bool, Box<[Source]>)>,
+    /// Kind, exact, sources, and whether it is a read of a fixed slot
+    /// (see `Collected::fixed_reads`).
+    keys: Vec<(AccessKind, bool, Box<[Source]>, bool)>,
     checks: Vec<Check>,
     /// The sender's bytes looked at, by bit.
     caller_looked_at: u32,
@@ -142,14 +144,15 @@ impl Trace {
         sources.len() == bytes.len() && sources.iter().zip(bytes).all(|(&s, &b)| self.value(s) == Some(b))
     }
 
-    /// A key made, of `kind`, from `sources` (its bytes, at least).
-    pub(crate) fn key(&mut self, kind: AccessKind, pattern: &KeyPattern, mut sources: SmallVec<[Source; 80]>) {
+    /// A key made, of `kind`, from `sources` (its bytes, at least); a read
+    /// of a fixed slot or not.
+    pub(crate) fn key(&mut self, kind: AccessKind, pattern: &KeyPattern, mut sources: SmallVec<[Source; 80]>, fixed: bool) {
         sources.truncate(pattern.bytes().len());
         if !self.rebuilds(&sources, pattern.bytes()) {
             self.opaque = true;
             return;
         }
-        self.keys.push((kind, pattern.is_exact(), sources.as_slice().into()));
+        self.keys.push((kind, pattern.is_exact(), sources.as_slice().into(), fixed));
     }
 
     /// The recipe it makes; `None` when the fill cannot be followed.
@@ -188,11 +191,11 @@ impl Trace {
         // (then it is kept only if it does not, as a fill keeps each once):
         // not when a constant byte differs somewhere.
         let mut steps: Vec<Step> = Vec::with_capacity(self.keys.len());
-        for (i, (kind, exact, sources)) in self.keys.iter().enumerate() {
-            let may_repeat = self.keys[..i].iter().any(|(k, e, earlier)| {
+        for (i, (kind, exact, sources, fixed)) in self.keys.iter().enumerate() {
+            let may_repeat = self.keys[..i].iter().any(|(k, e, earlier, _)| {
                 k == kind && e == exact && earlier.len() == sources.len() && !earlier.iter().zip(sources).any(|(a, b)| matches!((a, b), (Source::Const(x), Source::Const(y)) if x != y))
             });
-            steps.push(Step::of(*kind, *exact, may_repeat, sources)?);
+            steps.push(Step::of(*kind, *exact, may_repeat, *fixed, sources)?);
         }
         let template = Template::of(&self, &steps);
         Some(Recipe {
@@ -224,13 +227,15 @@ struct Step {
     exact: bool,
     /// Whether it may be a key made earlier (see `Trace::recipe`).
     may_repeat: bool,
+    /// Whether it is a read of a fixed slot (see `Collected::fixed_reads`).
+    fixed: bool,
     parts: Box<[Part]>,
     made: Option<(KeyPattern, u64)>,
 }
 
 impl Step {
     /// `None` for a key with a byte not known (`Trace::key` keeps none).
-    fn of(kind: AccessKind, exact: bool, may_repeat: bool, sources: &[Source]) -> Option<Step> {
+    fn of(kind: AccessKind, exact: bool, may_repeat: bool, fixed: bool, sources: &[Source]) -> Option<Step> {
         let mut parts: Vec<Part> = Vec::new();
         for &source in sources {
             match (parts.last_mut(), source) {
@@ -253,7 +258,7 @@ impl Step {
             let fingerprint = crate::plan::fingerprint(&pattern);
             (pattern, fingerprint)
         });
-        Some(Step { kind, exact, may_repeat, parts: parts.into(), made })
+        Some(Step { kind, exact, may_repeat, fixed, parts: parts.into(), made })
     }
 }
 
@@ -415,6 +420,12 @@ impl Template {
             made.iter().find(|key| key.position == position).map(|key| key.same_as.and_then(|earlier| made.get(earlier)).map_or(position, |earlier| earlier.position))
         };
         for position in (0..counts[0]).chain(writes.end..len).take_while(|&p| p < 64) {
+            // A read of a fixed slot, left out whatever the call (as
+            // `Collected::finish` leaves it out).
+            if steps[order[position]].fixed {
+                covered |= 1 << position;
+                continue;
+            }
             if let Some(key) = identity(position) {
                 if writes.clone().any(|w| identity(w) == Some(key)) {
                     covered |= 1 << position;
@@ -521,8 +532,8 @@ impl Recipe {
         out.clear();
         for step in self.steps.iter() {
             match &step.made {
-                Some((pattern, fingerprint)) => out.add_fingerprinted(step.kind, pattern.as_ref(), *fingerprint, step.may_repeat),
-                None => out.add_made(step.kind, step.exact, step.may_repeat, |bytes| {
+                Some((pattern, fingerprint)) => out.add_fingerprinted(step.kind, pattern.as_ref(), *fingerprint, step.may_repeat, step.fixed),
+                None => out.add_made(step.kind, step.exact, step.may_repeat, step.fixed, |bytes| {
                     for part in step.parts.iter() {
                         // In range: the input is as long as the recorded one,
                         // whose bytes these were.

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use chroma_analyzer::{predict, Collected, Environment, KeyPattern, PredictedAccess};
+use chroma_analyzer::{predict, Collected, Environment, ExecutionPlan, KeyPattern, PredictedAccess};
 use chroma_vm::root::StateHash;
 use chroma_vm::{
     AccessPredictor, AnalyzerPredictor, BlockExecution, BlockOptions, Outcome, PredictionEnv, Receipt, Strategy, Transaction, TxKind,
@@ -214,7 +214,8 @@ fn fingerprints_made_while_predicting_equal_those_made_afterwards() {
         for threads in [1, 2] {
             for (tx, prediction) in block.iter().zip(vm.predict_block(&block, threads).expect("storage works")) {
                 let (reads, writes, adds) = prediction.clone().into_lists();
-                assert_eq!(prediction, PredictedAccess::new(reads, writes, adds).with_unbounded(prediction.is_unbounded()), "{tx:?}");
+                let again = PredictedAccess::new(reads, writes, adds).with_unbounded(prediction.is_unbounded());
+                assert_eq!(prediction, again.with_fixed_reads(prediction.fixed_reads()), "{tx:?}");
                 for list in [prediction.reads(), prediction.writes(), prediction.adds()] {
                     let list = list.to_vec();
                     patterns += list.len();
@@ -224,6 +225,37 @@ fn fingerprints_made_while_predicting_equal_those_made_afterwards() {
         }
     }
     assert!(patterns > 6 * 300 * 4, "only {patterns} patterns");
+}
+
+/// The executor's predictions name their reads of fixed slots (a swap's
+/// of its pool's tokens, a lending call's of its market's settings), and
+/// the planner leaves them out: the plan is the one made of the same
+/// predictions with every read taken, edge for edge, group for group.
+#[test]
+fn reads_of_fixed_slots_are_left_out_of_the_plan_and_change_no_edge() {
+    let (mut world, setup) = World::new(WorldConfig { users: 300, pools: 3, seed: 12, failures_per_mille: 40, ..WorldConfig::default() });
+    let vm = set_up(&setup);
+    for workload in [Workload::DefiMix, Workload::Swaps, Workload::Lending] {
+        let block = world.block(workload, 2_000);
+        let predictions = vm.predict_block(&block, 1).expect("storage works");
+        let fixed: u32 = predictions.iter().map(|p| p.fixed_reads().count_ones()).sum();
+        let every_read: Vec<PredictedAccess> = predictions
+            .iter()
+            .map(|p| {
+                let (reads, writes, adds) = p.clone().into_lists();
+                PredictedAccess::new(reads, writes, adds).with_unbounded(p.is_unbounded())
+            })
+            .collect();
+        assert!(every_read.iter().all(|p| p.fixed_reads() == 0));
+        // A swap reads two fixed keys; a defi-mix block is a third swaps.
+        assert!(fixed as usize > block.len() / 2, "{workload}: only {fixed} fixed reads in {} transactions", block.len());
+        let (left_out, taken) = (ExecutionPlan::new(&predictions), ExecutionPlan::new(&every_read));
+        let edges = |plan: &ExecutionPlan| plan.graph.edges().collect::<Vec<_>>();
+        assert!(!edges(&taken).is_empty(), "{workload}: no conflicts to compare");
+        assert_eq!(edges(&left_out), edges(&taken), "{workload}");
+        assert_eq!(left_out.group_of, taken.group_of, "{workload}");
+        assert_eq!(left_out.graph.edges_by_resource, taken.graph.edges_by_resource, "{workload}");
+    }
 }
 
 /// Predictions that follow recipes (see `chroma_analyzer::Recipes`) equal
