@@ -1008,6 +1008,56 @@ impl ConflictGraph {
     }
 }
 
+/// The edges of a plan from its transactions `first` on, as a schedule
+/// walks them: each transaction's successors in one array (a graph's edge
+/// lists are a cache miss per edge), and how many predecessors each waits
+/// for.
+#[derive(Debug, Clone, Default)]
+pub struct Successors {
+    /// Where each transaction's successors start in `of` (one more entry
+    /// at the end).
+    starts: Vec<u32>,
+    of: Vec<u32>,
+    /// Each transaction's predecessors from `first` on.
+    pub waiting: Vec<u32>,
+}
+
+impl Successors {
+    /// Of `graph`'s edges from transactions `first` on (earlier ones have
+    /// run: nothing waits for them).
+    pub fn of_graph(graph: &ConflictGraph, first: usize) -> Successors {
+        let len = graph.transactions();
+        let mut waiting = vec![0u32; len];
+        let mut starts = vec![0u32; len + 1];
+        for (earlier, later, _) in graph.edges() {
+            if earlier >= first {
+                waiting[later] += 1;
+                starts[earlier + 1] += 1;
+            }
+        }
+        for i in 0..len {
+            starts[i + 1] += starts[i];
+        }
+        let mut of = vec![0u32; starts[len] as usize];
+        let mut filled = starts.clone();
+        for (earlier, later, _) in graph.edges() {
+            if earlier >= first {
+                of[filled[earlier] as usize] = later as u32;
+                filled[earlier] += 1;
+            }
+        }
+        Successors { starts, of, waiting }
+    }
+
+    /// The successors of transaction `i`.
+    pub fn of(&self, i: usize) -> &[u32] {
+        match (self.starts.get(i), self.starts.get(i + 1)) {
+            (Some(&start), Some(&end)) => self.of.get(start as usize..end as usize).unwrap_or_default(),
+            _ => &[],
+        }
+    }
+}
+
 /// A block's conflict graph and its ordered groups.
 #[derive(Debug, Clone)]
 pub struct ExecutionPlan {
@@ -1070,7 +1120,12 @@ impl ExecutionPlan {
                 .map(|group| list_schedule(group.iter().map(|&t| weight[t as usize]), threads))
                 .sum(),
             Strategy::Dataflow => {
-                let mut waiting: Vec<usize> = (0..self.len()).map(|t| self.graph.predecessors(t).count()).collect();
+                // The edges in arrays, not walked in the graph's lists (a
+                // lending block's schedule, simulated where its executor
+                // decides whether to run it in parallel, took 0.55 ms of
+                // its 6.5 ms planning that way).
+                let successors = Successors::of_graph(&self.graph, 0);
+                let mut waiting = successors.waiting.clone();
                 let mut ready: BinaryHeap<Reverse<usize>> = (0..self.len()).filter(|&t| waiting[t] == 0).map(Reverse).collect();
                 let mut running: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
                 let mut now = 0;
@@ -1083,7 +1138,8 @@ impl ExecutionPlan {
                     let Some(Reverse((finish, tx))) = running.pop() else { break };
                     now = finish;
                     end = end.max(finish);
-                    for next in self.graph.successors(tx) {
+                    for &next in successors.of(tx) {
+                        let next = next as usize;
                         waiting[next] -= 1;
                         if waiting[next] == 0 {
                             ready.push(Reverse(next));

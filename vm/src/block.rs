@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use chroma_analyzer::{nonce_pattern, Collected, ExecutionPlan, PatternRef, PredictedAccess, Strategy};
+use chroma_analyzer::{nonce_pattern, Collected, ExecutionPlan, PatternRef, PredictedAccess, Strategy, Successors};
 use chroma_host_api::Address;
 use rayon::prelude::*;
 use rayon::ThreadPool;
@@ -894,26 +894,8 @@ impl Parallel<'_> {
         // and how many predecessors each waits for. Those that ran before
         // are done: only later ones are waited for.
         let len = self.segment.len();
-        let mut waiting = vec![0u32; len];
-        let mut starts = vec![0u32; len + 1];
-        for (earlier, later, _) in self.plan.graph.edges() {
-            if earlier >= self.first {
-                waiting[later] += 1;
-                starts[earlier + 1] += 1;
-            }
-        }
-        for i in 0..len {
-            starts[i + 1] += starts[i];
-        }
-        let mut successors = vec![0u32; starts[len] as usize];
-        let mut filled = starts.clone();
-        for (earlier, later, _) in self.plan.graph.edges() {
-            if earlier >= self.first {
-                successors[filled[earlier] as usize] = later as u32;
-                filled[earlier] += 1;
-            }
-        }
-        let successors = Successors { starts, of: successors };
+        let mut successors = Successors::of_graph(&self.plan.graph, self.first);
+        let waiting = std::mem::take(&mut successors.waiting);
         {
             let mut held = lock(in_order);
             held.ready = ReadySet::with_len(len);
@@ -1055,19 +1037,6 @@ struct Work<'a> {
     receipts: &'a Mutex<Vec<Receipt>>,
     successors: &'a Successors,
     woken: &'a Condvar,
-}
-
-/// Each transaction's successors in a plan, in one array.
-struct Successors {
-    /// Where each transaction's successors start in `of` (one more entry at the end).
-    starts: Vec<u32>,
-    of: Vec<u32>,
-}
-
-impl Successors {
-    fn of(&self, i: usize) -> &[u32] {
-        &self.of[self.starts[i] as usize..self.starts[i + 1] as usize]
-    }
 }
 
 #[cfg(test)]
