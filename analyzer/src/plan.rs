@@ -645,8 +645,8 @@ struct PlanTables {
     preds: Vec<u64>,
     /// A one-pass build's numberings, one per shard, empty between blocks
     /// (made afresh, each grew from nothing as its resources made their
-    /// first edges: 144 reallocations of a transfer block, 5% of its
-    /// graph's instructions).
+    /// first edges: 144 reallocations of a transfer block, 2% of its
+    /// graph's instructions, 940 against 922 per transaction).
     numberings: [Numbering; SHARDS],
 }
 
@@ -1124,8 +1124,8 @@ impl ExecutionPlan {
                 // lending block's schedule, simulated where its executor
                 // decides whether to run it in parallel, took 0.55 ms of
                 // its 6.5 ms planning that way).
-                let successors = Successors::of_graph(&self.graph, 0);
-                let mut waiting = successors.waiting.clone();
+                let mut successors = Successors::of_graph(&self.graph, 0);
+                let mut waiting = std::mem::take(&mut successors.waiting);
                 let mut ready: BinaryHeap<Reverse<usize>> = (0..self.len()).filter(|&t| waiting[t] == 0).map(Reverse).collect();
                 let mut running: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
                 let mut now = 0;

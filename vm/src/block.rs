@@ -1224,12 +1224,11 @@ mod tests {
             for threads in [2, 3, 4, 8] {
                 for strategy in [Strategy::Barrier, Strategy::Dataflow] {
                     let options = BlockOptions { threads, strategy, ..BlockOptions::default() };
-                    let steps = plan.makespan(strategy, threads, &vec![1; len]) as usize;
-                    let expected = len * 1_000 >= steps.max(1) * MIN_PARALLEL_SPEEDUP_PER_MILLE;
+                    let worth = |steps: usize| len * 1_000 >= steps.max(1) * MIN_PARALLEL_SPEEDUP_PER_MILLE;
+                    let expected = worth(plan.makespan(strategy, threads, &vec![1; len]) as usize);
                     assert_eq!(worth_parallel(&plan, options), expected, "case {case}: {len} transactions, {} groups, {threads} threads, {strategy:?}", plan.groups.len());
                     let lower = len.div_ceil(threads).max(plan.groups.len());
                     let upper = len.div_ceil(threads) + plan.groups.len();
-                    let worth = |steps: usize| len * 1_000 >= steps.max(1) * MIN_PARALLEL_SPEEDUP_PER_MILLE;
                     if worth(upper) {
                         fast_enough += 1;
                     } else if !worth(lower) {
