@@ -133,6 +133,7 @@ fn summary_of(name: &str, kind: EntryKind, interpreter: Interpreter<'_>) -> Acce
         unbounded: effects.opaque,
         steps,
         by_shape: false,
+        shape_fixed: None,
         compiled: Default::default(),
     }
 }
@@ -170,7 +171,9 @@ pub fn analyze_for_shape(wasm: &[u8], entry: &str, shape: &InputShape) -> Result
             .ok_or_else(|| AnalyzeError::Unsupported(format!("{entry} is not an entry point of the module")))?;
         let mut interpreter = Interpreter::for_shape(&module, shape.clone());
         interpreter.run_entry(func, SHAPED_BUDGET);
-        Ok(summary_of(entry, kind, interpreter))
+        let mut summary = summary_of(entry, kind, interpreter);
+        summary.shape_fixed = Some(shape.fixed_offsets());
+        Ok(summary)
     })
 }
 

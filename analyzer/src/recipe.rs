@@ -18,9 +18,11 @@
 //! bytes that chose a callee or a stored value, arguments compared with one
 //! another). The fill then makes each key from the same places.
 //!
-//! A recorded fill of an entry analysed by input shape makes no recipe, and
-//! neither does one whose keys or comparisons the recorded sources do not
-//! rebuild: those calls are filled in as before. The prediction is the same
+//! A recorded fill through an entry analysed by input shape also checks the
+//! bytes the shape fixes (length prefixes, option tags): its recipe holds
+//! for the inputs of that shape only. A fill whose keys or comparisons the
+//! recorded sources do not rebuild makes no recipe: those calls are filled
+//! in as before. The prediction is the same
 //! either way: tests check it against fills without recipes for random
 //! guarded entries, for each thing a path depends on, and for every
 //! workload's transactions.

@@ -327,6 +327,12 @@ pub struct AccessSummary {
     /// precise.
     #[serde(default)]
     pub by_shape: bool,
+    /// For a summary made for one input shape ([`analyze_for_shape`](crate::analyze_for_shape)):
+    /// the offsets of the input bytes the shape fixes (length prefixes,
+    /// option tags). The summary holds only for inputs with the shape's
+    /// bytes there, which a recipe recorded from it must check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape_fixed: Option<Vec<u32>>,
     /// `guards` and `conditions` made ready for the predictor, when first
     /// needed (derived: no part of comparisons or of the JSON).
     #[serde(skip)]
@@ -433,6 +439,7 @@ impl ContractSummary {
                 unbounded: Some(why.to_string()),
                 steps: 0,
                 by_shape: false,
+                shape_fixed: None,
                 compiled: CompiledCell::default(),
             })
             .collect();

@@ -688,6 +688,13 @@ pub struct InputShape {
     pub fixed: Vec<(u32, u8)>,
 }
 
+impl InputShape {
+    /// The offsets of the bytes the shape fixes, in order.
+    pub fn fixed_offsets(&self) -> Vec<u32> {
+        self.fixed.iter().map(|&(at, _)| at).collect()
+    }
+}
+
 impl Method {
     /// The shape of `input` (see [`InputShape`]); `None` unless it is a
     /// canonical encoding of the arguments.

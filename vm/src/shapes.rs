@@ -127,7 +127,11 @@ impl ShapedSummaries {
     }
 
     /// Seeds an analysis made before (stored by a node), within the bounds.
-    pub fn remember(&self, (code_hash, method, shape, summary): ShapedAnalysis) {
+    pub fn remember(&self, (code_hash, method, shape, mut summary): ShapedAnalysis) {
+        // Stored before summaries said which bytes their shape fixes.
+        if summary.shape_fixed.is_none() {
+            summary.shape_fixed = Some(shape.fixed_offsets());
+        }
         let mut analyses = self.analyses.lock().unwrap_or_else(|p| p.into_inner());
         if analyses.len() >= MAX_SHAPED_ANALYSES || shapes_of(&analyses, &code_hash, &method) >= MAX_SHAPES_PER_ENTRY {
             return;

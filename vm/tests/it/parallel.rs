@@ -298,6 +298,44 @@ fn predictions_following_recipes_equal_those_filled_in() {
     }
 }
 
+/// A registration (an entry analysed by input shape) follows the recipe of
+/// its input's shape: a name of a length seen before follows the recipe the
+/// first made and is predicted as if filled in, its own key exactly. An
+/// input of that length whose length prefix says another length (no
+/// canonical encoding, so no shape: filled in, it gets the entry's general
+/// summary) does not fit that recipe.
+#[test]
+fn registrations_follow_the_recipe_of_their_inputs_shape_and_only_that() {
+    let (world, setup) = World::new(WorldConfig { users: 40, pools: 1, seed: 8, ..WorldConfig::default() });
+    let vm = set_up(&setup);
+    let env = PredictionEnv::new(vm.runtime(), &**vm.state());
+    let filling = env.fork().without_recipes();
+    let followed = || env.recipes().map_or(0, |r| r.followed());
+    let name = |name: &str| chroma_host_api::Encode::encode(&(name.to_string(),));
+    let user = world.users[0];
+    let predicted = |input: &[u8]| {
+        let filled = predict(&filling, &user, &world.registry, "register", input);
+        assert_eq!(predict(&env, &user, &world.registry, "register", input), filled, "{input:?}");
+        filled
+    };
+    let first = predicted(&name("alice-01"));
+    assert!(first.is_exact() && !first.is_unbounded(), "{first:?}");
+    assert_eq!(followed(), 0, "the first of its shape records a recipe");
+    let second = predicted(&name("bobby-02"));
+    assert_eq!(followed(), 1, "a name of the same length follows it");
+    assert!(second.is_exact() && second != first, "its own key: {second:?}");
+    // The same length, its prefix saying one byte fewer (and one byte left over).
+    let mut odd = name("carol-03");
+    odd[0] -= 1;
+    let wide = predicted(&odd);
+    assert_eq!(followed(), 1, "a prefix the recipe's shape does not have does not fit it");
+    assert!(!wide.is_exact(), "no shape, the general summary: {wide:?}");
+    // Another length: another recipe.
+    predicted(&name("dave-4"));
+    predicted(&name("erin-5"));
+    assert_eq!(followed(), 2);
+}
+
 /// A block's report counts the analyses by input shape its planning made:
 /// registrations of names of new lengths make one per length, once; the
 /// same lengths again make none.
