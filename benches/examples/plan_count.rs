@@ -210,6 +210,10 @@ fn main() {
             let median = median_micros_per_tx(took, calls.len());
             let what = if mode == "count" { "filling in" } else { "filling in and planning" };
             println!("{} transactions, {patterns} patterns, {rounds} round(s): {what}, median {median:.3} µs per transaction", calls.len());
+            if let Some(recipes) = env.recipes() {
+                let made = (rounds * calls.len()) as u64;
+                println!("recipes: {} kept; of {made} predictions {} followed one, {} packed from its template", recipes.len(), recipes.followed(), recipes.packed());
+            }
         }
         _ => {
             eprintln!("usage: plan_count record WORKLOAD SIZE FILE | plan_count (count|plan|graph) FILE ROUNDS");
