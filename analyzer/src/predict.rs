@@ -1030,9 +1030,7 @@ fn predict_call_into(env: &impl Environment, sender: &Address, contract: &Addres
                 trace.key(AccessKind::Write, &nonce, sources, false);
                 out.write(nonce);
             }
-            if let Some(recipe) = trace.recipe(out.unbounded) {
-                recipes.keep(&id, recipe);
-            }
+            recipes.keep(&id, trace.recipe(out.unbounded));
         }
         None => {
             let mut filler = Filler::<_, false> { env, out, budget: FILL_BUDGET, scratch: KeyBytes::new(), trace: None };
@@ -2232,6 +2230,33 @@ mod tests {
         // other calls to them followed.
         assert_eq!(recipes.len(), 8);
         assert_eq!(recipes.followed(), 2 * 3 * 8 - 8);
+    }
+
+    /// A call whose recordings make no recipe (here an entry analysed by
+    /// input shape, in an environment with no analyses by shape) is
+    /// recorded `RECORDINGS_IN_VAIN_MAX` times, then only filled in, while
+    /// another entry of the same contract follows its recipe: the same
+    /// predictions, without paying for a recording every time.
+    #[test]
+    fn a_call_that_makes_no_recipe_stops_being_recorded() {
+        use crate::recipe::RECORDINGS_IN_VAIN_MAX;
+        let caller: Vec<Byte> = (0..ADDRESS_LEN as u8).map(Byte::Caller).collect();
+        let bump = entry("bump", Vec::new(), vec![KeyTemplate::from_bytes(Some(3), &caller)], Vec::new(), Vec::new());
+        let name = AccessSummary { by_shape: true, ..entry("name", Vec::new(), vec![KeyTemplate::from_bytes(Some(4), &caller)], Vec::new(), Vec::new()) };
+        let contract = Address([5; ADDRESS_LEN]);
+        let summaries = vec![(contract, ContractSummary::new(vec![bump, name], BTreeSet::new()))];
+        let calls: Vec<_> = (0..40u8).flat_map(|i| [(Address([i; ADDRESS_LEN]), contract, "name", vec![i]), (Address([i; ADDRESS_LEN]), contract, "bump", vec![i])]).collect();
+        let (predictions, followed) = follow_and_fill(summaries.clone(), &calls);
+        assert!(predictions.iter().all(|p| p.writes().len() == 1 && p.is_exact()), "{predictions:?}");
+        // `bump` recorded once and followed after; `name` recorded in vain.
+        assert_eq!(followed, 39);
+        let (following, _) = following_and_filling(&summaries, &BTreeMap::new());
+        for (sender, contract, method, input) in &calls {
+            predict(&following, sender, contract, method, input);
+        }
+        let recipes = following.recipes.as_ref().expect("recipes");
+        assert_eq!((recipes.len(), recipes.followed()), (1, 39));
+        assert_eq!(recipes.recorded(), 1 + u64::from(RECORDINGS_IN_VAIN_MAX), "then filled in");
     }
 
     /// A view keeps recipes for at most `CALLS_MAX` calls (its thread keeps
