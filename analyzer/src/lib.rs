@@ -35,7 +35,7 @@ use chroma_host_api::InputShape;
 pub use domain::Byte;
 pub use guards::Decisions;
 pub use module::contract_features;
-pub use plan::{ConflictGraph, ExecutionPlan, PatternAt, Planned, Strategy, Successors};
+pub use plan::{ConflictGraph, ExecutionPlan, Groups, PatternAt, Planned, Strategy, Successors};
 pub use recipe::Recipes;
 pub use predict::{nonce_pattern, predict, predict_into, predict_transaction_into, Collected, Environment, KeyBytes, KeyPattern, PatternRef, Patterns, PredictedAccess, INLINE_KEY_LEN};
 pub use render::{describe_call, describe_key, ArgNames};

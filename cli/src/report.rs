@@ -150,7 +150,7 @@ pub fn text(report: &BlockReport, names: Names<'_>, extras: &Extras) -> String {
         let _ = writeln!(out, "check          {check}");
     }
 
-    let sizes: Vec<usize> = plan.groups.iter().map(Vec::len).collect();
+    let sizes: Vec<usize> = plan.groups.iter().map(<[u32]>::len).collect();
     let shown: Vec<String> = sizes.iter().take(GROUPS_SHOWN).map(|s| s.to_string()).collect();
     let rest = sizes.len().saturating_sub(GROUPS_SHOWN);
     let tail = if rest > 0 { format!(" … and {rest} more groups of {} transactions", sizes[GROUPS_SHOWN..].iter().sum::<usize>()) } else { String::new() };
@@ -210,7 +210,7 @@ pub fn json(report: &BlockReport, names: Names<'_>, extras: &Extras) -> Json {
         "threads": report.options.threads,
         "conflict_edges": plan.graph.edge_count(),
         "groups": plan.groups.len(),
-        "group_sizes": plan.groups.iter().map(Vec::len).collect::<Vec<_>>(),
+        "group_sizes": plan.groups.iter().map(<[u32]>::len).collect::<Vec<_>>(),
         "exact_predictions": report.exact_predictions(),
         "mispredicted": report.mispredicted,
         "plans": report.plans,
@@ -261,7 +261,7 @@ fn html_escape(text: &str) -> String {
 /// One self-contained page: the summary, a bar chart of group sizes (SVG), the hot keys and contracts.
 pub fn html(report: &BlockReport, names: Names<'_>, extras: &Extras) -> String {
     let plan = &report.plan;
-    let sizes: Vec<usize> = plan.groups.iter().map(Vec::len).collect();
+    let sizes: Vec<usize> = plan.groups.iter().map(<[u32]>::len).collect();
     let max = sizes.iter().copied().max().unwrap_or(1).max(1);
     let (width, height) = (900.0, 240.0);
     let bar = width / sizes.len().max(1) as f64;

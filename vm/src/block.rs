@@ -880,7 +880,7 @@ impl Parallel<'_> {
     }
 
     fn barrier(&self, pool: &ThreadPool) {
-        for group in &self.plan.groups {
+        for group in self.plan.groups.iter() {
             pool.install(|| group.par_iter().filter(|&&i| i as usize >= self.first).for_each(|&i| self.run(i as usize)));
         }
     }
