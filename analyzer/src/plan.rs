@@ -185,7 +185,9 @@ pub(crate) fn fingerprint(pattern: &KeyPattern) -> u64 {
 }
 
 /// [`fingerprint`] of a borrowed pattern (the same word: a `PatternRef`
-/// hashes as the `KeyPattern` of its bytes).
+/// hashes as the `KeyPattern` of its bytes). Inline: called, a followed
+/// transfer's three took 21 more instructions (1,273 against 1,252).
+#[inline]
 pub(crate) fn fingerprint_of(pattern: PatternRef<'_>) -> u64 {
     let mut hasher = FxHasher::default();
     pattern.hash(&mut hasher);
