@@ -462,17 +462,36 @@ impl PredictedAccess {
     /// covered ones, with its mode, position and fingerprint: reads,
     /// writes, adds, then an unbounded one's every key. A loop per list,
     /// not an iterator of positions asked for their list and their words
-    /// (that cost a swap block's graph 4% more instructions).
+    /// (that cost a swap block's graph 4% more instructions). Within the
+    /// first 64 patterns (where covers are kept, so nearly always) the
+    /// positions visited are bits, each list's taken lowest first: a
+    /// covered pattern costs nothing, where the loop over every word asked
+    /// each one whether it was covered (planning a swap block took 128
+    /// more instructions per transaction, 4,417 against 4,289; a transfer
+    /// block 21 more, 2,098 against 2,077).
     #[inline]
     pub(crate) fn for_each_touch(&self, mut send: impl FnMut(AccessMode, u32, u64)) {
-        let mut fingerprints = self.fingerprints();
-        let mut position = 0u32;
-        for (mode, end) in [(AccessMode::Read, self.writes_at), (AccessMode::Write, self.adds_at), (AccessMode::Add, self.len)] {
-            for fingerprint in fingerprints.by_ref().take(end.saturating_sub(position) as usize) {
-                if !self.is_covered(position) {
-                    send(mode, position, fingerprint);
+        if self.len <= 64 {
+            let below = |end: u32| if end >= 64 { u64::MAX } else { (1u64 << end) - 1 };
+            let visited = below(self.len) & !self.covered;
+            let (reads, writes) = (below(self.writes_at), below(self.adds_at));
+            for (mode, mut positions) in [(AccessMode::Read, visited & reads), (AccessMode::Write, visited & writes & !reads), (AccessMode::Add, visited & !writes)] {
+                while positions != 0 {
+                    let position = positions.trailing_zeros();
+                    positions &= positions - 1;
+                    send(mode, position, fingerprint_in(&self.packed, position as usize));
                 }
-                position += 1;
+            }
+        } else {
+            let mut fingerprints = self.fingerprints();
+            let mut position = 0u32;
+            for (mode, end) in [(AccessMode::Read, self.writes_at), (AccessMode::Write, self.adds_at), (AccessMode::Add, self.len)] {
+                for fingerprint in fingerprints.by_ref().take(end.saturating_sub(position) as usize) {
+                    if !self.is_covered(position) {
+                        send(mode, position, fingerprint);
+                    }
+                    position += 1;
+                }
             }
         }
         if self.unbounded {
@@ -2416,5 +2435,38 @@ mod tests {
         // A call to an address with no contract accesses nothing.
         let nowhere = predict_go(vec![call_take(&Address([0; ADDRESS_LEN]), unknown_amount)]);
         assert_eq!(nowhere, PredictedAccess::default());
+    }
+
+    /// The planner's visit of a prediction (`for_each_touch`): every
+    /// pattern in order, in its own list's mode, but the covered ones (of
+    /// the first 64 positions, where covers are kept), then an unbounded
+    /// one's every key; a prediction of more than 64 patterns as one of
+    /// fewer.
+    #[test]
+    fn the_planner_visits_every_pattern_in_order_but_the_covered_ones() {
+        use proptest::prelude::*;
+        let key = (0u8..12, any::<bool>()).prop_map(|(k, exact)| if exact { KeyPattern::exact(&[b'k', k]) } else { KeyPattern::prefix(&[b'k', k]) });
+        let lists = (prop::collection::vec(key.clone(), 0..40), prop::collection::vec(key.clone(), 0..40), prop::collection::vec(key, 0..40));
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(500));
+        let (long, covered) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+        runner
+            .run(&(lists, any::<bool>()), |((reads, writes, adds), unbounded)| {
+                let access = PredictedAccess::new(reads, writes, adds).with_unbounded(unbounded);
+                let mut visited = Vec::new();
+                access.for_each_touch(|mode, position, fingerprint| visited.push((mode, position, fingerprint)));
+                let mut expected = Vec::new();
+                for position in 0..access.visited() as u32 {
+                    if !access.is_covered(position) {
+                        expected.push((access.mode_at(position), position, crate::plan::fingerprint_of(access.pattern_at(position))));
+                    }
+                }
+                prop_assert_eq!(visited, expected);
+                long.set(long.get() + usize::from(access.len > 64));
+                covered.set(covered.get() + usize::from(access.covered != 0));
+                Ok(())
+            })
+            .expect("visited as listed");
+        let (long, covered) = (long.get(), covered.get());
+        assert!(long > 50 && covered > 50, "{long} predictions of more than 64 patterns, {covered} with covered ones");
     }
 }
