@@ -286,20 +286,24 @@ pub(crate) struct Recipe {
 /// A recipe's prediction packed as a [`PredictedAccess`](crate::PredictedAccess)
 /// shares it, made once: a call following the recipe copies it, writes its
 /// own bytes into the keys made of them and their fingerprints next to the
-/// constants' (a key made of the same sources as an earlier one, a balance
-/// read and then written, is copied from it: neither patched nor hashed
-/// again), and checks only the covers that depend on it. Following the
-/// steps instead puts every key into a list of its kind, looks for it
-/// there, and packs the lists at the end.
+/// constants' (a key made of the same sources as an earlier one is copied
+/// from it: neither patched nor hashed again). A read or add made of the
+/// same sources as a write is not in it: the write allows it (see
+/// `PredictedAccess::readable`); a transfer's template is its sender's
+/// balance and nonce written and its receiver's balance added to, three
+/// keys, not four. Following the steps instead puts every key into a list
+/// of its kind, looks for it there, and packs the lists at the end.
 ///
-/// It holds for a call in which no key equals an earlier one of its list:
-/// a call in which one does (a transfer to oneself reads one balance, not
-/// two) follows the steps, which keep each key once.
+/// It holds for a call in which no key equals an earlier one of its list,
+/// and no read or add equals a write: a call in which one does (a transfer
+/// to oneself reads and writes one balance, not two) follows the steps,
+/// which keep each key once and leave out what a write allows.
 #[derive(Debug, Clone)]
 struct Template {
     packed: Box<[u8]>,
-    /// Its counts, and the reads and adds covered whatever the call: the
-    /// constant keys written as constants too.
+    /// Its counts, and the reads and adds the planner leaves out whatever
+    /// the call: of fixed slots, and constant keys of a constant write's
+    /// fingerprint (a collision).
     shape: FollowedShape,
     /// The keys made from the call: where each one's fingerprint and
     /// bytes go, and its patches.
@@ -310,11 +314,12 @@ struct Template {
     /// The pairs of positions (later, earlier) of one list whose keys may
     /// be equal in some call: equal, the template does not hold.
     may_equal: Box<[(usize, usize)]>,
-    /// The covers that depend on the call (`covered_of`, by fingerprint,
-    /// the first 64 positions): each read or add made from the call, unless
-    /// a write is made of the same sources (covered whatever the call),
-    /// against every write, and each constant one not covered already
-    /// against the writes made from the call.
+    /// The reads and adds that may be a write's key in some call: each one
+    /// made from the call (against every write), and each constant one
+    /// (against the writes made from the call). One that is, by
+    /// fingerprint, is left to the steps: a fill leaves it out of its list
+    /// (`PredictedAccess::pack`), or covers it (a collision). A read or add
+    /// made of the same sources as a write is left out of the template.
     made_reads_adds: Box<[usize]>,
     constant_reads_adds: Box<[usize]>,
     made_writes: Box<[usize]>,
@@ -339,7 +344,12 @@ impl Template {
     fn of(trace: &Trace, steps: &[Step]) -> Option<Template> {
         // Each list's steps, in order (calls make no key).
         let kinds = [AccessKind::Read, AccessKind::Write, AccessKind::Add];
-        let lists: Vec<Vec<usize>> = kinds.iter().map(|kind| (0..steps.len()).filter(|&i| steps[i].kind == *kind).collect()).collect();
+        // A read or add made of the same sources as a write is the write's
+        // key in every call: left out, as `PredictedAccess::pack` leaves
+        // it out (the write allows it).
+        let written = |i: usize| (0..steps.len()).any(|w| steps[w].kind == AccessKind::Write && steps[w].exact == steps[i].exact && trace.keys[w].2 == trace.keys[i].2);
+        let lists: Vec<Vec<usize>> =
+            kinds.iter().map(|kind| (0..steps.len()).filter(|&i| steps[i].kind == *kind && (*kind == AccessKind::Write || !written(i))).collect()).collect();
         if lists.iter().any(|list| list.len() > SCANNED_MAX) {
             return None;
         }
@@ -411,35 +421,32 @@ impl Template {
                 }
             }
         }
-        // Covers: the constants' now, the rest when a call follows.
+        // Covers now; which reads and adds may be a write's key, for the
+        // calls that follow.
         let counts = [lists[0].len(), lists[1].len(), lists[2].len()];
         let writes = counts[0]..counts[0] + counts[1];
         let is_made = |position: usize| made.iter().any(|key| key.position == position);
         let (mut covered, mut made_reads_adds, mut constant_reads_adds) = (0u64, Vec::new(), Vec::new());
         let made_writes: Vec<usize> = writes.clone().filter(|&w| is_made(w)).collect();
-        // The key of the first made key of the same sources.
-        let identity = |position: usize| {
-            made.iter().find(|key| key.position == position).map(|key| key.same_as.and_then(|earlier| made.get(earlier)).map_or(position, |earlier| earlier.position))
-        };
-        for position in (0..counts[0]).chain(writes.end..len).take_while(|&p| p < 64) {
+        for position in (0..counts[0]).chain(writes.end..len) {
+            let bit = if position < 64 { 1 << position } else { 0 };
             // A read of a fixed slot, left out whatever the call (as
             // `Collected::finish` leaves it out).
             if steps[order[position]].fixed {
-                covered |= 1 << position;
+                covered |= bit;
                 continue;
             }
-            if let Some(key) = identity(position) {
-                if writes.clone().any(|w| identity(w) == Some(key)) {
-                    covered |= 1 << position;
-                } else {
-                    made_reads_adds.push(position);
-                }
+            if is_made(position) {
+                made_reads_adds.push(position);
                 continue;
             }
+            // A constant key of a constant write's fingerprint but other
+            // bytes (equal ones are left out): covered, as by `covered_of`.
             let fingerprint = fingerprint_in(&packed, position);
             if writes.clone().any(|w| !is_made(w) && fingerprint_in(&packed, w) == fingerprint) {
-                covered |= 1 << position;
-            } else if !made_writes.is_empty() {
+                covered |= bit;
+            }
+            if !made_writes.is_empty() {
                 constant_reads_adds.push(position);
             }
         }
@@ -489,20 +496,16 @@ impl Template {
         if self.may_equal.iter().any(|&(later, earlier)| fingerprint_in(packed, later) == fingerprint_in(packed, earlier) && pattern_in(packed, len, later) == pattern_in(packed, len, earlier)) {
             return false;
         }
-        let mut covered = self.shape.covered;
-        for &position in self.made_reads_adds.iter() {
+        fn written(packed: &[u8], position: usize, mut writes: impl Iterator<Item = usize>) -> bool {
             let fingerprint = fingerprint_in(packed, position);
-            if (reads..reads + writes).any(|w| fingerprint_in(packed, w) == fingerprint) {
-                covered |= 1 << position;
-            }
+            writes.any(|w| fingerprint_in(packed, w) == fingerprint)
         }
-        for &position in self.constant_reads_adds.iter() {
-            let fingerprint = fingerprint_in(packed, position);
-            if self.made_writes.iter().any(|&w| fingerprint_in(packed, w) == fingerprint) {
-                covered |= 1 << position;
-            }
+        if self.made_reads_adds.iter().any(|&position| written(packed, position, reads..reads + writes))
+            || self.constant_reads_adds.iter().any(|&position| written(packed, position, self.made_writes.iter().copied()))
+        {
+            return false;
         }
-        out.followed(FollowedShape { covered, ..self.shape }, unbounded);
+        out.followed(self.shape, unbounded);
         true
     }
 }

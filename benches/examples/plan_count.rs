@@ -21,7 +21,10 @@
 //! over N and the block's size, is the instructions per transaction.
 //! Predictions follow recipes as the VM's do (`RECIPES=0`: every call is
 //! filled in); the first round records them, so counts with 1 and N + 1
-//! rounds give the rounds that follow them.
+//! rounds give the rounds that follow them. Each mode also prints the
+//! median time of a round; `COLD=1` evicts the caches before each round (a
+//! 64 MiB write), as a block's execution does before the executor's
+//! planner starts.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -131,6 +134,24 @@ impl Environment for Replay {
     }
 }
 
+/// With `COLD=1`, a buffer larger than the caches written before each
+/// round, so that a round starts as the executor's planner does after a
+/// block's execution: with the caches holding other data.
+struct Cold(Vec<u8>);
+
+impl Cold {
+    fn from_env() -> Cold {
+        Cold(if std::env::var("COLD").as_deref() == Ok("1") { vec![0; 64 << 20] } else { Vec::new() })
+    }
+
+    fn evict(&mut self, round: usize) {
+        for byte in self.0.iter_mut().step_by(64) {
+            *byte = byte.wrapping_add(round as u8 | 1);
+        }
+        std::hint::black_box(&self.0);
+    }
+}
+
 fn main() {
     chroma_alloc::tune();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -179,12 +200,14 @@ fn main() {
                     })
                     .collect()
             };
+            let mut cold = Cold::from_env();
             let mut patterns = 0;
             if mode == "graph" {
                 // The predictions once, then the graph `rounds` times.
                 let predictions = predict();
                 let took: Vec<std::time::Duration> = (0..rounds)
-                    .map(|_| {
+                    .map(|round| {
+                        cold.evict(round);
                         let started = std::time::Instant::now();
                         std::hint::black_box(ExecutionPlan::new(&predictions));
                         started.elapsed()
@@ -198,7 +221,8 @@ fn main() {
             // with the plan made after (`plan`; on the global pool: with more
             // than one thread, the sharded build, unless `RAYON_NUM_THREADS=1`).
             let mut took = Vec::with_capacity(rounds);
-            for _ in 0..rounds {
+            for round in 0..rounds {
+                cold.evict(round);
                 let started = std::time::Instant::now();
                 let predictions = predict();
                 if mode == "plan" {

@@ -675,7 +675,7 @@ impl Journal {
     /// copied for the access set only when that is recorded. A storage
     /// failure is kept (see [`Journal::finish`]) and reads as absent.
     pub fn read_with(&mut self, key: &[u8], with: &mut dyn FnMut(Option<&[u8]>)) {
-        self.check(key, PredictedAccess::reads);
+        self.check(key, PredictedAccess::readable);
         match self.overlay.get(key) {
             Some(WriteOp::Set(value)) => with(value.as_deref()),
             Some(&WriteOp::Add(amount)) => {
@@ -715,7 +715,7 @@ impl Journal {
     /// this transaction set the key: its result does not depend on the order
     /// of adds, and it does not read the key.
     pub fn add(&mut self, key: Vec<u8>, amount: u128) {
-        self.check(&key, PredictedAccess::adds);
+        self.check(&key, PredictedAccess::addable);
         if self.record_accesses {
             self.accesses.adds.insert(key.clone());
         }
@@ -1027,8 +1027,15 @@ mod tests {
         assert!(!j.mispredicted());
         j.add(b"a".to_vec(), 1);
         assert!(j.mispredicted(), "a key allowed to be read is not allowed to be added to");
-        let mut j = Journal::enforcing(StateOverlay::new(), allowed);
+        // A write allows a read and an add of its keys, and nothing else does.
+        let mut j = Journal::enforcing(StateOverlay::new(), allowed.clone());
         j.read(b"s/1".to_vec());
-        assert!(j.mispredicted());
+        j.add(b"s/2".to_vec(), 1);
+        assert!(!j.mispredicted(), "read and added to under a written prefix");
+        for wrong in [|j: &mut Journal| j.write(b"a".to_vec(), None), |j: &mut Journal| drop(j.read(b"n".to_vec())), |j: &mut Journal| j.write(b"n".to_vec(), None)] {
+            let mut j = Journal::enforcing(StateOverlay::new(), allowed.clone());
+            wrong(&mut j);
+            assert!(j.mispredicted());
+        }
     }
 }
