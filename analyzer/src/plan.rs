@@ -1260,13 +1260,7 @@ mod tests {
     /// transactions in block order, found by `get` and `iter` alike.
     #[test]
     fn groups_in_one_array_are_the_groups_one_by_one() {
-        let mut rng = 0x9e37_79b9_u64;
-        let mut next = |below: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % below
-        };
+        let mut next = crate::test_rng(0x9e37_79b9);
         for case in 0..200 {
             let len = next(60) as usize;
             let count = 1 + next(len.max(1) as u64) as u32;

@@ -877,9 +877,10 @@ impl<'a> ListParts<'a> {
         found
     }
 
-    /// Its patterns but those at `left_out`, owned.
-    fn without(&self, left_out: &[usize]) -> OwnedList {
-        let mut list = OwnedList::default();
+    /// Its patterns but those at `left_out`, in order, in a list of its
+    /// own (a `Distinct`'s storage, filled as given).
+    fn without(&self, left_out: &[usize]) -> Distinct {
+        let mut list = Distinct::default();
         for position in (0..self.fingerprints.len()).filter(|p| !left_out.contains(p)) {
             let pattern = self.pattern(position);
             list.fingerprints.push(self.fingerprints[position]);
@@ -887,20 +888,6 @@ impl<'a> ListParts<'a> {
             list.ends.push(list.bytes.len() as u32 | if pattern.is_exact() { EXACT_BIT } else { 0 });
         }
         list
-    }
-}
-
-/// A list's parts of its own (see [`ListParts`]).
-#[derive(Default)]
-struct OwnedList {
-    fingerprints: Vec<u64>,
-    ends: Vec<u32>,
-    bytes: Vec<u8>,
-}
-
-impl OwnedList {
-    fn parts(&self) -> ListParts<'_> {
-        ListParts { fingerprints: &self.fingerprints, ends: &self.ends, bytes: &self.bytes }
     }
 }
 
