@@ -14,6 +14,7 @@
 //! prediction (to a key prefix, a whole slot, the whole contract, or
 //! everything), never narrows it.
 
+mod arena;
 mod bytemap;
 mod domain;
 mod guards;

@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use crate::arena::{FreshBytes, SharedBytes};
+
 use chroma_host_api::key::{slot_prefix, KEY_PREFIX_LEN, NONCE_RECORD, SYSTEM_SLOT};
 use chroma_host_api::limits::MAX_CALL_DEPTH;
 use chroma_host_api::{Address, ADDRESS_LEN};
@@ -197,7 +199,8 @@ pub(crate) const EVERYTHING: PatternRef<'static> = PatternRef::Prefix(&[]);
 /// swap block's graph took 1.47 µs per transaction that way, 1.06 µs from
 /// fingerprints made beforehand).
 ///
-/// Everything is one shared allocation of bytes: the fingerprints (8 bytes
+/// Everything is one shared range of bytes (in a chunk of the thread that
+/// made it: see `arena`): the fingerprints (8 bytes
 /// each), where each pattern's bytes end (4 bytes each, the top bit set
 /// for an exact key), then the patterns' bytes one after another: reads,
 /// then writes, then adds. Cloning it is a reference count. Before, its
@@ -209,7 +212,7 @@ pub(crate) const EVERYTHING: PatternRef<'static> = PatternRef::Prefix(&[]);
 /// fewer instructions to fill in, and a transfer's 10% (`plan_count`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct PredictedAccess {
-    packed: Arc<[u8]>,
+    packed: SharedBytes,
     /// Where the writes start, where the adds start, and how many patterns
     /// there are.
     writes_at: u32,
@@ -262,20 +265,19 @@ impl PredictedAccess {
             parts
         });
         let parts = lists.each_ref().map(|(fingerprints, ends, bytes)| ListParts { fingerprints, ends, bytes });
-        PredictedAccess::pack(parts, false, 0, &mut Vec::new())
+        PredictedAccess::pack(parts, false, 0)
     }
 
-    /// The prediction of these reads, writes and adds, packed (through
-    /// `scratch`, emptied first, so that the shared allocation is made
-    /// once, at its size), leaving out of the graph the `fixed_reads` (see
+    /// The prediction of these reads, writes and adds, packed (in place, in
+    /// this thread's chunks: see `arena`), leaving out of the graph the `fixed_reads` (see
     /// `Collected::fixed_reads`) besides the covered ones. A read or an add
     /// of a pattern it also writes is left out of its list: the write
     /// allows it (see [`PredictedAccess::readable`]).
-    fn pack(lists: [ListParts<'_>; 3], unbounded: bool, fixed_reads: u64, scratch: &mut Vec<u8>) -> PredictedAccess {
+    fn pack(lists: [ListParts<'_>; 3], unbounded: bool, fixed_reads: u64) -> PredictedAccess {
         let [reads, writes, adds] = lists;
         let (written_reads, written_adds) = (reads.written_in(&writes), adds.written_in(&writes));
         if written_reads.is_empty() && written_adds.is_empty() {
-            return PredictedAccess::pack_lists(lists, unbounded, fixed_reads, scratch);
+            return PredictedAccess::pack_lists(lists, unbounded, fixed_reads);
         }
         // Left out, and the fixed reads' positions moved to the reads kept.
         let (reads_kept, adds_kept) = (reads.without(&written_reads), adds.without(&written_adds));
@@ -290,20 +292,19 @@ impl PredictedAccess {
             }
             kept += 1;
         }
-        PredictedAccess::pack_lists([reads_kept.parts(), writes, adds_kept.parts()], unbounded, kept_fixed, scratch)
+        PredictedAccess::pack_lists([reads_kept.parts(), writes, adds_kept.parts()], unbounded, kept_fixed)
     }
 
     /// [`PredictedAccess::pack`] of lists in which no read or add is a
     /// write's pattern.
-    fn pack_lists(lists: [ListParts<'_>; 3], unbounded: bool, fixed_reads: u64, scratch: &mut Vec<u8>) -> PredictedAccess {
+    fn pack_lists(lists: [ListParts<'_>; 3], unbounded: bool, fixed_reads: u64) -> PredictedAccess {
         let counts = lists.map(|list| list.fingerprints.len());
         let len = counts.iter().sum::<usize>();
         let key_bytes: usize = lists.iter().map(|list| list.bytes.len()).sum();
         // Sized first, then written in place: appended piece by piece, the
         // growth checks and small copies cost more than the patterns did.
-        scratch.clear();
-        scratch.resize(12 * len + key_bytes, 0);
-        let (head, mut bytes) = scratch.split_at_mut(12 * len);
+        let mut packed = FreshBytes::new(12 * len + key_bytes);
+        let (head, mut bytes) = packed.split_at_mut(12 * len);
         let (fingerprint_words, end_words) = head.split_at_mut(8 * len);
         let (mut fingerprint_words, mut end_words) = (fingerprint_words.chunks_exact_mut(8), end_words.chunks_exact_mut(4));
         let (mut offset, mut any_prefix) = (0u32, false);
@@ -325,7 +326,7 @@ impl PredictedAccess {
         }
         let [reads, writes, adds] = lists.map(|list| list.fingerprints);
         PredictedAccess {
-            packed: Arc::from(&scratch[..]),
+            packed: packed.share(),
             writes_at: bound(counts[0]),
             adds_at: bound(counts[0] + counts[1]),
             len: bound(len),
@@ -337,7 +338,7 @@ impl PredictedAccess {
 
     /// The prediction packed in `packed` as [`PredictedAccess::pack`]
     /// packs one (fingerprints, ends, bytes), of `shape`.
-    pub(crate) fn from_packed(packed: Arc<[u8]>, shape: FollowedShape, unbounded: bool) -> PredictedAccess {
+    pub(crate) fn from_packed(packed: SharedBytes, shape: FollowedShape, unbounded: bool) -> PredictedAccess {
         let FollowedShape { counts: [reads, writes, adds], covered, any_prefix } = shape;
         PredictedAccess {
             packed,
@@ -910,16 +911,14 @@ pub struct Collected {
     /// swap reads two such keys (its pool's tokens), a lending call one or
     /// two (its market's settings).
     fixed_reads: u64,
-    /// Where a prediction is packed before its one allocation is made.
-    scratch: Vec<u8>,
     /// Set when a recipe's template made the prediction (see
-    /// `recipe::Template`): it is packed in `shared`, the allocation it
-    /// will be shared in, and the lists are empty.
+    /// `recipe::Template`): it is packed in `shared`, the bytes it will be
+    /// shared in, and the lists are empty.
     followed: Option<FollowedShape>,
-    /// A prediction packed by a template, made in its own allocation: a
-    /// copy of the template patched in place (made in `scratch` and copied
-    /// into its allocation after, a swap's was copied twice).
-    shared: Option<Arc<[u8]>>,
+    /// A prediction packed by a template, in the bytes it will be shared
+    /// in: a copy of the template patched in place (made in a scratch
+    /// vector and copied after, a swap's was copied twice).
+    shared: Option<FreshBytes>,
 }
 
 /// What a prediction packed by following a recipe's template is besides
@@ -941,10 +940,12 @@ impl Collected {
 
     /// Where a recipe's template packs a prediction (see
     /// [`Collected::followed`]): `self` emptied, then a copy of `template`
-    /// in the allocation the prediction will be shared in.
-    pub(crate) fn follow_into(&mut self, template: &[u8]) -> Option<&mut [u8]> {
+    /// in the bytes the prediction will be shared in.
+    pub(crate) fn follow_into(&mut self, template: &[u8]) -> &mut [u8] {
         self.clear();
-        Arc::get_mut(self.shared.insert(Arc::from(template)))
+        let packed = self.shared.insert(FreshBytes::new(template.len()));
+        packed.copy_from_slice(template);
+        packed
     }
 
     /// The prediction is what [`Collected::follow_into`] was given, of
@@ -1038,7 +1039,7 @@ impl Collected {
     /// empty.
     pub fn finish(&mut self) -> PredictedAccess {
         if let (Some(shape), Some(packed)) = (self.followed.take(), self.shared.take()) {
-            let access = PredictedAccess::from_packed(packed, shape, self.unbounded);
+            let access = PredictedAccess::from_packed(packed.share(), shape, self.unbounded);
             self.clear();
             return access;
         }
@@ -1046,7 +1047,7 @@ impl Collected {
         let fixed_reads = if self.reads.len() > SCANNED_MAX { 0 } else { self.fixed_reads };
         self.settle();
         let lists = [self.reads.parts(), self.writes.parts(), self.adds.parts()];
-        let access = PredictedAccess::pack(lists, self.unbounded, fixed_reads, &mut self.scratch);
+        let access = PredictedAccess::pack(lists, self.unbounded, fixed_reads);
         self.clear();
         access
     }

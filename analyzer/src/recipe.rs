@@ -466,7 +466,7 @@ impl Template {
     /// fits its recipe) into `out`; `false` (and `out` to be filled in
     /// otherwise) when two of its keys in one list are equal.
     fn follow(&self, sender: &Address, input: &[u8], unbounded: bool, out: &mut Collected) -> bool {
-        let Some(packed) = out.follow_into(&self.packed) else { return false };
+        let packed = out.follow_into(&self.packed);
         for made in self.made.iter() {
             if let Some(earlier) = made.same_as.and_then(|earlier| self.made.get(earlier)) {
                 if earlier.bytes.len() != made.bytes.len() || made.bytes.end > packed.len() || 8 * made.position + 8 > packed.len() {
