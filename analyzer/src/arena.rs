@@ -64,10 +64,19 @@ impl Drop for Chunk {
 /// Cloning it is a reference count.
 #[derive(Clone)]
 pub(crate) struct SharedBytes {
-    chunk: Arc<Chunk>,
-    start: u32,
-    len: u32,
+    /// Held, not read: the chunk lives as long as a range of it does.
+    _chunk: Arc<Chunk>,
+    /// Where the range starts (in the chunk). Read through the chunk, its
+    /// start was a load more before every read of a prediction: planning a
+    /// defi-mix block took 2,627 instructions per transaction, 2,600 this
+    /// way, and a transfer block 1,862 against 1,844.
+    start: NonNull<u8>,
+    len: usize,
 }
+
+// It reads its range of a chunk, which no one writes any more.
+unsafe impl Send for SharedBytes {}
+unsafe impl Sync for SharedBytes {}
 
 impl Deref for SharedBytes {
     type Target = [u8];
@@ -75,7 +84,7 @@ impl Deref for SharedBytes {
     fn deref(&self) -> &[u8] {
         // In the chunk (checked when the range was taken), and never
         // written again.
-        unsafe { std::slice::from_raw_parts(self.chunk.start.as_ptr().add(self.start as usize), self.len as usize) }
+        unsafe { std::slice::from_raw_parts(self.start.as_ptr(), self.len) }
     }
 }
 
@@ -103,7 +112,9 @@ impl FreshBytes {
 
     /// Its bytes, shared from now on.
     pub(crate) fn share(self) -> SharedBytes {
-        SharedBytes { chunk: self.chunk, start: self.start, len: self.len }
+        // In the chunk: `start + len` is at most its length.
+        let start = unsafe { self.chunk.start.add(self.start as usize) };
+        SharedBytes { _chunk: self.chunk, start, len: self.len as usize }
     }
 }
 
@@ -194,7 +205,7 @@ mod tests {
     }
 
     fn chunk_of(bytes: &SharedBytes) -> *const Chunk {
-        Arc::as_ptr(&bytes.chunk)
+        Arc::as_ptr(&bytes._chunk)
     }
 
     /// Ranges of random lengths (some longer than a chunk), each written
