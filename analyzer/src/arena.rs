@@ -99,8 +99,8 @@ impl Eq for SharedBytes {}
 /// A range of a chunk no one else holds yet, to be written, then shared.
 pub(crate) struct FreshBytes {
     chunk: Arc<Chunk>,
-    start: u32,
-    len: u32,
+    start: usize,
+    len: usize,
 }
 
 impl FreshBytes {
@@ -113,8 +113,8 @@ impl FreshBytes {
     /// Its bytes, shared from now on.
     pub(crate) fn share(self) -> SharedBytes {
         // In the chunk: `start + len` is at most its length.
-        let start = unsafe { self.chunk.start.add(self.start as usize) };
-        SharedBytes { _chunk: self.chunk, start, len: self.len as usize }
+        let start = unsafe { self.chunk.start.add(self.start) };
+        SharedBytes { _chunk: self.chunk, start, len: self.len }
     }
 }
 
@@ -123,7 +123,7 @@ impl Deref for FreshBytes {
 
     fn deref(&self) -> &[u8] {
         // In the chunk, and written only through `self`.
-        unsafe { std::slice::from_raw_parts(self.chunk.start.as_ptr().add(self.start as usize), self.len as usize) }
+        unsafe { std::slice::from_raw_parts(self.chunk.start.as_ptr().add(self.start), self.len) }
     }
 }
 
@@ -132,7 +132,7 @@ impl std::ops::DerefMut for FreshBytes {
         // In the chunk, and no other handle covers the range: the arena
         // hands each range out once, and only a chunk no handle holds is
         // taken back.
-        unsafe { std::slice::from_raw_parts_mut(self.chunk.start.as_ptr().add(self.start as usize), self.len as usize) }
+        unsafe { std::slice::from_raw_parts_mut(self.chunk.start.as_ptr().add(self.start), self.len) }
     }
 }
 
@@ -167,9 +167,7 @@ impl Arena {
 
     fn range(&mut self, chunk: Arc<Chunk>, start: usize, len: usize) -> FreshBytes {
         self.used = start + len;
-        // A chunk is at most `CHUNK_BYTES` or one prediction long, and a
-        // prediction's lengths are `u32`s.
-        FreshBytes { chunk, start: start as u32, len: len as u32 }
+        FreshBytes { chunk, start, len }
     }
 
     /// A chunk of at least `len` bytes no range of which is held: the

@@ -9,14 +9,13 @@
 
 use std::sync::Arc;
 
-use crate::arena::{FreshBytes, SharedBytes};
-
 use chroma_host_api::key::{slot_prefix, KEY_PREFIX_LEN, NONCE_RECORD, SYSTEM_SLOT};
 use chroma_host_api::limits::MAX_CALL_DEPTH;
 use chroma_host_api::{Address, ADDRESS_LEN};
 use serde::Serialize;
 use smallvec::SmallVec;
 
+use crate::arena::{FreshBytes, SharedBytes};
 use crate::domain::Byte;
 use crate::guards::{Decided, DecisionKey, Decisions, Operand, DECIDED_TEMPLATES_MAX, WORD_BYTES};
 use crate::recipe::{CallId, Followed, Recipes, Source, Trace};
@@ -200,10 +199,10 @@ pub(crate) const EVERYTHING: PatternRef<'static> = PatternRef::Prefix(&[]);
 /// fingerprints made beforehand).
 ///
 /// Everything is one shared range of bytes (in a chunk of the thread that
-/// made it: see `arena`): the fingerprints (8 bytes
-/// each), where each pattern's bytes end (4 bytes each, the top bit set
-/// for an exact key), then the patterns' bytes one after another: reads,
-/// then writes, then adds. Cloning it is a reference count. Before, its
+/// made it: see `arena`): the fingerprints (8 bytes each), where each
+/// pattern's bytes end (4 bytes each, the top bit set for an exact key),
+/// then the patterns' bytes one after another: reads, then writes, then
+/// adds. Cloning it is a reference count. Before, its
 /// patterns were a shared slice of `KeyPattern`s (80 bytes each, a balance
 /// key's 68 inline) and their fingerprints a second allocation; dropping
 /// the slice asked each pattern whether it had spilled to the heap (a
@@ -269,8 +268,9 @@ impl PredictedAccess {
     }
 
     /// The prediction of these reads, writes and adds, packed (in place, in
-    /// this thread's chunks: see `arena`), leaving out of the graph the `fixed_reads` (see
-    /// `Collected::fixed_reads`) besides the covered ones. A read or an add
+    /// this thread's chunks: see `arena`), leaving out of the graph the
+    /// `fixed_reads` (see `Collected::fixed_reads`) besides the covered
+    /// ones. A read or an add
     /// of a pattern it also writes is left out of its list: the write
     /// allows it (see [`PredictedAccess::readable`]).
     fn pack(lists: [ListParts<'_>; 3], unbounded: bool, fixed_reads: u64) -> PredictedAccess {
