@@ -151,21 +151,18 @@ thread_local! {
 }
 
 impl Arena {
+    /// `len` bytes after the last range taken, on a word, or at the start
+    /// of the next chunk.
     fn take(&mut self, len: usize) -> FreshBytes {
-        let start = self.used.next_multiple_of(RANGE_ALIGN);
-        let chunk = match &self.current {
-            Some(chunk) if start + len <= chunk.len => chunk.clone(),
+        let after = self.used.next_multiple_of(RANGE_ALIGN);
+        let (chunk, start) = match &self.current {
+            Some(chunk) if after + len <= chunk.len => (chunk.clone(), after),
             _ => {
                 let chunk = self.next_chunk(len);
                 self.current = Some(chunk.clone());
-                self.used = 0;
-                return self.range(chunk, 0, len);
+                (chunk, 0)
             }
         };
-        self.range(chunk, start, len)
-    }
-
-    fn range(&mut self, chunk: Arc<Chunk>, start: usize, len: usize) -> FreshBytes {
         self.used = start + len;
         FreshBytes { chunk, start, len }
     }

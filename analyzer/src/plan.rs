@@ -945,10 +945,8 @@ impl ConflictGraph {
             // from block to block and copied into the graph's list with
             // the resources renamed, they took 52 instructions per
             // defi-mix transaction more.
-            let expected = match *last_edges {
-                (edges, transactions) if transactions > 0 => (edges as u128 * accesses.len() as u128 * 9 / 8 / transactions as u128) as usize,
-                _ => accesses.len(),
-            };
+            let (edges_before, transactions_before) = *last_edges;
+            let expected = (edges_before + edges_before / 8).saturating_mul(accesses.len()) / transactions_before.max(1);
             let mut edges: Vec<(u32, u32, u32)> = Vec::with_capacity(expected.clamp(accesses.len(), KEPT_TABLES_MAX.max(accesses.len())) + 16);
             let mut levels = vec![0u32; accesses.len()];
             for (i, item) in accesses.iter().enumerate() {
