@@ -38,7 +38,7 @@ pub use guards::Decisions;
 pub use module::contract_features;
 pub use plan::{ConflictGraph, ExecutionPlan, Groups, PatternAt, Planned, Strategy, Successors};
 pub use recipe::Recipes;
-pub use predict::{nonce_pattern, predict, predict_into, predict_transaction_into, Collected, Environment, KeyBytes, KeyPattern, PatternRef, Patterns, PredictedAccess, INLINE_KEY_LEN};
+pub use predict::{nonce_pattern, predict, predict_into, predict_transaction_into, prefetch_call, PREFETCH_CALLS_AHEAD, Collected, Environment, KeyBytes, KeyPattern, PatternRef, Patterns, PredictedAccess, INLINE_KEY_LEN};
 pub use render::{describe_call, describe_key, ArgNames};
 pub use summary::{AccessKind, AccessSummary, ByteTemplate, CallTemplate, Comparison, Condition, ContractSummary, EntryKind, Guard, KeyTemplate, Literal, Run};
 

@@ -322,7 +322,7 @@ impl PatternAt {
 /// Asks for the cache line at `at` (a hint: nothing happens on other
 /// architectures, and it never faults).
 #[inline(always)]
-fn prefetch<T>(at: *const T) {
+pub(crate) fn prefetch<T>(at: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint; it does not access memory
     // architecturally and does not fault on any address.

@@ -194,7 +194,12 @@ fn main() {
             let mut predict = || -> Vec<PredictedAccess> {
                 calls
                     .iter()
-                    .map(|(sender, contract, method, input)| {
+                    .enumerate()
+                    .map(|(i, (sender, contract, method, input))| {
+                        // As the executor fills them in (`predict_with`).
+                        if let Some((_, _, method, input)) = calls.get(i + chroma_analyzer::PREFETCH_CALLS_AHEAD) {
+                            chroma_analyzer::prefetch_call(method, input);
+                        }
                         chroma_analyzer::predict_transaction_into(&env, sender, contract, method, input, &mut collected);
                         collected.finish()
                     })

@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use chroma_analyzer::{nonce_pattern, Collected, ExecutionPlan, PatternRef, PredictedAccess, Strategy, Successors};
+use chroma_analyzer::{nonce_pattern, prefetch_call, Collected, ExecutionPlan, PatternRef, PredictedAccess, Strategy, Successors, PREFETCH_CALLS_AHEAD};
 use chroma_host_api::Address;
 use rayon::prelude::*;
 use rayon::ThreadPool;
@@ -709,7 +709,10 @@ fn predict_with(
     pool: Option<&ThreadPool>,
 ) -> Vec<PredictedAccess> {
     let env = PredictionEnv::new(runtime, &**state);
-    let one = |(env, collected): &mut (PredictionEnv<'_>, Collected), tx: &Transaction| {
+    let one = |(env, collected): &mut (PredictionEnv<'_>, Collected), (i, tx): (usize, &Transaction)| {
+        if let Some(Transaction { kind: TxKind::Call { method, args, .. }, .. }) = segment.get(i + PREFETCH_CALLS_AHEAD) {
+            prefetch_call(method, args);
+        }
         predictor.collect(env, tx, collected);
         // Fingerprinted as it was collected, on this thread, while its
         // keys were in its cache.
@@ -721,6 +724,7 @@ fn predict_with(
             pool.install(|| {
                 segment
                     .par_iter()
+                    .enumerate()
                     .with_min_len(PREDICTION_TASK_MIN)
                     .map_init(|| (PredictionEnv::assemble(&parts), Collected::default()), one)
                     .collect()
@@ -728,7 +732,7 @@ fn predict_with(
         }
         _ => {
             let mut working = (env, Collected::default());
-            segment.iter().map(|tx| one(&mut working, tx)).collect()
+            segment.iter().enumerate().map(|tx| one(&mut working, tx)).collect()
         }
     }
 }
