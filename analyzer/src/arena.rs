@@ -74,7 +74,8 @@ pub(crate) struct SharedBytes {
     len: usize,
 }
 
-// It reads its range of a chunk, which no one writes any more.
+// SAFETY: it only reads its range of a chunk, which no one writes any
+// more, and holds the chunk (an `Arc`) for as long as it lives.
 unsafe impl Send for SharedBytes {}
 unsafe impl Sync for SharedBytes {}
 

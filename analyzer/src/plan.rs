@@ -641,6 +641,8 @@ impl Extra {
 #[derive(Default)]
 struct PlanTables {
     resources: ResourceTable,
+    /// A shard's earlier transactions for one access (the one-pass build
+    /// pushes them straight onto `preds`).
     earlier: Vec<u64>,
     /// The last one-pass build's edges and transactions, to size the
     /// next one's list of edges by: grown from one per transaction, a

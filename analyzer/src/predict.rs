@@ -202,8 +202,8 @@ pub(crate) const EVERYTHING: PatternRef<'static> = PatternRef::Prefix(&[]);
 /// made it: see `arena`): the fingerprints (8 bytes each), where each
 /// pattern's bytes end (4 bytes each, the top bit set for an exact key),
 /// then the patterns' bytes one after another: reads, then writes, then
-/// adds. Cloning it is a reference count. Before, its
-/// patterns were a shared slice of `KeyPattern`s (80 bytes each, a balance
+/// adds. Cloning it is a reference count. Before, its patterns were a
+/// shared slice of `KeyPattern`s (80 bytes each, a balance
 /// key's 68 inline) and their fingerprints a second allocation; dropping
 /// the slice asked each pattern whether it had spilled to the heap (a
 /// cache miss per two patterns where a block's predictions are freed), and
@@ -270,9 +270,8 @@ impl PredictedAccess {
     /// The prediction of these reads, writes and adds, packed (in place, in
     /// this thread's chunks: see `arena`), leaving out of the graph the
     /// `fixed_reads` (see `Collected::fixed_reads`) besides the covered
-    /// ones. A read or an add
-    /// of a pattern it also writes is left out of its list: the write
-    /// allows it (see [`PredictedAccess::readable`]).
+    /// ones. A read or an add of a pattern it also writes is left out of
+    /// its list: the write allows it (see [`PredictedAccess::readable`]).
     fn pack(lists: [ListParts<'_>; 3], unbounded: bool, fixed_reads: u64) -> PredictedAccess {
         let [reads, writes, adds] = lists;
         let (written_reads, written_adds) = (reads.written_in(&writes), adds.written_in(&writes));

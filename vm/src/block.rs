@@ -732,7 +732,7 @@ fn predict_with(
         }
         _ => {
             let mut working = (env, Collected::default());
-            segment.iter().enumerate().map(|tx| one(&mut working, tx)).collect()
+            segment.iter().enumerate().map(|indexed| one(&mut working, indexed)).collect()
         }
     }
 }
