@@ -17,6 +17,7 @@
 mod arena;
 mod bytemap;
 mod domain;
+mod fingerprint;
 mod guards;
 mod interp;
 mod locals;

@@ -39,14 +39,13 @@
 
 use std::collections::{BTreeSet, BinaryHeap};
 use std::cmp::Reverse;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 
 use rayon::prelude::*;
-use rustc_hash::{FxHashMap, FxHasher};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::predict::{AccessMode, KeyPattern, PatternRef, PredictedAccess};
@@ -184,18 +183,11 @@ pub(crate) fn fingerprint(pattern: &KeyPattern) -> u64 {
     fingerprint_of(pattern.as_ref())
 }
 
-/// [`fingerprint`] of a borrowed pattern (the same word: a `PatternRef`
-/// hashes as the `KeyPattern` of its bytes). Inline: called, a followed
-/// transfer's three took 21 more instructions (1,273 against 1,252).
-#[inline]
-pub(crate) fn fingerprint_of(pattern: PatternRef<'_>) -> u64 {
-    let mut hasher = FxHasher::default();
-    pattern.hash(&mut hasher);
-    hasher.finish()
-}
+/// [`fingerprint`] of a borrowed pattern (see `fingerprint.rs`).
+pub(crate) use crate::fingerprint::fingerprint_of;
 
 fn shard_of(fingerprint: u64) -> usize {
-    // The high bits: FxHasher mixes them best.
+    // The high bits: the fold's last multiply mixes them best.
     (fingerprint >> 61) as usize % SHARDS
 }
 
