@@ -1040,8 +1040,9 @@ impl Collected {
         if let (Some(shape), Some(packed)) = (self.followed.take(), self.shared.take()) {
             // The rest is empty already: `follow_into` emptied it, and
             // anything added since would have unfollowed the template.
-            // (Emptied again, as any other way here, a followed transfer
-            // took 20 instructions more.)
+            // (Emptied again here, and before the recipe was looked up
+            // too, a followed transfer took 40 instructions more: 1,790
+            // against 1,750.)
             debug_assert!(self.reads.len() + self.writes.len() + self.adds.len() == 0 && self.fixed_reads == 0);
             let access = PredictedAccess::from_packed(packed.share(), shape, self.unbounded);
             self.unbounded = false;
