@@ -662,8 +662,9 @@ impl CallRecipes {
 }
 
 /// Whether two method names are the same, compared a word at a time in
-/// line: a name is short, and `bcmp`, called for it with the registers
-/// saved around the call, took 25 of a followed transfer's instructions.
+/// line: a name is short, and with `bcmp` called for it (the registers
+/// saved around the call) a followed transfer took 8 instructions more,
+/// 1,750 against 1,742.
 #[inline(always)]
 fn same_name(a: &[u8], b: &[u8]) -> bool {
     let ((a_words, a_rest), (b_words, b_rest)) = (a.as_chunks::<8>(), b.as_chunks::<8>());
@@ -775,5 +776,25 @@ impl Recipes {
     /// How many predictions were filled in while a recipe was recorded.
     pub fn recorded(&self) -> u64 {
         self.recorded.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_same_only_byte_for_byte() {
+        let name: Vec<u8> = b"transfer_from_with_a_long_name".to_vec();
+        for len in 0..name.len() {
+            let a = &name[..len];
+            assert!(same_name(a, a), "len {len}");
+            assert!(!same_name(a, &name[..len + 1]), "len {len} against {}", len + 1);
+            for at in 0..len {
+                let mut other = a.to_vec();
+                other[at] ^= 0x20;
+                assert!(!same_name(a, &other), "len {len}, byte {at}");
+            }
+        }
     }
 }
