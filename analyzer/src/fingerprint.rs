@@ -31,7 +31,7 @@ fn multiply_mix(x: u64, y: u64) -> u64 {
     (full as u64) ^ ((full >> 64) as u64)
 }
 
-/// A chunk's two words (one load, not two with their bounds checked).
+/// A chunk's two words, from one read of its sixteen bytes.
 #[inline(always)]
 fn words(chunk: &[u8; CHUNK]) -> (u64, u64) {
     let both = u128::from_le_bytes(*chunk);
